@@ -1,0 +1,5 @@
+import sys
+
+from snn_lats.cli import main
+
+sys.exit(main())
