@@ -1,0 +1,97 @@
+"""The package skeleton: the torchvision shim, the report type, the console script."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import snn_lats
+from snn_lats.report import Report
+
+
+def test_torchvision_shim_gives_working_models_and_transforms():
+    from snn_lats._torchvision import models, transforms
+
+    model = models.resnet18(num_classes=3).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+    image = transforms.ToPILImage()(torch.zeros(3, 8, 8))
+    assert transforms.ToTensor()(image).shape == (3, 8, 8)
+
+
+def test_torchvision_is_imported_only_through_the_shim():
+    from pathlib import Path
+
+    root = Path(snn_lats.__file__).parent
+    offenders = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if p.name != "_torchvision.py"
+        and any(
+            line.strip().startswith(("import torchvision", "from torchvision"))
+            for line in p.read_text().splitlines()
+        )
+    ]
+    assert offenders == []
+
+
+def test_report_renders_table_json_and_csv():
+    report = Report(
+        title="demo",
+        rows=[{"name": "conv1", "numel": 1200, "density": 0.25}, {"name": "fc", "numel": 10, "density": 1.0}],
+        totals={"global_sparsity": 0.5},
+        notes=["a note"],
+    )
+    lines = report.table().splitlines()
+    assert lines[0] == "demo"
+    assert lines[1].split() == ["name", "numel", "density"]
+    assert lines[3].split() == ["conv1", "1,200", "0.2500"]
+    assert lines[4].split() == ["fc", "10", "1.0000"]
+    assert "global_sparsity  0.5000" in lines
+    assert lines[-1] == "note: a note"
+
+    data = json.loads(report.to_json())
+    assert data["rows"][0] == {"name": "conv1", "numel": 1200, "density": 0.25}
+    assert data["totals"] == {"global_sparsity": 0.5}
+    assert Report.from_dict(data).rows == report.rows
+
+    rows = list(csv.DictReader(io.StringIO(report.to_csv())))
+    assert rows == [{"name": "conv1", "numel": "1200", "density": "0.25"}, {"name": "fc", "numel": "10", "density": "1.0"}]
+
+
+def test_report_files_are_written_whole(tmp_path):
+    report = Report(title="t", rows=[{"a": 1}])
+    report.to_json(tmp_path / "sub" / "r.json")
+    report.to_csv(tmp_path / "r.csv")
+    assert json.loads((tmp_path / "sub" / "r.json").read_text())["rows"] == [{"a": 1}]
+    assert (tmp_path / "r.csv").read_text() == "a\n1\n"
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["r.csv", "r.json"]
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    from snn_lats._io import atomic_open
+
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as f:
+            f.write("half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_console_script_version_and_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "snn_lats", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == f"snn-lats {snn_lats.__version__}"
+    assert snn_lats.__version__ == "0.1.0"
+    help_text = subprocess.run(
+        [sys.executable, "-m", "snn_lats", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "usage: snn-lats" in help_text
