@@ -1,0 +1,45 @@
+"""Argument and input checks shared by every network family (one error wording everywhere)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+#: Stems accepted by ``stem=``. "imagenet": 7x7 stride-2 conv then 3x3 stride-2 max-pool (ResNet;
+#: MobileNet: 3x3 stride-2 conv). "cifar": 3x3 stride-1 conv and no pooling, for 32x32 images.
+STEMS: tuple[str, ...] = ("imagenet", "cifar")
+
+
+def check_choice(argument: str, value: object, accepted: Sequence[str]) -> None:
+    if value not in accepted:
+        raise ValueError(f"{argument} must be one of {tuple(accepted)}, got {value!r}")
+
+
+def check_positive_int(argument: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{argument} must be an integer >= 1, got {value!r}")
+
+
+def as_sequence(x: torch.Tensor, T: int, in_channels: int) -> tuple[torch.Tensor, bool]:
+    """Check a network input and view it as a sequence ``[T', N, C, H, W]``.
+
+    Returns ``(x_seq, static)``: a static batch ``[N, C, H, W]`` becomes ``[1, N, C, H, W]`` with
+    ``static=True`` (the caller repeats it over T once it is encoded); a sequence must hold T steps.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() == 4:
+        x, static = x.unsqueeze(0), True
+    elif x.dim() == 5:
+        static = False
+        if x.shape[0] != T:
+            raise ValueError(f"x of shape [T, N, C, H, W] must have T={T} time steps (the network's T), "
+                             f"got shape {tuple(x.shape)}")
+    else:
+        raise ValueError(f"x must have shape [N, C, H, W] (static images) or [T, N, C, H, W] "
+                         f"(a sequence of T={T} steps), got shape {tuple(x.shape)}")
+    if x.shape[2] != in_channels:
+        raise ValueError(f"x must have in_channels={in_channels} channels (dimension C), "
+                         f"got shape {tuple(x.shape[1:] if static else x.shape)}")
+    return x, static
