@@ -1,0 +1,70 @@
+"""A figure of an :class:`~snn_lats.estimators.sops.SOPReport`: per-layer operations and firing rates.
+
+Drawn on matplotlib's Agg canvas without pyplot, so it neither needs a display nor changes the
+caller's backend; written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from snn_lats._io import atomic_open
+
+if TYPE_CHECKING:
+    from snn_lats.estimators.sops import SOPReport
+
+_FORMATS = ("png", "pdf", "svg")
+
+
+def plot_report(report: "SOPReport", path: str | os.PathLike) -> None:
+    """Two panels: ACs and MACs per sample of each synaptic layer (log scale; the unpruned count
+    as an outline), and the firing rate of each neuron layer. Format from the suffix of ``path``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fmt = Path(path).suffix.lstrip(".").lower()
+    if fmt not in _FORMATS:
+        raise ValueError(f"path must end in one of {', '.join('.' + f for f in _FORMATS)}, got {str(path)!r}")
+    synaptic = report.synaptic_rows()
+    neurons = [r for r in report.neuron_rows() if r["firing_rate"] is not None]
+    n = report.samples
+
+    width = max(7.0, 0.32 * max(len(synaptic), len(neurons)) + 2.0)
+    fig = Figure(figsize=(width, 7.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_ops, ax_rate = fig.subplots(2, 1, height_ratios=(3, 2))
+
+    xs = range(len(synaptic))
+    acs = [r["acs"] / n for r in synaptic]
+    macs = [r["macs"] / n for r in synaptic]
+    dense = [(r["dense_acs"] + r["dense_macs"]) / n for r in synaptic]
+    ax_ops.bar(xs, dense, width=0.8, facecolor="none", edgecolor="0.45", linewidth=0.8,
+               linestyle="--", label="unpruned (dense weights)")
+    ax_ops.bar(xs, acs, width=0.8, color="#1f77b4", label="ACs (spike inputs)")
+    ax_ops.bar(xs, macs, width=0.8, bottom=acs, color="#ff7f0e", label="MACs (real-valued inputs)")
+    if any(v > 0 for v in dense):
+        ax_ops.set_yscale("log")
+    ax_ops.set_ylabel("operations per sample")
+    ax_ops.set_xticks(list(xs), [r["name"] for r in synaptic], rotation=90, fontsize=7)
+    ax_ops.set_xlim(-0.6, len(synaptic) - 0.4)
+    ax_ops.legend(fontsize=8, loc="best", frameon=False)
+    ax_ops.set_title(
+        f"Synaptic operations per sample: {report.acs_per_sample:.4g} ACs, {report.macs_per_sample:.4g} MACs",
+        fontsize=10,
+    )
+
+    rates = [r["firing_rate"] for r in neurons]
+    ax_rate.bar(range(len(neurons)), rates, width=0.8, color="#2ca02c")
+    ax_rate.set_ylabel("firing rate\n(spikes / neuron / step)" if report.spiking else
+                       "fraction of nonzero activations")
+    ax_rate.set_xticks(list(range(len(neurons))), [r["name"] for r in neurons], rotation=90, fontsize=7)
+    ax_rate.set_xlim(-0.6, max(len(neurons), 1) - 0.4)
+    ax_rate.set_ylim(0, max([1.0, *rates]))
+    for ax in (ax_ops, ax_rate):
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(axis="y", labelsize=8)
+
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format=fmt, dpi=200)

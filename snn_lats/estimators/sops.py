@@ -1,0 +1,474 @@
+"""Mask-aware synaptic operations (ACs, MACs), firing rates and energy of any network.
+
+Counting rule (METHOD.md section 5). For a synaptic layer (``nn.Conv1d/2d/3d``, ``nn.Linear``)
+with weight mask ``M = 1[w != 0]`` and input ``x`` (one sample: input elements ``i``):
+
+    fan_out[i] = number of NONZERO weights that connect input element i to an output
+               = (d / dx_i) sum(layer(x; M))                 (a transposed conv of ones with M)
+    ACs  = sum_i x_i * fan_out[i]          x_i = number of spikes (integer counts, multiplicity)
+    MACs = sum_i [x_i != 0] * fan_out[i]   x real-valued
+
+which equals the brute force ``sum(conv(x, M))`` (resp. ``sum(conv(1[x != 0], M))``) by
+linearity. Pruned synapses (zero weights) never count; ``dense_acs``/``dense_macs`` use the
+all-ones mask instead, to show what pruning saved.
+
+AC or MAC: in a spiking model, an input that is non-negative and integer-valued is spikes (or
+SEW-ADD spike counts) and counts ACs; any other input (the encoding layer's image, average-pooled
+features) counts MACs. In an ANN (``model.spiking`` False) every input counts MACs. The decision
+is taken on every call from the data, so it is exact.
+
+``fan_out`` depends only on the mask and the input shape: it is computed once per (shape, weight
+version) and cached, so each forward costs one column sum over the batch and two dot products.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from spikingjelly.activation_based.neuron import BaseNode
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from snn_lats.estimators.energy import DEFAULT_PRESET, energy_pj as _energy_pj, energy_preset
+from snn_lats.report import Report
+
+SYNAPTIC_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+# The neuron layers of an ANN: element-wise activation modules. Their "firing rate" is the
+# fraction of nonzero outputs (activation sparsity); functional activations (F.relu) are not seen.
+ANN_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+    nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardtanh, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus,
+)
+
+_F32_EXACT = 2**24  # float32 represents every integer below this exactly
+_F64_EXACT = 2**53  # and float64 every integer below this
+
+
+def is_spiking(model: nn.Module) -> bool:
+    """``model.spiking`` when present, else whether the model holds a SpikingJelly neuron."""
+    spiking = getattr(model, "spiking", None)
+    if spiking is not None:
+        return bool(spiking)
+    return any(isinstance(m, BaseNode) for m in model.modules())
+
+
+def _sample_ndim(module: nn.Module) -> int:
+    """Dimensions of one sample's input to a synaptic layer: (C, *spatial) or (features,)."""
+    return 1 if isinstance(module, nn.Linear) else len(module.kernel_size) + 1
+
+
+def _count_max(x: Tensor) -> float | None:
+    """max(x) if ``x`` holds non-negative integers (spikes or spike counts), else None."""
+    if x.dtype == torch.bool:
+        return 1.0
+    lo, hi = torch.aminmax(x)
+    if not x.dtype.is_floating_point:
+        return float(hi) if lo >= 0 else None
+    if lo < 0 or torch.count_nonzero(x.frac()) > 0:  # frac of inf or NaN is NaN: not counts
+        return None
+    return float(hi)
+
+
+def _column_counts(xv: Tensor, max_value: float) -> Tensor:
+    """sum over the batch of the non-negative integer ``xv`` [B, K], exactly: [K] float64.
+
+    A float32 sum of non-negative integers is exact while the total stays below 2**24 (partial
+    sums never exceed it), which ``B * max_value`` bounds; otherwise sum in float64.
+    """
+    exact32 = xv.shape[0] * max_value < _F32_EXACT and xv.dtype != torch.float64
+    return xv.sum(0, dtype=torch.float32 if exact32 else torch.float64).double()
+
+
+def _exact_total(y: Tensor) -> float:
+    """sum(y) for non-negative ``y``: float32, redone in float64 past float32's exact range."""
+    total = float(y.sum(dtype=torch.float32))
+    return float(y.sum(dtype=torch.float64)) if total >= _F32_EXACT else total
+
+
+def _weight_sources(module: nn.Module) -> tuple[Tensor, ...]:
+    """The tensors ``module.weight`` is computed from (θ and thresholds when parametrized)."""
+    if parametrize.is_parametrized(module, "weight"):
+        plist = module.parametrizations["weight"]
+        return tuple(plist.parameters()) + tuple(plist.buffers())
+    return (module.weight,)
+
+
+def fan_out(module: nn.Module, mask: Tensor, sample_shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """fan_out[i] = sum over outputs of ``mask`` weights touching input element i, as int64 [K].
+
+    The gradient of sum(layer(x; mask)) with respect to x: a transposed convolution of ones
+    with the mask, respecting stride, padding (and padding_mode), dilation and groups.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        x = torch.ones((1, *sample_shape), dtype=torch.float64, device=device, requires_grad=True)
+        w = mask.to(device=device, dtype=torch.float64)
+        if isinstance(module, nn.Linear):
+            y = torch.nn.functional.linear(x, w)
+        else:
+            y = module._conv_forward(x, w, None)
+        (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    return grad.reshape(-1).round().to(torch.int64)
+
+
+@dataclass
+class _SynapseStats:
+    acs: int = 0
+    macs: int = 0
+    dense_acs: int = 0
+    dense_macs: int = 0
+    events: int = 0  # spikes (AC inputs) or nonzero inputs (MAC inputs)
+    elements: int = 0
+    sample_shape: tuple[int, ...] | None = None
+    params: int | None = None
+    nonzero_params: int | None = None
+
+
+@dataclass
+class _NeuronStats:
+    spikes: float = 0.0  # spikes (SNN) or nonzero activations (ANN)
+    elements: int = 0
+    sample_shape: tuple[int, ...] | None = None
+
+
+class _FanOutCache:
+    """fan_out of one synaptic layer per input shape, valid while its weight is unchanged.
+
+    Holds, per (input shape, device), a float64 matrix [3, K]: the pruned fan_out, the dense
+    (all-ones mask) fan_out and ones, so that one matrix-vector product with the column counts
+    gives ops, dense ops and events. The weight counts as unchanged while the tensors it derives
+    from are the same objects at the same version (PyTorch bumps ``Tensor._version`` on every
+    in-place edit: optimiser steps, ``load_state_dict``, ``w[...] = 0`` under no_grad). Edits
+    through ``.data`` bypass the version counter and are not seen.
+    """
+
+    def __init__(self, module: nn.Module, stats: _SynapseStats):
+        self.module = module
+        self.stats = stats
+        self.sample_ndim = _sample_ndim(module)
+        self.sources: tuple[Tensor, ...] = ()
+        self.versions: tuple[int, ...] = ()
+        self.mask: Tensor | None = None
+        self.matrices: dict[tuple, Tensor] = {}
+        self.dense: dict[tuple, Tensor] = {}  # depends on the shape only
+
+    def _refresh_mask(self) -> None:
+        sources = _weight_sources(self.module)
+        versions = tuple(t._version for t in sources)
+        if (
+            self.mask is not None
+            and versions == self.versions
+            and len(sources) == len(self.sources)
+            and all(a is b for a, b in zip(sources, self.sources))
+        ):
+            return
+        self.sources, self.versions = sources, versions
+        with torch.no_grad():
+            self.mask = self.module.weight.detach() != 0
+        self.matrices.clear()
+        self.stats.params = self.mask.numel()
+        self.stats.nonzero_params = int(self.mask.sum())
+
+    def get(self, sample_shape: tuple[int, ...], device: torch.device) -> Tensor:
+        self._refresh_mask()
+        key = (sample_shape, device)
+        matrix = self.matrices.get(key)
+        if matrix is None:
+            if key not in self.dense:
+                self.dense[key] = fan_out(self.module, torch.ones_like(self.mask), sample_shape, device)
+            pruned = fan_out(self.module, self.mask, sample_shape, device)
+            dense = self.dense[key]
+            matrix = torch.stack((pruned, dense, torch.ones_like(dense))).double()
+            self.matrices[key] = matrix
+        return matrix
+
+
+class SynapticOpCounter:
+    """Count mask-aware synaptic operations and firing rates while a model runs.
+
+    ::
+
+        with SynapticOpCounter(model) as counter:
+            for x, _ in loader:
+                model(x)
+        report = counter.report()
+
+    Hooks every synaptic layer (``nn.Conv1d/2d/3d``, ``nn.Linear``), every neuron layer
+    (SpikingJelly ``BaseNode`` in a spiking model; the activation modules ``ANN_ACTIVATIONS`` in
+    an ANN) and the model itself (to count samples), and accumulates over any number of
+    batches. It keeps running sums only, never activations.
+
+    Samples: the model's input is ``[N, ...]`` or a sequence ``[T, N, ...]``, told apart by
+    having one dimension more than the first synaptic layer takes (``[N, C, H, W]`` for a
+    Conv2d). Time steps per sample: the sequence length, else ``model.T`` (default 1).
+    """
+
+    def __init__(self, model: nn.Module):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.spiking = is_spiking(model)
+        T = getattr(model, "T", 1)
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ValueError(f"model.T must be a positive int, got {T!r}")
+        self.T = T
+        neuron_types = (BaseNode,) if self.spiking else ANN_ACTIVATIONS
+        self._layers: list[tuple[str, nn.Module, _SynapseStats | _NeuronStats]] = []
+        self._caches: dict[int, _FanOutCache] = {}
+        self._neurons: dict[int, _NeuronStats] = {}
+        for name, module in model.named_modules():
+            if isinstance(module, SYNAPTIC_LAYERS):
+                stats = _SynapseStats(params=module.weight.numel())
+                self._caches[id(module)] = _FanOutCache(module, stats)
+                self._layers.append((name or type(module).__name__, module, stats))
+            elif isinstance(module, neuron_types):
+                self._neurons[id(module)] = _NeuronStats()
+                self._layers.append((name or type(module).__name__, module, self._neurons[id(module)]))
+        synaptic = [m for _, m, s in self._layers if isinstance(s, _SynapseStats)]
+        if not synaptic:
+            raise ValueError(
+                f"model has no synaptic layer ({', '.join(t.__name__ for t in SYNAPTIC_LAYERS)}); "
+                "nothing to count"
+            )
+        # One dimension more than this is a [T, N, ...] sequence.
+        self._static_ndim = _sample_ndim(synaptic[0]) + 1
+        self.samples = 0
+        self.sample_steps = 0  # sum over samples of their time steps
+        self._handles: list[Any] = []
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> "SynapticOpCounter":
+        if self._handles:
+            raise RuntimeError("this SynapticOpCounter is already attached (nested `with`)")
+        self._handles.append(self.model.register_forward_pre_hook(self._count_samples, with_kwargs=True))
+        for _, module, stats in self._layers:
+            if isinstance(stats, _SynapseStats):
+                self._handles.append(module.register_forward_pre_hook(self._count_synapses, with_kwargs=True))
+            else:
+                self._handles.append(module.register_forward_hook(self._count_spikes))
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _count_samples(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = next((a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)), None)
+        if x is None or x.dim() == 0:
+            raise TypeError("the model's first tensor argument must be a batch [N, ...] or [T, N, ...]")
+        if x.dim() == self._static_ndim + 1:
+            steps, n = x.shape[0], x.shape[1]
+        else:
+            steps, n = self.T, x.shape[0]
+        self.samples += n
+        self.sample_steps += n * steps
+
+    def _count_synapses(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = (args[0] if args else next(iter(kwargs.values()))).detach()
+        cache = self._caches[id(module)]
+        shape = tuple(x.shape[-cache.sample_ndim:])
+        k = math.prod(shape)
+        if x.numel() == 0 or k == 0:
+            return
+        stats = cache.stats
+        if stats.sample_shape is None:
+            stats.sample_shape = shape
+        xv = x.reshape(-1, k)
+        max_value = _count_max(xv) if self.spiking else None
+        as_acs = max_value is not None
+        # Per input element, summed over the batch: spikes (ACs) or nonzero inputs (MACs).
+        if as_acs:
+            col = _column_counts(xv, max_value)
+        else:
+            col = torch.count_nonzero(xv, dim=0).double()
+        matrix = cache.get(shape, x.device)
+        ops, dense_ops, events = torch.mv(matrix, col).tolist()
+        if dense_ops >= _F64_EXACT:  # past float64's exact integers: redo in int64
+            ops, dense_ops, events = (matrix.long() * col.long()).sum(1).tolist()
+        ops, dense_ops, events = int(ops), int(dense_ops), int(events)
+        if as_acs:
+            stats.acs += ops
+            stats.dense_acs += dense_ops
+        else:
+            stats.macs += ops
+            stats.dense_macs += dense_ops
+        stats.events += events
+        stats.elements += x.numel()
+
+    def _count_spikes(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if not isinstance(output, Tensor) or output.numel() == 0:
+            return
+        y = output.detach()
+        stats = self._neurons[id(module)]
+        if stats.sample_shape is None:
+            # A multi-step neuron sees [T, N, ...]; a single-step one and an activation [N, ...].
+            lead = 2 if getattr(module, "step_mode", "s") == "m" else 1
+            stats.sample_shape = tuple(y.shape[lead:])
+        stats.spikes += _exact_total(y) if self.spiking else int(torch.count_nonzero(y))
+        stats.elements += y.numel()
+
+    # -- report --------------------------------------------------------------------------------
+
+    def report(self) -> "SOPReport":
+        """The counts so far, as a :class:`SOPReport` (one row per layer, in network order)."""
+        if self.samples == 0:
+            raise ValueError(
+                "nothing was counted: run the model inside `with SynapticOpCounter(model):` "
+                "on at least one batch before calling report()"
+            )
+        rows: list[dict[str, Any]] = []
+        for name, module, stats in self._layers:
+            row: dict[str, Any] = {
+                "name": name,
+                "type": type(module).__name__,
+                "kind": "synaptic" if isinstance(stats, _SynapseStats) else "neuron",
+                "input_shape": stats.sample_shape,
+            }
+            if isinstance(stats, _SynapseStats):
+                row.update(
+                    params=stats.params,
+                    nonzero_params=stats.nonzero_params,
+                    input_event_rate=stats.events / stats.elements if stats.elements else None,
+                    acs=stats.acs,
+                    macs=stats.macs,
+                    dense_acs=stats.dense_acs,
+                    dense_macs=stats.dense_macs,
+                    firing_rate=None,
+                )
+            else:
+                row.update(
+                    params=None, nonzero_params=None, input_event_rate=None, acs=None, macs=None,
+                    dense_acs=None, dense_macs=None,
+                    firing_rate=stats.spikes / stats.elements if stats.elements else None,
+                )
+            rows.append(row)
+        return SOPReport.build(rows, self.samples, self.sample_steps, self.spiking, type(self.model).__name__)
+
+
+_COLUMNS = (
+    "name", "type", "input_shape", "params", "nonzero_params", "input_event_rate",
+    "acs", "macs", "dense_acs", "dense_macs", "firing_rate",
+)
+
+
+@dataclass
+class SOPReport(Report):
+    """Per-layer synaptic operations and firing rates; totals and energy.
+
+    Rows (``synaptic`` layers and ``neuron`` layers, in network order): ``acs``/``macs`` and
+    their unpruned ``dense_acs``/``dense_macs`` are totals over every counted sample and time
+    step; ``input_event_rate`` is input events per input element per time step; ``firing_rate``
+    is mean spikes per neuron per time step (ANN: fraction of nonzero activations).
+    """
+
+    @classmethod
+    def build(
+        cls, rows: list[dict[str, Any]], samples: int, sample_steps: int, spiking: bool, model_name: str
+    ) -> "SOPReport":
+        synaptic = [r for r in rows if r["kind"] == "synaptic"]
+        total = {k: sum(r[k] for r in synaptic) for k in ("acs", "macs", "dense_acs", "dense_macs")}
+        params = sum(r["params"] for r in synaptic)
+        nonzero = sum(r["nonzero_params"] or 0 for r in synaptic)
+        steps = sample_steps / samples
+        totals: dict[str, Any] = {
+            "spiking": spiking,
+            "samples": samples,
+            "time_steps": int(steps) if steps == int(steps) else steps,
+            "sample_steps": sample_steps,
+            "params": params,
+            "nonzero_params": nonzero,
+            "acs": total["acs"],
+            "macs": total["macs"],
+            "dense_acs": total["dense_acs"],
+            "dense_macs": total["dense_macs"],
+            "acs_per_sample": total["acs"] / samples,
+            "macs_per_sample": total["macs"] / samples,
+            "acs_per_step": total["acs"] / sample_steps,
+            "macs_per_step": total["macs"] / sample_steps,
+            f"energy_pj_per_sample ({DEFAULT_PRESET})": _energy_pj(
+                total["acs"] / samples, total["macs"] / samples, DEFAULT_PRESET
+            ),
+        }
+        kind = "spiking" if spiking else "ANN"
+        notes = [
+            "pruned synapses (zero weights) are not counted; dense_acs/dense_macs count every synapse",
+            "acs, macs and dense_* are totals over all samples and time steps",
+        ]
+        if spiking:
+            notes += [
+                "ACs: inputs that are non-negative integers (spikes); a SEW-ADD input of k counts as "
+                "k spikes. MACs: real-valued inputs (encoding layer, average-pooled features), nonzero only",
+                "firing_rate: mean spikes per neuron per time step (SpikingJelly neurons)",
+            ]
+        else:
+            notes += [
+                "ANN: MACs of nonzero activation x nonzero weight pairs only",
+                "firing_rate: fraction of nonzero outputs of activation modules (nn.ReLU etc.)",
+            ]
+        title = f"Synaptic operations: {model_name} ({kind}, {samples} samples x {totals['time_steps']} time steps)"
+        return cls(title=title, rows=rows, totals=totals, columns=_COLUMNS, notes=notes)
+
+    @property
+    def total_acs(self) -> int:
+        return self.totals["acs"]
+
+    @property
+    def total_macs(self) -> int:
+        return self.totals["macs"]
+
+    @property
+    def total_dense_acs(self) -> int:
+        return self.totals["dense_acs"]
+
+    @property
+    def total_dense_macs(self) -> int:
+        return self.totals["dense_macs"]
+
+    @property
+    def spiking(self) -> bool:
+        return self.totals["spiking"]
+
+    @property
+    def samples(self) -> int:
+        return self.totals["samples"]
+
+    @property
+    def acs_per_sample(self) -> float:
+        return self.totals["acs_per_sample"]
+
+    @property
+    def macs_per_sample(self) -> float:
+        return self.totals["macs_per_sample"]
+
+    @property
+    def acs_per_step(self) -> float:
+        """ACs per sample per time step."""
+        return self.totals["acs_per_step"]
+
+    @property
+    def macs_per_step(self) -> float:
+        """MACs per sample per time step."""
+        return self.totals["macs_per_step"]
+
+    def energy_pj(self, preset: str = DEFAULT_PRESET) -> float:
+        """Energy per sample (one inference over all its time steps), in picojoules:
+        ``acs_per_sample * E_AC + macs_per_sample * E_MAC`` with E from :data:`ENERGY_PRESETS`."""
+        energy_preset(preset)  # ValueError naming the presets
+        return _energy_pj(self.acs_per_sample, self.macs_per_sample, preset)
+
+    def synaptic_rows(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["kind"] == "synaptic"]
+
+    def neuron_rows(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["kind"] == "neuron"]
+
+    def plot(self, path: str) -> None:
+        """Per-layer bars of ACs/MACs per sample and firing rates; written atomically to ``path``."""
+        from snn_lats.estimators.plot import plot_report
+
+        plot_report(self, path)
