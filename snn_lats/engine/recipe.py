@@ -133,6 +133,8 @@ class TrainConfig:
         for name in ("batch_size", "epochs", "print_freq", "image_size", "train_crop_size",
                      "val_resize_size", "val_crop_size", "lr_step_size"):
             at_least(name, 1)
+        if not self.lr > 0:
+            raise RecipeError(f"lr must be > 0; got {self.lr!r}")
         for name in ("workers", "lr", "momentum", "weight_decay", "label_smoothing", "lr_warmup_epochs",
                      "lr_min", "prune_start_epoch", "sops_batches", "lr_gamma"):
             at_least(name, 0)
@@ -154,17 +156,26 @@ class TrainConfig:
                               "each determines the other (final_threshold = l1 * sum of the learning rates)")
         if pruning and self.prune != "learnable" and self.l1 is None and self.final_threshold is None:
             raise RecipeError(f"prune={self.prune!r} needs --l1 or --final-threshold")
+        if self.prune == "learnable" and (self.l1 is not None or self.final_threshold is not None):
+            raise RecipeError("prune='learnable' learns its thresholds (STR); drop l1 and final_threshold")
+        if self.prune in ("slats", "stds-sine", "stds-linear", "constant") and self.l1 is not None:
+            raise RecipeError(f"prune={self.prune!r} is set by final_threshold (--final-threshold), not l1; "
+                              "l1 applies to 'lats' and 'pgh'")
         if not pruning and (self.l1 is not None or self.final_threshold is not None or self.beta is not None):
             raise RecipeError("l1, final_threshold and beta need a pruning mode (--prune ...); prune is 'none'")
         for name in ("l1", "final_threshold"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise RecipeError(f"{name} must be a finite number > 0; got {value!r}")
+        if self.prune == "pgh" and self.beta is None:
+            raise RecipeError("prune='pgh' needs --beta > 0 (1 is LATS, < 1 prunes early)")
         if self.beta is not None:
             if self.prune != "pgh":
                 raise RecipeError(f"beta (--beta) applies to prune='pgh' only; prune is {self.prune!r}")
             if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta > 0):
                 raise RecipeError(f"beta must be a finite number > 0 (1 is LATS, < 1 prunes early); got {self.beta!r}")
+        if self.prune in ("constant", "learnable") and (self.prune_start_epoch != 0 or self.prune_end_epoch is not None):
+            raise RecipeError(f"prune={self.prune!r} has no pruning window: drop prune_start_epoch/prune_end_epoch")
         end = self.epochs if self.prune_end_epoch is None else self.prune_end_epoch
         if pruning and not self.prune_start_epoch < end <= self.epochs:
             raise RecipeError(f"need prune_start_epoch < prune_end_epoch <= epochs; got "
@@ -226,12 +237,15 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     return values
 
 
-def resolve_config(explicit: Mapping[str, Any], recipe: str | os.PathLike | None = None) -> TrainConfig:
-    """Defaults, overridden by the recipe, overridden by ``explicit`` (the flags actually given).
-
-    ``explicit`` holds only the values the user set; ``None`` values count as "not given".
+def resolve_config(explicit: Mapping[str, Any], recipe: str | os.PathLike | None = None,
+                   base: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Defaults, overridden by ``base`` (a resumed checkpoint's configuration), by the recipe, then
+    by ``explicit`` (the flags actually given: ``None`` values count as "not given").
     """
     values: dict[str, Any] = {}
+    if base is not None:
+        values.update({k: v for k, v in _check_keys(base, "the checkpoint's configuration").items()
+                       if k not in ("resume", "test_only")})
     if recipe is not None:
         values.update(load_recipe(recipe))
         values["recipe"] = str(recipe)
