@@ -79,7 +79,7 @@ class MobileNetV1(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = as_sequence(x, self.T, self.in_channels)[0][0]  # [N, C, H, W]
+        x = as_sequence(x, self.T, self.in_channels)[0][0]  # T = 1: the single step [N, C, H, W]
         x = self.layers(self.relu(self.bn1(self.conv1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 

@@ -126,7 +126,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = as_sequence(x, self.T, self.in_channels)[0][0]  # [N, C, H, W]
+        x = as_sequence(x, self.T, self.in_channels)[0][0]  # T = 1: the single step [N, C, H, W]
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))

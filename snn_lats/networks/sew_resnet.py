@@ -11,8 +11,8 @@ the time-mean of the pooled features, ``fc(mean_t x[t]) = mean_t fc(x[t])``.
 
 Two deliberate differences from SpikingJelly's module:
 - the stem runs once on a static batch (SpikingJelly runs it on T copies): same outputs and
-  gradients, T times less stem work. In training, the stem BN's *running* variance is updated with
-  the unbiased factor of N*H*W samples instead of T*N*H*W (a relative difference below 1e-4).
+  gradients, T times less stem work. Only the stem BN's *running* variance differs in training:
+  its unbiased estimate divides by N*H*W - 1 instead of T*N*H*W - 1 (negligible at usual sizes).
 - IAND is ``(1 - A) * S`` (A: residual branch, S: identity) in both blocks, as the SEW paper
   defines it; SpikingJelly's Bottleneck computes ``(1 - S) * A``. ADD and AND are symmetric.
 """
