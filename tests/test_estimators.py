@@ -488,3 +488,46 @@ def test_is_spiking_rule():
     assert not is_spiking(plain) and is_spiking(spiking)
     spiking.spiking = False  # the attribute wins
     assert not is_spiking(spiking)
+
+
+def test_half_precision_inputs_count_exactly():
+    # bfloat16 holds integers exactly only up to 256: 257 spikes summed over the batch, times a
+    # fan-out of 3, must not be rounded.
+    fc = nn.Linear(2, 3, bias=False).to(torch.bfloat16)
+    model = nn.Sequential(fc)
+    model.spiking = True
+    x = torch.zeros(257, 2, dtype=torch.bfloat16)
+    x[:, 0] = 1
+    with torch.no_grad(), SynapticOpCounter(model) as counter:
+        model(x)
+    assert counter.report().rows[0]["acs"] == 257 * 3
+
+
+class TwoReaders(nn.Module):
+    """Two convs read the same tensor; the second after an in-place edit of it."""
+
+    spiking = True
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 2, 3, bias=False)
+        self.b = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+        self.c = nn.Conv2d(1, 2, 1, bias=False)
+
+    def forward(self, x):
+        self.a(x)
+        self.b(x)  # the same tensor, unchanged
+        x.mul_(2)  # in place: every spike count doubles
+        return self.c(x)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_shared_and_inplace_edited_inputs(mode):
+    model = TwoReaders()
+    x = (torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(11)) < 0.5).float()
+    expected = {"a": brute_force(model.a, x, True), "b": brute_force(model.b, x, True),
+                "c": brute_force(model.c, 2 * x, True)}
+    context = torch.no_grad() if mode == "no_grad" else torch.inference_mode()
+    with context, SynapticOpCounter(model) as counter:
+        model(x.clone())
+    assert {r["name"]: r["acs"] for r in counter.report().rows} == expected

@@ -61,26 +61,34 @@ def _sample_ndim(module: nn.Module) -> int:
     return 1 if isinstance(module, nn.Linear) else len(module.kernel_size) + 1
 
 
-def _count_max(x: Tensor) -> float | None:
-    """max(x) if ``x`` holds non-negative integers (spikes or spike counts), else None."""
-    if x.dtype == torch.bool:
-        return 1.0
-    lo, hi = torch.aminmax(x)
-    if not x.dtype.is_floating_point:
-        return float(hi) if lo >= 0 else None
-    if lo < 0 or torch.count_nonzero(x.frac()) > 0:  # frac of inf or NaN is NaN: not counts
-        return None
-    return float(hi)
+def _is_count(x: Tensor) -> bool:
+    """Whether ``x`` holds non-negative integers only (spikes or spike counts), exactly.
 
-
-def _column_counts(xv: Tensor, max_value: float) -> Tensor:
-    """sum over the batch of the non-negative integer ``xv`` [B, K], exactly: [K] float64.
-
-    A float32 sum of non-negative integers is exact while the total stays below 2**24 (partial
-    sums never exceed it), which ``B * max_value`` bounds; otherwise sum in float64.
+    For x >= 0, frac(x) >= 0, and a float sum of non-negative terms is 0 only if every term is:
+    so ``sum(frac(x)) == 0`` is exact (and cheaper than counting nonzeros). frac(inf) and
+    frac(NaN) are NaN: not counts.
     """
-    exact32 = xv.shape[0] * max_value < _F32_EXACT and xv.dtype != torch.float64
-    return xv.sum(0, dtype=torch.float32 if exact32 else torch.float64).double()
+    if x.dtype == torch.bool:
+        return True
+    if bool(torch.amin(x) < 0):
+        return False
+    return not x.dtype.is_floating_point or bool(x.frac().sum() == 0)
+
+
+def _column_counts(xv: Tensor) -> Tensor:
+    """sum over the batch of the non-negative integers ``xv`` [B, K], exactly: [K] float64.
+
+    A float32 sum of non-negative integers is exact if the computed total is below 2**24
+    (below it every partial sum was exact; past it, rounding only moves up); otherwise the
+    column is summed again in float64.
+    """
+    if not xv.dtype.is_floating_point:
+        return xv.sum(0, dtype=torch.int64).double()
+    if xv.dtype != torch.float64:
+        col = xv.sum(0, dtype=torch.float32)
+        if bool(col.max() < _F32_EXACT):
+            return col.double()
+    return xv.sum(0, dtype=torch.float64)
 
 
 def _exact_total(y: Tensor) -> float:
@@ -89,8 +97,16 @@ def _exact_total(y: Tensor) -> float:
     return float(y.sum(dtype=torch.float64)) if total >= _F32_EXACT else total
 
 
+def _weight_root(module: nn.Module) -> Any:
+    """The tensor ``module.weight`` is, or is computed from (θ of a parametrization)."""
+    plist = getattr(module, "parametrizations", None)
+    if plist is not None and "weight" in plist:
+        return getattr(plist["weight"], "original", plist["weight"])  # original0, ... if several
+    return module.weight
+
+
 def _weight_sources(module: nn.Module) -> tuple[Tensor, ...]:
-    """The tensors ``module.weight`` is computed from (θ and thresholds when parametrized)."""
+    """Every tensor ``module.weight`` derives from (θ and thresholds when parametrized)."""
     if parametrize.is_parametrized(module, "weight"):
         plist = module.parametrizations["weight"]
         return tuple(plist.parameters()) + tuple(plist.buffers())
@@ -139,33 +155,33 @@ class _FanOutCache:
 
     Holds, per (input shape, device), a float64 matrix [3, K]: the pruned fan_out, the dense
     (all-ones mask) fan_out and ones, so that one matrix-vector product with the column counts
-    gives ops, dense ops and events. The weight counts as unchanged while the tensors it derives
-    from are the same objects at the same version (PyTorch bumps ``Tensor._version`` on every
-    in-place edit: optimiser steps, ``load_state_dict``, ``w[...] = 0`` under no_grad). Edits
-    through ``.data`` bypass the version counter and are not seen.
+    gives ops, dense ops and events.
+
+    The weight counts as unchanged while every tensor it derives from (the weight, or θ and the
+    thresholds of a parametrization) keeps its version and storage: PyTorch bumps
+    ``Tensor._version`` on every in-place edit (optimiser steps, ``load_state_dict``,
+    ``w[...] = 0`` under no_grad, ``threshold.fill_``). In-place edits through ``.data`` bypass
+    the version counter and are not seen.
     """
 
     def __init__(self, module: nn.Module, stats: _SynapseStats):
         self.module = module
         self.stats = stats
         self.sample_ndim = _sample_ndim(module)
+        self.root: Any = None
         self.sources: tuple[Tensor, ...] = ()
-        self.versions: tuple[int, ...] = ()
+        self.state: tuple[tuple[int, int], ...] = ()
         self.mask: Tensor | None = None
         self.matrices: dict[tuple, Tensor] = {}
         self.dense: dict[tuple, Tensor] = {}  # depends on the shape only
 
     def _refresh_mask(self) -> None:
-        sources = _weight_sources(self.module)
-        versions = tuple(t._version for t in sources)
-        if (
-            self.mask is not None
-            and versions == self.versions
-            and len(sources) == len(self.sources)
-            and all(a is b for a, b in zip(sources, self.sources))
-        ):
+        root = _weight_root(self.module)
+        if root is self.root and tuple((t._version, t.data_ptr()) for t in self.sources) == self.state:
             return
-        self.sources, self.versions = sources, versions
+        self.root = root
+        self.sources = _weight_sources(self.module)
+        self.state = tuple((t._version, t.data_ptr()) for t in self.sources)
         with torch.no_grad():
             self.mask = self.module.weight.detach() != 0
         self.matrices.clear()
@@ -238,6 +254,7 @@ class SynapticOpCounter:
         self.samples = 0
         self.sample_steps = 0  # sum over samples of their time steps
         self._handles: list[Any] = []
+        self._last_input: tuple | None = None
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -256,6 +273,7 @@ class SynapticOpCounter:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._last_input = None
 
     def _count_samples(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
         x = next((a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)), None)
@@ -269,7 +287,7 @@ class SynapticOpCounter:
         self.sample_steps += n * steps
 
     def _count_synapses(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        x = (args[0] if args else next(iter(kwargs.values()))).detach()
+        x = args[0] if args else next(iter(kwargs.values()))
         cache = self._caches[id(module)]
         shape = tuple(x.shape[-cache.sample_ndim:])
         k = math.prod(shape)
@@ -278,14 +296,18 @@ class SynapticOpCounter:
         stats = cache.stats
         if stats.sample_shape is None:
             stats.sample_shape = shape
-        xv = x.reshape(-1, k)
-        max_value = _count_max(xv) if self.spiking else None
-        as_acs = max_value is not None
-        # Per input element, summed over the batch: spikes (ACs) or nonzero inputs (MACs).
-        if as_acs:
-            col = _column_counts(xv, max_value)
+        # Inference-mode tensors have no version counter: an in-place edit would go unseen.
+        version = None if x.is_inference() else x._version
+        last = self._last_input
+        if last is not None and last[0] is x and version is not None and last[1] == version and last[2] == k:
+            as_acs, col = last[3], last[4]  # the same tensor again (a shortcut conv): same counts
         else:
-            col = torch.count_nonzero(xv, dim=0).double()
+            xv = x.detach().reshape(-1, k)
+            as_acs = self.spiking and _is_count(xv)
+            # Per input element, summed over the batch: spikes (ACs) or nonzero inputs (MACs).
+            col = _column_counts(xv) if as_acs else torch.count_nonzero(xv, dim=0).double()
+            # Held until the next synaptic layer runs: at most one activation kept alive.
+            self._last_input = (x, version, k, as_acs, col)
         matrix = cache.get(shape, x.device)
         ops, dense_ops, events = torch.mv(matrix, col).tolist()
         if dense_ops >= _F64_EXACT:  # past float64's exact integers: redo in int64
