@@ -1,0 +1,199 @@
+"""Cost of soft-threshold pruning per training step, against dense training and torch.nn.utils.prune.
+
+Four configurations of the same network at the same per-layer sparsity, trained with SGD
+(momentum 0.9) on a random batch:
+
+- ``dense``: no pruning;
+- ``torch-prune``: ``torch.nn.utils.prune.l1_unstructured`` (forward pre-hook, weight = orig * mask);
+- ``naive``: a parametrization computing ``S_d(θ)`` with autograd ops at every forward;
+- ``lats``: :class:`snn_lats.pruning.SoftThresholdPruner` (cached ``S_d(θ)``, identity backward).
+
+Step time: the configurations are interleaved in one process (the order rotates every repeat);
+each repeat times ``--steps`` steps per configuration; the printed ratios are medians over repeats
+of the per-repeat ratios. Peak memory: measured afterwards, each configuration in a fresh
+subprocess, as the peak of the bytes allocated through torch's CPU allocator (``torch.profiler``
+memory events) from building the configuration to the end of its third training step. It counts
+every tensor of that configuration (weights, θ, masks, gradients, optimizer state, activations,
+temporaries); it does not count the Python process or the libraries.
+
+Example::
+
+    python benchmarks/pruning_overhead.py --model sew_resnet18 --T 4 --batch-size 4 --image-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize, prune
+
+from snn_lats.pruning import SoftThresholdPruner, select_layers, soft_threshold
+
+CONFIGS = ("dense", "torch-prune", "naive", "lats")
+
+
+def build_model(args) -> nn.Module:
+    if args.model.startswith("torchvision."):
+        from snn_lats._torchvision import models
+
+        return getattr(models, args.model.split(".", 1)[1])(num_classes=args.num_classes)
+    from snn_lats import networks
+
+    return networks.create(args.model, num_classes=args.num_classes, T=args.T)
+
+
+class _NaiveSoftThreshold(nn.Module):
+    """The plain-autograd parametrization: S_d(θ) recomputed, and kept for backward, at every forward."""
+
+    def __init__(self, threshold: float):
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, theta):
+        return soft_threshold(theta, self.threshold)
+
+
+def layer_thresholds(model: nn.Module, sparsity: float) -> dict[str, float]:
+    """Per layer, the |w| quantile that prunes ``sparsity`` of its weights (as l1_unstructured does)."""
+    out = {}
+    for name, module in select_layers(model).items():
+        w = module.weight.detach().abs().flatten()
+        k = int(round(sparsity * w.numel()))
+        out[name] = float(w.kthvalue(k).values) if k > 0 else 0.0
+    return out
+
+
+class Config:
+    def __init__(self, kind: str, base: nn.Module, thresholds: dict[str, float], args):
+        self.kind = kind
+        self.model = copy.deepcopy(base)
+        self.pruner = None
+        modules = dict(self.model.named_modules())
+        layers = self.layers = {name: modules[name] for name in thresholds}
+        if kind == "torch-prune":
+            for module in layers.values():
+                prune.l1_unstructured(module, "weight", amount=args.sparsity)
+        elif kind == "naive":
+            for name, module in layers.items():
+                parametrize.register_parametrization(module, "weight", _NaiveSoftThreshold(thresholds[name]))
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
+        if kind == "lats":
+            # LATS reaching D = 1 after the first step; layer_scale makes each layer's D its quantile.
+            self.pruner = SoftThresholdPruner(
+                self.model, self.optimizer, "lats", final_threshold=1.0, total_steps=1,
+                lr_schedule=[args.lr], layer_scale=thresholds,
+            )
+
+    def step(self, x, y) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(self.model(x), y).backward()
+        self.optimizer.step()
+        if self.pruner is not None:
+            self.pruner.step()
+
+    def sparsity(self) -> float:
+        with torch.no_grad():
+            zeros = sum(int((m.weight == 0).sum()) for m in self.layers.values())
+            total = sum(m.weight.numel() for m in self.layers.values())
+        return zeros / total
+
+
+def peak_memory_bytes(kind, base, thresholds, args, x, y) -> int:
+    """Peak CPU-allocator bytes in use while building ``kind`` and running three steps.
+
+    Run it in a fresh process: the profiler counts, as in use, everything allocated while any
+    profiler was recording and not freed since.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        config = Config(kind, base, thresholds, args)
+        for _ in range(3):
+            config.step(x, y)
+        del config
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    # "Total Allocated" counts allocations made inside the profiled block, so it is this configuration's usage.
+    return max(e["args"]["Total Allocated"] for e in events if e.get("name") == "[memory]")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="sew_resnet18",
+                        help="a name of snn_lats.networks.create, or torchvision.NAME (default sew_resnet18)")
+    parser.add_argument("--T", type=int, default=4, help="time steps (spiking networks)")
+    parser.add_argument("-b", "--batch-size", type=int, default=4)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--sparsity", type=float, default=0.9)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration and repeat")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--wd", "--weight-decay", dest="weight_decay", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory-of", choices=CONFIGS, help=argparse.SUPPRESS)  # the subprocess mode
+    args = parser.parse_args(argv)
+    if not 0 <= args.sparsity < 1:
+        parser.error("--sparsity must be in [0, 1)")
+
+    torch.manual_seed(args.seed)
+    base = build_model(args).train()
+    thresholds = layer_thresholds(base, args.sparsity)
+    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
+    y = torch.randint(0, args.num_classes, (args.batch_size,))
+    if args.memory_of:
+        print(peak_memory_bytes(args.memory_of, base, thresholds, args, x, y))
+        return 0
+
+    configs = {kind: Config(kind, base, thresholds, args) for kind in CONFIGS}
+    for config in configs.values():  # warm-up; LATS reaches its thresholds here
+        for _ in range(2):
+            config.step(x, y)
+    times = {kind: [] for kind in CONFIGS}
+    for r in range(args.repeats):
+        order = CONFIGS[r % len(CONFIGS):] + CONFIGS[: r % len(CONFIGS)]
+        for kind in order:
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                configs[kind].step(x, y)
+            times[kind].append((time.perf_counter() - start) / args.steps)
+
+    print(f"model={args.model} T={args.T} batch={args.batch_size} image={args.image_size} "
+          f"sparsity={args.sparsity} steps={args.steps} repeats={args.repeats} "
+          f"torch={torch.__version__} threads={torch.get_num_threads()}")
+    print(f"{'config':<12} {'sparsity':>8} {'step ms':>8} {'vs dense':>9} {'vs torch-prune':>15}")
+    for kind in CONFIGS:
+        vs_dense = statistics.median(t / d for t, d in zip(times[kind], times["dense"]))
+        vs_prune = statistics.median(t / p for t, p in zip(times[kind], times["torch-prune"]))
+        print(f"{kind:<12} {configs[kind].sparsity():8.3f} {1e3 * statistics.median(times[kind]):8.1f} "
+              f"{vs_dense:8.3f}x {vs_prune:14.3f}x")
+    del configs
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    peaks = {}
+    for kind in CONFIGS:
+        done = subprocess.run([sys.executable, __file__, *argv, "--memory-of", kind],
+                              check=True, capture_output=True, text=True)
+        peaks[kind] = int(done.stdout.split()[-1])
+    print("peak tensor memory (CPU allocator, build + 3 steps):")
+    for kind in CONFIGS:
+        print(f"{kind:<12} {peaks[kind] / 2**20:8.1f} MiB {peaks[kind] / peaks['dense']:8.3f}x dense")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Soft-threshold pruning: ``w = S_d(θ) = sign(θ)·max(|θ| − d, 0)`` on any weight, and the
+threshold schedules of the unified framework (LATS, S-LATS, PGH, STDS, constant, STR).
+
+``attach`` adds the reparameterisation (``torch.nn.utils.parametrize``), ``SoftThresholdPruner``
+drives the thresholds during training, ``finalize`` bakes the pruned weights into plain ones.
+"""
+
+from snn_lats.pruning.functional import GRADIENTS, soft_threshold
+from snn_lats.pruning.parametrization import SoftThreshold, attach, finalize, pruned_layers, select_layers
+from snn_lats.pruning.pruner import SoftThresholdPruner
+from snn_lats.pruning.report import SparsityReport, sparsity_report
+from snn_lats.pruning.schedules import (
+    SCHEDULES,
+    pgh_fraction,
+    slats_fraction,
+    stds_linear_fraction,
+    stds_sine_fraction,
+)
+
+__all__ = [
+    "SoftThresholdPruner",
+    "attach",
+    "finalize",
+    "sparsity_report",
+    "SparsityReport",
+    "soft_threshold",
+    "SoftThreshold",
+    "select_layers",
+    "pruned_layers",
+    "SCHEDULES",
+    "GRADIENTS",
+    "slats_fraction",
+    "pgh_fraction",
+    "stds_sine_fraction",
+    "stds_linear_fraction",
+]

@@ -1,0 +1,429 @@
+"""``SoftThresholdPruner``: drives the layer thresholds of a soft-threshold-pruned model."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from snn_lats.pruning.functional import check_gradient
+from snn_lats.pruning.parametrization import Selector, SoftThreshold, attach, finalize, select_layers, soft_threshold_of
+from snn_lats.pruning.report import SparsityReport, sparsity_report
+from snn_lats.pruning.schedules import LR_DRIVEN, PROGRESS_FRACTIONS, SCHEDULES, check_beta
+
+_STATE_VERSION = 1
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def _step_index(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+class SoftThresholdPruner:
+    """Soft-threshold pruning ``w = S_d(θ) = sign(θ)·max(|θ| − d, 0)`` driven by a threshold schedule.
+
+    Attaches the reparameterisation to the selected weights (see :func:`attach`) and moves the
+    thresholds ``d``. Call :meth:`step` once per iteration, right after ``optimizer.step()``.
+    A "step" is an optimizer step actually applied: the pruner sees them through
+    ``optimizer.register_step_post_hook``, so a step that AMP's ``GradScaler`` skipped does not
+    advance anything, and the order of ``scheduler.step()`` and ``pruner.step()`` is free.
+
+    Schedules (``SCHEDULES``); ``x`` is the progress through the window
+    ``[start_step, end_step)`` and ``η_t`` the lr the optimizer applied at step ``t``:
+
+    - ``"lats"``: ``d += λ·η_t``: a constant L1 coefficient λ, i.e. ISTA on ``L + λ‖w‖₁``. Give
+      ``l1=λ``, or ``final_threshold=D`` with the planned lrs ``lr_schedule`` (a sequence of
+      per-step lrs, or a callable ``step -> lr``), and then ``λ = D / Σ_{t in window} η_t``: d
+      reaches D exactly at ``end_step`` when the applied lrs are the planned ones, whatever
+      the schedule (warm-up, restarts, steps).
+    - ``"pgh"``: ``d += λ0·β^{x_t}·η_t`` (homotopy; ``beta > 0``; ``β < 1`` prunes early;
+      ``β = 1`` is ``"lats"``). ``l1`` gives λ0, or ``final_threshold`` + ``lr_schedule`` fixes it.
+    - ``"slats"``: ``d/D = x + sin(πx)/π`` (LATS under a cosine lr, closed form).
+    - ``"stds-sine"``: ``d/D = (1 − cos πx)/2``; ``"stds-linear"``: ``d/D = x``.
+    - ``"constant"``: ``d = D`` from step 0 (pruning at initialisation); θ starts as
+      ``sign(w0)(|w0| + D)`` so the initial function is unchanged.
+    - ``"learnable"``: STR, ``d = sigmoid(s)`` per layer, ``s`` (init ``s_init``) trained by the
+      optimizer in a new param group: build lr schedulers after the pruner.
+
+    With param groups of different lrs, each layer follows its own group's lr: one λ, one
+    objective, so a layer whose lr is ``k×`` the planned one reaches ``k·D``. ``layer_scale``
+    (dict or callable, name -> factor) multiplies a layer's threshold. Steps are counted from
+    the pruner's construction; the threshold is 0 before ``start_step`` and stops growing at
+    ``end_step``.
+
+    Example (LATS to ``D = 0.05`` under warm-up + cosine)::
+
+        >>> import math, torch
+        >>> from torch import nn
+        >>> from snn_lats.pruning import SoftThresholdPruner
+        >>> model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> warmup, steps = 5, 50
+        >>> def planned_lr(t):  # what the scheduler below will apply at step t
+        ...     if t < warmup:
+        ...         return 0.1 * (0.1 + 0.9 * t / warmup)
+        ...     return 0.1 * (1 + math.cos(math.pi * (t - warmup) / (steps - warmup))) / 2
+        >>> pruner = SoftThresholdPruner(model, optimizer, schedule="lats", final_threshold=0.05,
+        ...                              total_steps=steps, lr_schedule=planned_lr)
+        >>> scheduler = torch.optim.lr_scheduler.SequentialLR(optimizer, [
+        ...     torch.optim.lr_scheduler.LinearLR(optimizer, 0.1, 1.0, total_iters=warmup),
+        ...     torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps - warmup)],
+        ...     milestones=[warmup])
+        >>> x, y = torch.randn(64, 8), torch.randint(0, 2, (64,))
+        >>> for step in range(steps):
+        ...     optimizer.zero_grad()
+        ...     nn.functional.cross_entropy(model(x), y).backward()
+        ...     optimizer.step()
+        ...     scheduler.step()
+        ...     advanced = pruner.step()
+        >>> round(pruner.threshold, 12), round(pruner.implied_l1() / pruner.l1, 6)
+        (0.05, 1.0)
+        >>> report = pruner.sparsity()   # a SparsityReport: print(report), report.to_json()
+        >>> model = pruner.finalize()    # plain weights again, S_d(θ) baked in
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: str = "lats",
+        *,
+        l1: float | None = None,
+        final_threshold: float | None = None,
+        total_steps: int | None = None,
+        lr_schedule: Sequence[float] | Callable[[int], float] | None = None,
+        start_step: int = 0,
+        end_step: int | None = None,
+        beta: float | None = None,
+        s_init: float | None = None,
+        layer_scale: Mapping[str, float] | Callable[[str], float] | None = None,
+        include: Selector = None,
+        exclude: Selector = None,
+        dense_first_last: bool = False,
+        gradient: str = "straight-through",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        check_gradient(gradient)
+        self.schedule = schedule
+        self.l1 = None if l1 is None else _number(l1, "l1")
+        self.final_threshold = None if final_threshold is None else _number(final_threshold, "final_threshold")
+        self.beta = None
+        self._check_arguments(l1, final_threshold, lr_schedule, beta, s_init, layer_scale, start_step, end_step)
+        if schedule == "pgh":
+            self.beta = check_beta(beta)
+        self.start_step = _step_index(start_step, "start_step", 0)
+        if total_steps is not None:
+            _step_index(total_steps, "total_steps", 1)
+        if end_step is not None:
+            _step_index(end_step, "end_step", 1)
+            if total_steps is not None and end_step > total_steps:
+                raise ValueError(f"end_step ({end_step}) must be <= total_steps ({total_steps})")
+        if end_step is None:
+            end_step = total_steps
+        if end_step is None and self.final_threshold is not None and isinstance(lr_schedule, Sequence):
+            end_step = len(lr_schedule)
+        self.end_step = end_step
+        needs_window = schedule in ("pgh", "slats", "stds-sine", "stds-linear") or (
+            schedule == "lats" and self.final_threshold is not None
+        )
+        if needs_window and self.end_step is None:
+            raise ValueError(f"schedule={schedule!r} needs the end of the pruning window: give end_step or total_steps")
+        if self.end_step is not None and self.end_step <= self.start_step:
+            raise ValueError(f"end_step ({self.end_step}) must be > start_step ({self.start_step})")
+        self._planned_sum = None
+        if schedule in LR_DRIVEN and self.final_threshold is not None:
+            self._planned_sum = self._planned_lr_sum(lr_schedule)
+
+        #: λ of "lats" (λ0 of "pgh"): given, or final_threshold / Σ planned lrs; None otherwise.
+        if schedule not in LR_DRIVEN:
+            self.l1 = None
+        elif self.final_threshold is not None:
+            self.l1 = self.final_threshold / self._planned_sum
+
+        # Which weights: selected and checked before anything is modified.
+        candidates = select_layers(model, include, exclude, dense_first_last)
+        scale = self._layer_scales(layer_scale, list(candidates))
+        group_of = self._param_groups(optimizer, candidates)
+
+        learnable = schedule == "learnable"
+        self.model = model
+        self.optimizer = optimizer
+        self.layers = attach(
+            model, include, exclude, dense_first_last, gradient, learnable, -10.0 if s_init is None else float(s_init)
+        )
+        self._params: dict[str, SoftThreshold] = {n: soft_threshold_of(m) for n, m in self.layers.items()}
+        self._scale = scale
+        self._group_of = group_of
+        self._ref_group = next(iter(group_of.values())) if group_of else 0
+        if learnable:
+            optimizer.add_param_group({"params": [p.threshold_logit for p in self._params.values()]})
+
+        self.step_count = 0
+        self._lr_sum = [0.0] * len(optimizer.param_groups)
+        self._pending: list[list[float]] = []
+        self._implied = math.nan
+        self._finalized = False
+        self._last_threshold = 0.0
+        if schedule == "constant":
+            self._apply_thresholds()
+            with torch.no_grad():  # θ0 = sign(w0)(|w0| + D) through SoftThreshold.right_inverse
+                for module in self.layers.values():
+                    module.weight = module.parametrizations.weight.original.detach().clone()
+        if schedule in ("constant", "learnable"):
+            self._last_threshold = self.threshold
+        self._hooks = [
+            optimizer.register_step_pre_hook(self._before_optimizer_step),
+            optimizer.register_step_post_hook(self._after_optimizer_step),
+        ]
+
+    # --- argument checks ---------------------------------------------------------------------
+    def _check_arguments(self, l1, final_threshold, lr_schedule, beta, s_init, layer_scale, start_step, end_step):
+        schedule = self.schedule
+        given = [n for n, v in (("l1", l1), ("final_threshold", final_threshold)) if v is not None]
+        if schedule in LR_DRIVEN:
+            if len(given) != 1:
+                raise ValueError(
+                    f"schedule={schedule!r} needs exactly one of l1 or final_threshold, got "
+                    + (" and ".join(given) if given else "neither")
+                )
+            if final_threshold is not None and lr_schedule is None:
+                raise ValueError(
+                    f"schedule={schedule!r} with final_threshold needs lr_schedule: the planned lr of "
+                    "every step (a sequence, or a callable step -> lr)"
+                )
+        elif schedule == "learnable":
+            if given:
+                raise ValueError(f"schedule='learnable' learns its thresholds; drop {', '.join(given)}")
+        else:
+            if final_threshold is None:
+                raise ValueError(f"schedule={schedule!r} needs final_threshold (the final threshold D)")
+            if l1 is not None:
+                raise ValueError(f"schedule={schedule!r} is set by final_threshold; l1 applies to 'lats' and 'pgh' only")
+        if lr_schedule is not None and (schedule not in LR_DRIVEN or final_threshold is None):
+            raise ValueError("lr_schedule is only used with final_threshold and schedule 'lats' or 'pgh'")
+        if lr_schedule is not None and not (callable(lr_schedule) or isinstance(lr_schedule, Sequence)):
+            raise TypeError(f"lr_schedule must be a sequence of lrs or a callable step -> lr, got {type(lr_schedule).__name__}")
+        if schedule == "pgh" and beta is None:
+            raise ValueError("schedule='pgh' needs beta > 0 (beta = 1 is LATS, beta < 1 prunes early)")
+        if beta is not None and schedule != "pgh":
+            raise ValueError(f"beta applies to schedule='pgh' only, not {schedule!r}")
+        if s_init is not None and schedule != "learnable":
+            raise ValueError(f"s_init applies to schedule='learnable' only, not {schedule!r}")
+        if layer_scale is not None and schedule == "learnable":
+            raise ValueError("layer_scale does not apply to schedule='learnable'")
+        if schedule in ("constant", "learnable") and (start_step != 0 or end_step is not None):
+            raise ValueError(f"schedule={schedule!r} has no pruning window: drop start_step/end_step")
+
+    def _planned_lr_sum(self, lr_schedule) -> float:
+        steps = range(self.start_step, self.end_step)
+        if isinstance(lr_schedule, Sequence):
+            if len(lr_schedule) < self.end_step:
+                raise ValueError(f"lr_schedule has {len(lr_schedule)} lrs, the pruning window needs {self.end_step}")
+            planned = [lr_schedule[t] for t in steps]
+        else:
+            planned = [lr_schedule(t) for t in steps]
+        total = 0.0
+        for t, lr in zip(steps, planned):
+            total += self._lr_weight(t) * _number(lr, f"lr_schedule[{t}]")
+        if not total > 0:
+            raise ValueError("lr_schedule plans no learning rate over the pruning window (sum of lrs is 0)")
+        return total
+
+    @staticmethod
+    def _layer_scales(layer_scale, names: list[str]) -> dict[str, float]:
+        if layer_scale is None:
+            return dict.fromkeys(names, 1.0)
+        if isinstance(layer_scale, Mapping):
+            unknown = sorted(set(layer_scale) - set(names))
+            if unknown:
+                raise ValueError(f"layer_scale names layers that are not pruned: {unknown}")
+            return {n: _number(layer_scale.get(n, 1.0), f"layer_scale[{n!r}]") for n in names}
+        if callable(layer_scale):
+            return {n: _number(layer_scale(n), f"layer_scale({n!r})") for n in names}
+        raise TypeError(f"layer_scale must be a dict name -> factor or a callable name -> factor, got {type(layer_scale).__name__}")
+
+    def _param_groups(self, optimizer, layers: dict[str, nn.Module]) -> dict[str, int]:
+        index = {id(p): g for g, group in enumerate(optimizer.param_groups) for p in group["params"]}
+        group_of = {}
+        for name, module in layers.items():
+            if id(module.weight) in index:
+                group_of[name] = index[id(module.weight)]
+            elif self.schedule in LR_DRIVEN:
+                raise ValueError(
+                    f"the weight of {name!r} is not trained by the optimizer, so it has no lr to drive "
+                    f"schedule={self.schedule!r}: add it to the optimizer, or exclude it"
+                )
+        return group_of
+
+    # --- the optimizer hooks ---------------------------------------------------------------------
+    def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
+        # The cached S_d(θ) is stale once θ moves; freeing it first keeps it out of the step's peak memory.
+        for p in self._params.values():
+            p.invalidate()
+
+    def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
+        self._pending.append([float(group["lr"]) for group in optimizer.param_groups])
+
+    @property
+    def has_pending_step(self) -> bool:
+        """True when the optimizer applied a step that :meth:`step` has not consumed yet."""
+        return bool(self._pending)
+
+    # --- thresholds ---------------------------------------------------------------------------
+    def _in_window(self, t: int) -> bool:
+        return self.start_step <= t and (self.end_step is None or t < self.end_step)
+
+    def _lr_weight(self, t: int) -> float:
+        """Factor of ``η_t`` in ``Δd``: 1 for LATS, ``β^{x_t}`` for PGH (x at the step's start)."""
+        if self.schedule != "pgh":
+            return 1.0
+        return self.beta ** ((t - self.start_step) / (self.end_step - self.start_step))
+
+    def _group_threshold(self, group: int) -> float:
+        if self.schedule in LR_DRIVEN:
+            if self.final_threshold is not None:
+                return self.final_threshold * (self._lr_sum[group] / self._planned_sum)
+            return self.l1 * self._lr_sum[group]
+        if self.schedule == "constant":
+            return self.final_threshold
+        if self.schedule == "learnable":
+            values = [p.current_threshold() for p in self._params.values()]
+            return sum(values) / len(values)
+        x = (self.step_count - self.start_step) / (self.end_step - self.start_step)
+        return self.final_threshold * PROGRESS_FRACTIONS[self.schedule](min(max(x, 0.0), 1.0))
+
+    @property
+    def threshold(self) -> float:
+        """The current global threshold ``d`` (before ``layer_scale``).
+
+        For lr-driven schedules with several lrs: that of the first pruned layer's param group.
+        For ``"learnable"``: the mean of the per-layer thresholds.
+        """
+        return self._group_threshold(self._ref_group)
+
+    def thresholds(self) -> dict[str, float]:
+        """The threshold ``d`` of every pruned layer, by name."""
+        return {name: p.current_threshold() for name, p in self._params.items()}
+
+    def implied_l1(self) -> float:
+        """``λ_t = Δd / η`` of the last :meth:`step`: the L1 coefficient whose ISTA step the
+        threshold change equals, for any schedule (nan before the first step; ``Δd`` and
+        ``η`` summed if one ``pruner.step()`` consumed several optimizer steps)."""
+        return self._implied
+
+    def _apply_thresholds(self) -> None:
+        if self.schedule == "learnable":
+            for p in self._params.values():
+                p.sync_threshold()
+            return
+        for name, p in self._params.items():
+            d = self._group_threshold(self._group_of.get(name, self._ref_group))
+            p.set_threshold(self._scale[name] * d)
+
+    def step(self) -> bool:
+        """Advance the thresholds by the optimizer steps applied since the last call.
+
+        Returns False (and changes nothing) when there was none, e.g. ``GradScaler`` skipped
+        ``optimizer.step()``. Raises RuntimeError if the optimizer never stepped at all.
+        """
+        self._check_live()
+        if not self._pending:
+            if self.step_count == 0:
+                raise RuntimeError(
+                    "pruner.step() was called before any optimizer.step(): call it right after "
+                    "optimizer.step(). (With AMP, GradScaler skips optimizer.step() on overflow; "
+                    "guard with `if pruner.has_pending_step: pruner.step()`.)"
+                )
+            return False
+        eta = 0.0
+        for lrs in self._pending:
+            t = self.step_count
+            if self.schedule in LR_DRIVEN and self._in_window(t):
+                weight = self._lr_weight(t)
+                for g, lr in enumerate(lrs):
+                    self._lr_sum[g] += weight * lr
+            eta += lrs[self._ref_group]
+            self.step_count += 1
+        self._pending.clear()
+        self._apply_thresholds()
+        now = self.threshold
+        delta, self._last_threshold = now - self._last_threshold, now
+        self._implied = delta / eta if eta != 0 else (0.0 if delta == 0 else math.copysign(math.inf, delta))
+        return True
+
+    # --- reports, state, the end -------------------------------------------------------------------
+    def sparsity(self) -> SparsityReport:
+        """Exact zeros of the pruned weights, per layer and overall (``.global_sparsity``)."""
+        self._check_live()
+        return sparsity_report(self.model)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly, besides ``model.state_dict()`` (θ, the threshold
+        buffers and learnable ``s``) and ``optimizer.state_dict()``. Plain Python values:
+        ``torch.load(..., weights_only=True)`` reads it."""
+        return {
+            "version": _STATE_VERSION,
+            "schedule": self.schedule,
+            "step_count": self.step_count,
+            "lr_sum": list(self._lr_sum),
+            "pending": [list(p) for p in self._pending],
+            "implied_l1": self._implied,
+            "last_threshold": self._last_threshold,
+            "thresholds": self.thresholds(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"unsupported pruner state version {state.get('version')!r}")
+        if state["schedule"] != self.schedule:
+            raise ValueError(f"state is for schedule={state['schedule']!r}, this pruner runs {self.schedule!r}")
+        if set(state["thresholds"]) != set(self._params):
+            raise ValueError("state was saved for a different set of pruned layers")
+        if len(state["lr_sum"]) != len(self._lr_sum):
+            raise ValueError("state was saved with a different number of optimizer param groups")
+        self.step_count = int(state["step_count"])
+        self._lr_sum = [float(v) for v in state["lr_sum"]]
+        self._pending = [[float(v) for v in p] for p in state["pending"]]
+        self._implied = float(state["implied_l1"])
+        self._last_threshold = float(state["last_threshold"])
+        if self.schedule != "learnable":
+            for name, p in self._params.items():
+                p.set_threshold(state["thresholds"][name])
+
+    def _check_live(self) -> None:
+        if self._finalized:
+            raise RuntimeError("this pruner was finalized: the model has plain weights now")
+
+    def finalize(self) -> nn.Module:
+        """Bake ``S_d(θ)`` into plain weights (see :func:`finalize`) and detach from the optimizer."""
+        self._check_live()
+        for hook in self._hooks:
+            hook.remove()
+        self._finalized = True
+        return finalize(self.model)
+
+    def __repr__(self) -> str:
+        return (
+            f"SoftThresholdPruner(schedule={self.schedule!r}, layers={len(self.layers)}, "
+            f"step={self.step_count}, threshold={self.threshold:.4g})"
+        )

@@ -1,0 +1,54 @@
+"""Sparsity of the pruned weights: exact zeros of ``w = S_d(θ)``, per layer and over the model."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from snn_lats.pruning.parametrization import pruned_layers, select_layers, soft_threshold_of
+from snn_lats.report import Report
+
+
+class SparsityReport(Report):
+    """Rows ``name, shape, numel, zeros, density, threshold``; totals ``numel, zeros, sparsity``.
+
+    ``sparsity`` is the fraction of exact zeros over all pruned weights (``threshold`` is None
+    for a layer without a soft threshold, e.g. after :func:`finalize`).
+    """
+
+    @property
+    def global_sparsity(self) -> float:
+        return float(self.totals["sparsity"])
+
+
+@torch.no_grad()
+def sparsity_report(model: nn.Module) -> SparsityReport:
+    """Sparsity of every soft-thresholded weight of ``model``.
+
+    A model without soft thresholds (never pruned, or finalized) is reported over the weights
+    :func:`attach` would select by default (every Conv and Linear weight).
+    """
+    layers = pruned_layers(model) or select_layers(model)
+    rows = []
+    for name, module in layers.items():
+        weight = module.weight
+        p = soft_threshold_of(module)
+        numel = weight.numel()
+        zeros = int((weight == 0).sum())
+        rows.append(
+            {
+                "name": name,
+                "shape": tuple(weight.shape),
+                "numel": numel,
+                "zeros": zeros,
+                "density": 1.0 - zeros / numel if numel else 1.0,
+                "threshold": p.current_threshold() if p is not None else None,
+            }
+        )
+    numel = sum(r["numel"] for r in rows)
+    zeros = sum(r["zeros"] for r in rows)
+    return SparsityReport(
+        title="Sparsity (exact zeros of the pruned weights)",
+        rows=rows,
+        totals={"layers": len(rows), "numel": numel, "zeros": zeros, "sparsity": zeros / numel if numel else 0.0},
+    )

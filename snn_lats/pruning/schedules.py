@@ -1,0 +1,79 @@
+"""Threshold schedules of the soft-threshold family, and the closed forms of the cosine-lr ones.
+
+``x ∈ [0, 1]`` is the progress through the pruning window; each ``*_fraction`` returns ``d(x)/D``.
+Every schedule implies an L1 coefficient ``λ_t = Δd_t / η_t`` (ISTA); they differ only in how λ
+moves. The lr-driven schedules (``lats``, ``pgh``) need no closed form: the pruner accumulates the
+learning rate the optimizer actually applied.
+"""
+
+from __future__ import annotations
+
+import math
+
+#: Schedule names accepted by :class:`~snn_lats.pruning.SoftThresholdPruner`.
+SCHEDULES: tuple[str, ...] = ("lats", "slats", "pgh", "stds-sine", "stds-linear", "constant", "learnable")
+
+#: Schedules whose threshold follows the applied learning rate: ``d += λ_t · η_t``.
+LR_DRIVEN: tuple[str, ...] = ("lats", "pgh")
+
+
+def _check_progress(x: float) -> float:
+    x = float(x)
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(f"progress x must be in [0, 1], got {x}")
+    return x
+
+
+def check_beta(beta: float) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+        raise TypeError(f"beta must be a number > 0, got {beta!r}")
+    beta = float(beta)
+    if not (beta > 0 and math.isfinite(beta)):
+        raise ValueError(f"beta must be a finite number > 0 (beta = 1 is LATS), got {beta}")
+    return beta
+
+
+def stds_linear_fraction(x: float) -> float:
+    """STDS, linear: ``d/D = x``."""
+    return _check_progress(x)
+
+
+def stds_sine_fraction(x: float) -> float:
+    """STDS, sine: ``d/D = (1 − cos πx) / 2``."""
+    return (1.0 - math.cos(math.pi * _check_progress(x))) / 2.0
+
+
+def slats_fraction(x: float) -> float:
+    """S-LATS, LATS under a cosine lr ``η ∝ 1 + cos πx`` in closed form: ``d/D = x + sin(πx)/π``."""
+    x = _check_progress(x)
+    return x + math.sin(math.pi * x) / math.pi
+
+
+def _pgh_integral(x: float, a: float) -> float:
+    """``∫_0^x (1 + cos πs) e^{a s} ds`` with ``a = ln β``; exact at ``a = 0`` (no division by a)."""
+    z = a * x
+    # (e^{ax} − 1)/a written as x · expm1(z)/z, which is accurate near and at z = 0.
+    first = x * (math.expm1(z) / z if z != 0.0 else 1.0)
+    # ∫ e^{as} cos πs ds = Re[(e^{(a+iπ)x} − 1)/(a + iπ)]
+    second = (math.exp(z) * (a * math.cos(math.pi * x) + math.pi * math.sin(math.pi * x)) - a) / (a * a + math.pi**2)
+    return first + second
+
+
+def pgh_fraction(x: float, beta: float) -> float:
+    """PGH (homotopy) under a cosine lr: ``λ(x) ∝ β^x``, so
+
+    ``d(x)/D = ∫_0^x (1 + cos πs) β^s ds / ∫_0^1 (1 + cos πs) β^s ds``.
+
+    ``β < 1`` front-loads the threshold growth (early pruning); ``β = 1`` is S-LATS.
+    """
+    x = _check_progress(x)
+    a = math.log(check_beta(beta))
+    return _pgh_integral(x, a) / _pgh_integral(1.0, a)
+
+
+#: Closed forms ``d(x)/D`` of the progress-driven schedules, by name.
+PROGRESS_FRACTIONS = {
+    "slats": slats_fraction,
+    "stds-sine": stds_sine_fraction,
+    "stds-linear": stds_linear_fraction,
+}
