@@ -1,0 +1,74 @@
+"""Every network works with the pruning core (snn_lats.pruning: attach / finalize).
+
+Oracle: the same architecture built without pruning, holding weights soft-thresholded by hand,
+``w = sign(θ)·max(|θ| − d, 0)``.
+"""
+
+import pytest
+import torch
+from torch import nn
+
+from snn_lats import networks
+from snn_lats.pruning import attach, finalize
+
+TINY = {"num_classes": 5, "stem": "cifar"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny tensors: one thread is faster, and immune to oversubscription on a shared 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(name):
+    torch.manual_seed(0)
+    if name.startswith("sew_"):
+        return networks.create(name, T=2, width=8, **TINY)
+    if name.startswith("resnet"):
+        return networks.create(name, width=8, **TINY)
+    return networks.create(name, width_mult=0.25, **TINY)
+
+
+@pytest.mark.parametrize("name", networks.names())
+def test_every_network_prunes_all_synaptic_weights_and_finalizes_to_a_plain_model(name):
+    model = tiny(name)
+    synaptic = [k for k, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    # Oracle model: same architecture and weights, soft-thresholded by hand at each layer's median |w|.
+    oracle = tiny(name)
+    oracle.load_state_dict(model.state_dict())
+    thresholds = {}
+    with torch.no_grad():
+        for key in synaptic:
+            w = oracle.get_submodule(key).weight
+            thresholds[key] = float(w.abs().median())
+            w.copy_(torch.sign(w) * torch.clamp(w.abs() - thresholds[key], min=0))
+
+    layers = attach(model)
+    assert list(layers) == synaptic  # every conv and linear weight is prunable
+    for key, module in layers.items():
+        module.parametrizations.weight[0].set_threshold(thresholds[key])
+    x = torch.rand(3, 3, 16, 16)
+    model.train(), oracle.train()  # batch-statistics BN: every layer is active, even in a tiny SNN
+    with torch.no_grad():
+        expected = oracle(x)
+        torch.testing.assert_close(model(x), expected)
+
+    # Training goes through the parametrization to the latent θ.
+    model(x).sum().backward()
+    theta = model.conv1.parametrizations.weight.original
+    assert theta.grad is not None and float(theta.grad.abs().sum()) > 0
+
+    finalize(model)
+    plain = tiny(name)
+    plain.load_state_dict(model.state_dict(), strict=True)
+    for key in synaptic:  # the baked weights are the hand-thresholded ones
+        torch.testing.assert_close(plain.get_submodule(key).weight, oracle.get_submodule(key).weight)
+    zeros = sum(int((plain.get_submodule(k).weight == 0).sum()) for k in synaptic)
+    total = sum(plain.get_submodule(k).weight.numel() for k in synaptic)
+    assert 0.45 < zeros / total < 0.55  # thresholds at the median |w|: about half pruned
+    plain.eval(), model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), model(x), rtol=0, atol=0)
