@@ -531,3 +531,63 @@ def test_shared_and_inplace_edited_inputs(mode):
     with context, SynapticOpCounter(model) as counter:
         model(x.clone())
     assert {r["name"]: r["acs"] for r in counter.report().rows} == expected
+
+
+def test_integer_decision_follows_each_batch():
+    # A spiking model's layer sees spikes, then real values: each batch is counted by its own kind.
+    fc = nn.Linear(2, 3, bias=False)
+    model = nn.Sequential(fc)
+    model.spiking = True
+    with torch.no_grad():
+        fc.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))  # fan-out 2 and 2
+    spikes = torch.tensor([[1.0, 2.0], [0.0, 1.0]])
+    real = torch.tensor([[0.5, 0.25], [0.0, 1.5]])  # non-integer column sums
+    halves = torch.tensor([[0.5, 1.0], [0.5, 1.0]])  # non-integers whose columns add up to integers
+    with SynapticOpCounter(model) as counter:
+        model(spikes)
+        model(real)
+    row = counter.report().rows[0]
+    assert (row["acs"], row["macs"]) == ((1 + 2 + 1) * 2, 3 * 2)
+    with SynapticOpCounter(model) as counter:  # first batch of this layer: tested element by element
+        model(halves)
+    row = counter.report().rows[0]
+    assert (row["acs"], row["macs"]) == (0, 4 * 2)
+
+
+class KeepFirstColumns(nn.Module):
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def forward(self, w):
+        return torch.cat((w[:, :self.n], torch.zeros_like(w[:, self.n:])), dim=1)
+
+
+def test_weight_replacements_are_seen():
+    # Between batches: a new weight Parameter, then a parametrization attached, then its
+    # threshold buffer replaced by a new tensor (not edited in place).
+    torch.manual_seed(12)
+    fc = nn.Linear(30, 8, bias=False)
+    model = nn.Sequential(fc)
+    model.spiking = True
+    x = (torch.rand(4, 30) < 0.5).float()
+    expected = 0
+    with torch.no_grad(), SynapticOpCounter(model) as counter:
+        model(x)
+        expected += brute_force(fc, x, True)
+        w = torch.randn(8, 30)
+        w[:, :10] = 0
+        fc.weight = nn.Parameter(w)
+        model(x)
+        expected += brute_force(fc, x, True)
+        parametrize.register_parametrization(fc, "weight", HalfShrink())
+        fc.parametrizations.weight[0].threshold = torch.tensor(0.5)
+        model(x)
+        expected += brute_force(fc, x, True)
+        fc.parametrizations.weight[0].threshold = torch.tensor(1.0)
+        model(x)
+        expected += brute_force(fc, x, True)
+        parametrize.register_parametrization(fc, "weight", KeepFirstColumns(15))  # stacked on top
+        model(x)
+        expected += brute_force(fc, x, True)
+    assert counter.report().rows[0]["acs"] == expected

@@ -14,11 +14,16 @@ all-ones mask instead, to show what pruning saved.
 
 AC or MAC: in a spiking model, an input that is non-negative and integer-valued is spikes (or
 SEW-ADD spike counts) and counts ACs; any other input (the encoding layer's image, average-pooled
-features) counts MACs. In an ANN (``model.spiking`` False) every input counts MACs. The decision
-is taken on every call from the data, so it is exact.
+features) counts MACs. In an ANN (``model.spiking`` False) every input counts MACs.
+Non-negativity is checked on every call. Integrality is checked element by element on a layer's
+first batch of each input shape; later batches of that shape are re-checked through their
+column sums over the batch (integers whenever the inputs are), so a batch can only be taken for
+spikes wrongly if it follows integer batches and its non-integer values add up to integers in
+every column.
 
 ``fan_out`` depends only on the mask and the input shape: it is computed once per (shape, weight
-version) and cached, so each forward costs one column sum over the batch and two dot products.
+version) and cached, so each forward costs a minimum and a column sum over the input and one
+matrix-vector product with the cached [pruned fan-out, dense fan-out, ones].
 """
 
 from __future__ import annotations
@@ -61,33 +66,28 @@ def _sample_ndim(module: nn.Module) -> int:
     return 1 if isinstance(module, nn.Linear) else len(module.kernel_size) + 1
 
 
-def _is_count(x: Tensor) -> bool:
-    """Whether ``x`` holds non-negative integers only (spikes or spike counts), exactly.
+def _all_integers(x: Tensor) -> bool:
+    """Whether the non-negative ``x`` holds integers only, element by element, exactly.
 
-    For x >= 0, frac(x) >= 0, and a float sum of non-negative terms is 0 only if every term is:
-    so ``sum(frac(x)) == 0`` is exact (and cheaper than counting nonzeros). frac(inf) and
-    frac(NaN) are NaN: not counts.
+    frac(x) >= 0 for x >= 0, and a float sum of non-negative terms is 0 only if every term is,
+    so ``sum(frac(x)) == 0`` is exact. frac(inf) and frac(NaN) are NaN: not integers.
     """
-    if x.dtype == torch.bool:
-        return True
-    if bool(torch.amin(x) < 0):
-        return False
     return not x.dtype.is_floating_point or bool(x.frac().sum() == 0)
 
 
-def _column_counts(xv: Tensor) -> Tensor:
-    """sum over the batch of the non-negative integers ``xv`` [B, K], exactly: [K] float64.
+def _column_sums(xv: Tensor) -> Tensor:
+    """sum over the batch of the non-negative ``xv`` [B, K]: [K], exact if ``xv`` holds integers.
 
     A float32 sum of non-negative integers is exact if the computed total is below 2**24
     (below it every partial sum was exact; past it, rounding only moves up); otherwise the
     column is summed again in float64.
     """
     if not xv.dtype.is_floating_point:
-        return xv.sum(0, dtype=torch.int64).double()
+        return xv.sum(0, dtype=torch.int64)
     if xv.dtype != torch.float64:
         col = xv.sum(0, dtype=torch.float32)
-        if bool(col.max() < _F32_EXACT):
-            return col.double()
+        if col.max().item() < _F32_EXACT:
+            return col
     return xv.sum(0, dtype=torch.float64)
 
 
@@ -97,20 +97,35 @@ def _exact_total(y: Tensor) -> float:
     return float(y.sum(dtype=torch.float64)) if total >= _F32_EXACT else total
 
 
-def _weight_root(module: nn.Module) -> Any:
-    """The tensor ``module.weight`` is, or is computed from (θ of a parametrization)."""
-    plist = getattr(module, "parametrizations", None)
-    if plist is not None and "weight" in plist:
-        return getattr(plist["weight"], "original", plist["weight"])  # original0, ... if several
-    return module.weight
+def _weight_state(module: nn.Module) -> tuple:
+    """What ``module.weight`` derives from, to tell cheaply whether it may have changed.
 
-
-def _weight_sources(module: nn.Module) -> tuple[Tensor, ...]:
-    """Every tensor ``module.weight`` derives from (θ and thresholds when parametrized)."""
+    ``(class, parametrization list or None, its length, entries)``, with one entry
+    ``(dict, key, tensor, version, storage pointer)`` per tensor: the weight Parameter, or θ and
+    every parameter and buffer (thresholds) of the weight's parametrizations.
+    """
+    holders: list[nn.Module] = [module]
+    plist = None
     if parametrize.is_parametrized(module, "weight"):
         plist = module.parametrizations["weight"]
-        return tuple(plist.parameters()) + tuple(plist.buffers())
-    return (module.weight,)
+        holders = list(plist.modules())
+    entries = []
+    for holder in holders:
+        for table in (holder._parameters, holder._buffers):
+            for key, t in table.items():
+                if t is not None and (plist is not None or key == "weight"):
+                    entries.append((table, key, t, t._version, t.data_ptr()))
+    return type(module), plist, len(plist) if plist is not None else 0, tuple(entries)
+
+
+def _same_weight_state(module: nn.Module, state: tuple) -> bool:
+    cls, plist, length, entries = state
+    if type(module) is not cls or (plist is not None and len(plist) != length):
+        return False  # a parametrization was attached, removed or stacked
+    for table, key, t, version, ptr in entries:
+        if table.get(key) is not t or t._version != version or t.data_ptr() != ptr:
+            return False
+    return True
 
 
 def fan_out(module: nn.Module, mask: Tensor, sample_shape: tuple[int, ...], device: torch.device) -> Tensor:
@@ -151,55 +166,78 @@ class _NeuronStats:
 
 
 class _FanOutCache:
-    """fan_out of one synaptic layer per input shape, valid while its weight is unchanged.
+    """The fan-outs of one synaptic layer per input shape, and its pending column sums.
 
-    Holds, per (input shape, device), a float64 matrix [3, K]: the pruned fan_out, the dense
-    (all-ones mask) fan_out and ones, so that one matrix-vector product with the column counts
-    gives ops, dense ops and events.
+    Per (input shape, device): a float64 matrix [3, K] (pruned fan_out, dense fan_out, ones)
+    and two float64 accumulators [K]: the column sums over every batch since the weight last
+    changed, of spike counts (AC inputs) and of nonzero inputs (MAC inputs). ACs and MACs are
+    linear in them, so one matrix-vector product per accumulator turns them into ops, dense ops
+    and events, when the weight changes or a report is asked for: a forward only adds its
+    column sums.
 
     The weight counts as unchanged while every tensor it derives from (the weight, or θ and the
-    thresholds of a parametrization) keeps its version and storage: PyTorch bumps
-    ``Tensor._version`` on every in-place edit (optimiser steps, ``load_state_dict``,
-    ``w[...] = 0`` under no_grad, ``threshold.fill_``). In-place edits through ``.data`` bypass
-    the version counter and are not seen.
+    thresholds of a parametrization) is still in place with the same version and storage:
+    PyTorch bumps ``Tensor._version`` on every in-place edit (optimiser steps,
+    ``load_state_dict``, ``w[...] = 0`` under no_grad, ``threshold.fill_``), and reassigning a
+    parameter or buffer, or attaching a parametrization, is seen too. In-place edits through
+    ``.data`` bypass the version counter and are not seen.
     """
 
     def __init__(self, module: nn.Module, stats: _SynapseStats):
         self.module = module
         self.stats = stats
         self.sample_ndim = _sample_ndim(module)
-        self.root: Any = None
-        self.sources: tuple[Tensor, ...] = ()
-        self.state: tuple[tuple[int, int], ...] = ()
+        self.state: tuple | None = None
         self.mask: Tensor | None = None
         self.matrices: dict[tuple, Tensor] = {}
         self.dense: dict[tuple, Tensor] = {}  # depends on the shape only
+        self.pending: dict[tuple, tuple[Tensor, Tensor]] = {}  # (AC, MAC) column sums
+        self.integer_inputs: dict[tuple, bool] = {}  # per input shape: were its inputs integers
 
-    def _refresh_mask(self) -> None:
-        root = _weight_root(self.module)
-        if root is self.root and tuple((t._version, t.data_ptr()) for t in self.sources) == self.state:
-            return
-        self.root = root
-        self.sources = _weight_sources(self.module)
-        self.state = tuple((t._version, t.data_ptr()) for t in self.sources)
+    def _refresh(self) -> None:
+        self.flush()
+        self.state = _weight_state(self.module)
         with torch.no_grad():
             self.mask = self.module.weight.detach() != 0
         self.matrices.clear()
         self.stats.params = self.mask.numel()
         self.stats.nonzero_params = int(self.mask.sum())
 
-    def get(self, sample_shape: tuple[int, ...], device: torch.device) -> Tensor:
-        self._refresh_mask()
-        key = (sample_shape, device)
-        matrix = self.matrices.get(key)
-        if matrix is None:
-            if key not in self.dense:
-                self.dense[key] = fan_out(self.module, torch.ones_like(self.mask), sample_shape, device)
-            pruned = fan_out(self.module, self.mask, sample_shape, device)
-            dense = self.dense[key]
-            matrix = torch.stack((pruned, dense, torch.ones_like(dense))).double()
-            self.matrices[key] = matrix
-        return matrix
+    def flush(self) -> None:
+        """Turn the pending column sums into counts (with the fan-outs they were taken under)."""
+        for key, (acs_col, macs_col) in self.pending.items():
+            matrix = self.matrices[key]
+            for col, as_acs in ((acs_col, True), (macs_col, False)):
+                ops, dense_ops, events = torch.mv(matrix, col).tolist()
+                if dense_ops >= _F64_EXACT:  # past float64's exact integers: redo in int64
+                    ops, dense_ops, events = (matrix.long() * col.long()).sum(1).tolist()
+                if as_acs:
+                    self.stats.acs += int(ops)
+                    self.stats.dense_acs += int(dense_ops)
+                else:
+                    self.stats.macs += int(ops)
+                    self.stats.dense_macs += int(dense_ops)
+                self.stats.events += int(events)
+        self.pending.clear()
+
+    def add(self, shape: tuple[int, ...], col: Tensor, as_acs: bool) -> None:
+        """Add the column sums ``col`` [K] of one batch (spike counts, or nonzero inputs)."""
+        if self.state is None or not _same_weight_state(self.module, self.state):
+            self._refresh()
+        key = (shape, col.device)
+        pending = self.pending.get(key)
+        if pending is None:
+            if key not in self.matrices:
+                if key not in self.dense:
+                    self.dense[key] = fan_out(self.module, torch.ones_like(self.mask), shape, col.device)
+                pruned = fan_out(self.module, self.mask, shape, col.device)
+                self.matrices[key] = torch.stack((pruned, self.dense[key], torch.ones_like(pruned))).double()
+            k = self.matrices[key].shape[1]
+            pending = self.pending[key] = (
+                torch.zeros(k, dtype=torch.float64, device=col.device),
+                torch.zeros(k, dtype=torch.float64, device=col.device),
+            )
+        pending[0 if as_acs else 1].add_(col)
 
 
 class SynapticOpCounter:
@@ -303,24 +341,35 @@ class SynapticOpCounter:
             as_acs, col = last[3], last[4]  # the same tensor again (a shortcut conv): same counts
         else:
             xv = x.detach().reshape(-1, k)
-            as_acs = self.spiking and _is_count(xv)
-            # Per input element, summed over the batch: spikes (ACs) or nonzero inputs (MACs).
-            col = _column_counts(xv) if as_acs else torch.count_nonzero(xv, dim=0).double()
+            as_acs, col = self._classify(cache, shape, xv) if self.spiking else (False, None)
+            if not as_acs:  # nonzero inputs per element, summed over the batch
+                col = torch.count_nonzero(xv, dim=0)
             # Held until the next synaptic layer runs: at most one activation kept alive.
             self._last_input = (x, version, k, as_acs, col)
-        matrix = cache.get(shape, x.device)
-        ops, dense_ops, events = torch.mv(matrix, col).tolist()
-        if dense_ops >= _F64_EXACT:  # past float64's exact integers: redo in int64
-            ops, dense_ops, events = (matrix.long() * col.long()).sum(1).tolist()
-        ops, dense_ops, events = int(ops), int(dense_ops), int(events)
-        if as_acs:
-            stats.acs += ops
-            stats.dense_acs += dense_ops
-        else:
-            stats.macs += ops
-            stats.dense_macs += dense_ops
-        stats.events += events
+        cache.add(shape, col, as_acs)
         stats.elements += x.numel()
+
+    @staticmethod
+    def _classify(cache: "_FanOutCache", shape: tuple[int, ...], xv: Tensor) -> tuple[bool, Tensor | None]:
+        """(counts, column sums): whether ``xv`` [B, K] is spikes, and then its exact sums over B.
+
+        Non-negativity is checked on every call; integrality element by element on a layer's
+        first batch of each input shape, and after that by the column sums being integers (a
+        non-integer column sum proves a non-integer input; an integral one re-runs the element
+        test unless the layer's inputs of this shape were integers before).
+        """
+        if xv.dtype == torch.bool:
+            return True, xv.sum(0, dtype=torch.int64)
+        if torch.amin(xv).item() < 0:
+            return False, None
+        col = _column_sums(xv)
+        if not xv.dtype.is_floating_point:
+            return True, col
+        if col.frac().sum().item() != 0:  # exact sums of integers are integers: some input is not
+            return False, None
+        if not cache.integer_inputs.get(shape, False):
+            cache.integer_inputs[shape] = _all_integers(xv)
+        return cache.integer_inputs[shape], col
 
     def _count_spikes(self, module: nn.Module, args: tuple, output: Any) -> None:
         if not isinstance(output, Tensor) or output.numel() == 0:
@@ -343,6 +392,8 @@ class SynapticOpCounter:
                 "nothing was counted: run the model inside `with SynapticOpCounter(model):` "
                 "on at least one batch before calling report()"
             )
+        for cache in self._caches.values():
+            cache.flush()
         rows: list[dict[str, Any]] = []
         for name, module, stats in self._layers:
             row: dict[str, Any] = {
