@@ -29,6 +29,7 @@ matrix-vector product with the cached [pruned fan-out, dense fan-out, ones].
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,7 +254,8 @@ class SynapticOpCounter:
     Hooks every synaptic layer (``nn.Conv1d/2d/3d``, ``nn.Linear``), every neuron layer
     (SpikingJelly ``BaseNode`` in a spiking model; the activation modules ``ANN_ACTIVATIONS`` in
     an ANN) and the model itself (to count samples), and accumulates over any number of
-    batches. It keeps running sums only, never activations.
+    batches. It keeps running sums only (per layer and input shape: column sums the size of one
+    sample's input), never activations.
 
     Samples: the model's input is ``[N, ...]`` or a sequence ``[T, N, ...]``, told apart by
     having one dimension more than the first synaptic layer takes (``[N, C, H, W]`` for a
@@ -337,15 +339,14 @@ class SynapticOpCounter:
         # Inference-mode tensors have no version counter: an in-place edit would go unseen.
         version = None if x.is_inference() else x._version
         last = self._last_input
-        if last is not None and last[0] is x and version is not None and last[1] == version and last[2] == k:
+        if last is not None and last[0]() is x and version is not None and last[1] == version and last[2] == k:
             as_acs, col = last[3], last[4]  # the same tensor again (a shortcut conv): same counts
         else:
             xv = x.detach().reshape(-1, k)
             as_acs, col = self._classify(cache, shape, xv) if self.spiking else (False, None)
             if not as_acs:  # nonzero inputs per element, summed over the batch
                 col = torch.count_nonzero(xv, dim=0)
-            # Held until the next synaptic layer runs: at most one activation kept alive.
-            self._last_input = (x, version, k, as_acs, col)
+            self._last_input = (weakref.ref(x), version, k, as_acs, col)  # weak: keeps no activation
         cache.add(shape, col, as_acs)
         stats.elements += x.numel()
 
