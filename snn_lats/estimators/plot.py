@@ -18,15 +18,31 @@ if TYPE_CHECKING:
 _FORMATS = ("png", "pdf", "svg")
 
 
+def plot_format(path: str | os.PathLike) -> str:
+    """The figure format named by the suffix of ``path`` (png, pdf or svg); ValueError otherwise."""
+    fmt = Path(path).suffix.lstrip(".").lower()
+    if fmt not in _FORMATS:
+        raise ValueError(f"plot path must end in one of {', '.join('.' + f for f in _FORMATS)}, got {str(path)!r}")
+    return fmt
+
+
 def plot_report(report: "SOPReport", path: str | os.PathLike) -> None:
+    """Write :func:`render_report` atomically to ``path``, in the format of its suffix."""
+    data = render_report(report, plot_format(path))
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def render_report(report: "SOPReport", fmt: str = "png") -> bytes:
     """Two panels: ACs and MACs per sample of each synaptic layer (log scale; the unpruned count
-    as an outline), and the firing rate of each neuron layer. Format from the suffix of ``path``."""
+    as an outline), and the firing rate of each neuron layer. Returns the figure as ``fmt`` bytes."""
+    import io
+
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fmt = Path(path).suffix.lstrip(".").lower()
     if fmt not in _FORMATS:
-        raise ValueError(f"path must end in one of {', '.join('.' + f for f in _FORMATS)}, got {str(path)!r}")
+        raise ValueError(f"fmt must be one of {', '.join(_FORMATS)}, got {fmt!r}")
     synaptic = report.synaptic_rows()
     neurons = [r for r in report.neuron_rows() if r["firing_rate"] is not None]
     n = report.samples
@@ -40,19 +56,22 @@ def plot_report(report: "SOPReport", path: str | os.PathLike) -> None:
     acs = [r["acs"] / n for r in synaptic]
     macs = [r["macs"] / n for r in synaptic]
     dense = [(r["dense_acs"] + r["dense_macs"]) / n for r in synaptic]
-    ax_ops.bar(xs, dense, width=0.8, facecolor="none", edgecolor="0.45", linewidth=0.8,
-               linestyle="--", label="unpruned (dense weights)")
     ax_ops.bar(xs, acs, width=0.8, color="#1f77b4", label="ACs (spike inputs)")
     ax_ops.bar(xs, macs, width=0.8, bottom=acs, color="#ff7f0e", label="MACs (real-valued inputs)")
+    # The unpruned count on top, as an outline: the gap above a bar is what pruning saved.
+    ax_ops.bar(xs, dense, width=0.8, facecolor="none", edgecolor="0.2", linewidth=0.8,
+               linestyle="--", label="unpruned weights", zorder=3)
     if any(v > 0 for v in dense):
         ax_ops.set_yscale("log")
     ax_ops.set_ylabel("operations per sample")
     ax_ops.set_xticks(list(xs), [r["name"] for r in synaptic], rotation=90, fontsize=7)
     ax_ops.set_xlim(-0.6, len(synaptic) - 0.4)
-    ax_ops.legend(fontsize=8, loc="best", frameon=False)
-    ax_ops.set_title(
-        f"Synaptic operations per sample: {report.acs_per_sample:.4g} ACs, {report.macs_per_sample:.4g} MACs",
-        fontsize=10,
+    ax_ops.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False)
+    fig.suptitle(
+        f"{report.acs_per_sample:.4g} ACs + {report.macs_per_sample:.4g} MACs per sample "
+        f"(unpruned: {report.total_dense_acs / n:.4g} + {report.total_dense_macs / n:.4g}); "
+        f"{report.samples} samples x {report.totals['time_steps']} time steps",
+        fontsize=9,
     )
 
     rates = [r["firing_rate"] for r in neurons]
@@ -66,5 +85,6 @@ def plot_report(report: "SOPReport", path: str | os.PathLike) -> None:
         ax.spines[["top", "right"]].set_visible(False)
         ax.tick_params(axis="y", labelsize=8)
 
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format=fmt, dpi=200)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=200)
+    return buffer.getvalue()

@@ -1,0 +1,166 @@
+"""``snn-lats sops``: mask-aware synaptic operations, firing rates and energy of a network.
+
+Of a trained (pruned) checkpoint, with its own saved thresholds::
+
+    snn-lats sops --checkpoint runs/demo/model_best.pth --batches 8 --json sops.json --plot sops.png
+
+Of a network built from flags (random weights: the architecture's cost at a given activity)::
+
+    snn-lats sops --model sew_resnet18 --T 4 --width 16 --stem cifar --dataset digits --batches 4
+
+Counts ``--batches`` batches of the validation images of ``--data-path`` (ImageNet layout:
+train/ and val/ class folders) or of the built-in offline digits. Data settings default to the
+checkpoint's; without a checkpoint, to the digits unless ``--data-path`` is given. Output files
+(``--json``, ``--csv``, ``--plot``) are written only once everything has been counted, and
+atomically: an error leaves none of them behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+#: Flags naming the network; with --checkpoint the network is the checkpoint's.
+ARCHITECTURE_FLAGS = ("model", "T", "neuron", "cnf", "backend", "width", "width_mult", "stem")
+#: Data flags (TrainConfig field names) that override the checkpoint's or the defaults.
+DATA_FLAGS = ("dataset", "data_path", "image_size", "val_resize_size", "val_crop_size", "bad_images",
+              "batch_size", "workers", "device")
+
+
+def add_parser(subparsers) -> None:
+    from snn_lats.estimators import ENERGY_PRESETS
+    from snn_lats.estimators.energy import DEFAULT_PRESET
+
+    parser = subparsers.add_parser(
+        "sops", help="synaptic operations (mask-aware), firing rates and energy of a network",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", help="a checkpoint written by snn-lats train")
+    parser.add_argument("--recipe", help="a YAML recipe (models/*.yaml) naming the network and data (without --checkpoint)")
+    parser.add_argument("--batches", type=int, default=4, help="validation batches to count (default: 4)")
+
+    g = parser.add_argument_group("network (without --checkpoint)")
+    g.add_argument("--model", help="a name of snn_lats.networks.names() (default: sew_resnet18)")
+    g.add_argument("--T", type=int, dest="T", help="time steps of a spiking network (default: the network's)")
+    g.add_argument("--neuron", help="spiking neuron: if, lif, plif (default: the network's)")
+    g.add_argument("--cnf", help="SEW connect function: ADD, AND, IAND (default: the network's)")
+    g.add_argument("--backend", help="neuron backend: auto, cupy, torch (default: the network's)")
+    g.add_argument("--width", type=int, help="ResNets: channels of the first stage (default: 64)")
+    g.add_argument("--width-mult", type=float, help="MobileNet-V1: width multiplier alpha (default: 1)")
+    g.add_argument("--stem", choices=("imagenet", "cifar"), help="imagenet, or cifar for small images")
+
+    g = parser.add_argument_group("data (default: the checkpoint's)")
+    g.add_argument("--dataset", choices=("imagefolder", "digits"),
+                   help="imagefolder (--data-path) or the offline digits (default without a checkpoint: "
+                        "imagefolder if --data-path is given, else digits)")
+    g.add_argument("--data-path", help="root holding train/<class>/* and val/<class>/*")
+    g.add_argument("--image-size", type=int, help="digits only: side of the upsampled images (default: 32)")
+    g.add_argument("--val-resize-size", type=int, help="image folders: resize before the centre crop (default: 256)")
+    g.add_argument("--val-crop-size", type=int, help="image folders: centre crop (default: 224)")
+    g.add_argument("--bad-images", choices=("skip", "fail"), help="an unreadable image: skip it or fail")
+    g.add_argument("-b", "--batch-size", type=int, help="images per batch (default: 32)")
+    g.add_argument("-j", "--workers", type=int, help="data loading processes (default: 4)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: auto")
+
+    g = parser.add_argument_group("output")
+    g.add_argument("--preset", default=DEFAULT_PRESET, choices=tuple(ENERGY_PRESETS),
+                   help=f"energy per operation (Horowitz, ISSCC 2014, 45 nm) (default: {DEFAULT_PRESET})")
+    g.add_argument("--json", help="write the report as JSON to this file")
+    g.add_argument("--csv", help="write the per-layer rows as CSV to this file")
+    g.add_argument("--plot", help="write a figure of per-layer operations and firing rates (.png, .pdf, .svg)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report, text = count(args)
+    except ValueError as error:  # bad flags, recipe, data or checkpoint: no file written
+        print(f"snn-lats sops: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # an output file could not be written
+        print(f"snn-lats sops: error: {error}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
+def count(args: argparse.Namespace):
+    """Build the network and data, count ``args.batches`` batches, write the requested files.
+    Returns ``(report, text to print)``; ValueError for any bad input, before any file is written."""
+    import torch
+
+    from snn_lats._io import atomic_open
+    from snn_lats.engine.data import build_datasets, build_loaders
+    from snn_lats.engine.distributed import resolve_device
+    from snn_lats.engine.logger import RunLogger
+    from snn_lats.engine.model import build_model, build_model_from_checkpoint
+    from snn_lats.engine.recipe import resolve_config
+    from snn_lats.estimators import SynapticOpCounter
+    from snn_lats.estimators.plot import plot_format, render_report
+
+    if args.batches < 1:
+        raise ValueError(f"--batches must be >= 1, got {args.batches}")
+    plot_fmt = plot_format(args.plot) if args.plot else None
+    given = {k: getattr(args, k) for k in ARCHITECTURE_FLAGS + DATA_FLAGS if getattr(args, k) is not None}
+
+    checkpoint = None
+    if args.checkpoint:
+        clash = [k for k in ARCHITECTURE_FLAGS if k in given] + (["recipe"] if args.recipe else [])
+        if clash:
+            flags = ", ".join("--" + k.replace("_", "-") for k in clash)
+            raise ValueError(f"{flags} cannot be combined with --checkpoint: the network is the checkpoint's")
+        from snn_lats.engine.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(args.checkpoint)
+        config = resolve_config(given, base=checkpoint["config"])
+    else:
+        if "dataset" not in given and not args.recipe:
+            given["dataset"] = "imagefolder" if args.data_path else "digits"
+        config = resolve_config(given, args.recipe)
+    device = resolve_device(config.device)
+    _, val_set, num_classes = build_datasets(
+        config.dataset, config.data_path, val_resize_size=config.val_resize_size,
+        val_crop_size=config.val_crop_size, image_size=config.image_size, bad_images=config.bad_images,
+        augment=False,
+    )
+    if checkpoint is not None:
+        if checkpoint["num_classes"] != num_classes:
+            raise ValueError(f"the checkpoint has {checkpoint['num_classes']} classes, the data {num_classes}")
+        model, _ = build_model_from_checkpoint(checkpoint, device)
+        source = args.checkpoint
+    else:
+        model = build_model(config, num_classes).to(device).eval()
+        source = f"{config.model} (untrained)"
+    _, loader = build_loaders(val_set, val_set, config.batch_size, config.workers, seed=config.seed)
+
+    counter = SynapticOpCounter(model)
+    progress = RunLogger(None, tensorboard=False).progress(loader, total=min(args.batches, len(loader)), desc="sops")
+    with torch.inference_mode(), counter:
+        for i, (images, _, _) in enumerate(progress):
+            if i == args.batches:
+                break
+            if images.numel():
+                model(images.to(device))
+    progress.close()
+    if counter.samples == 0:
+        raise ValueError(f"nothing was counted: no readable image in the first {args.batches} batches")
+    report = counter.report()
+
+    # Render every file first, then write them all atomically: none is left behind by an error.
+    outputs = []
+    if args.json:
+        outputs.append((args.json, "w", report.to_json()))
+    if args.csv:
+        outputs.append((args.csv, "w", report.to_csv()))
+    if args.plot:
+        outputs.append((args.plot, "wb", render_report(report, plot_fmt)))
+    with contextlib.ExitStack() as stack:
+        for path, mode, content in outputs:
+            stack.enter_context(atomic_open(path, mode)).write(content)
+
+    energy = report.energy_pj(args.preset)
+    summary = (f"{source}: {report.acs_per_sample:.4g} ACs + {report.macs_per_sample:.4g} MACs per sample "
+               f"({report.samples} samples, {report.totals['time_steps']} time steps); "
+               f"energy {energy / 1e6:.4g} uJ per sample ({args.preset})")
+    return report, report.table() + "\n\n" + summary
