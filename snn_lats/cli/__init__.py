@@ -14,7 +14,7 @@ from typing import Sequence
 import snn_lats
 
 # Module names under snn_lats.cli, in the order `snn-lats --help` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("train", "evaluate", "export", "compare")
+SUBCOMMANDS: tuple[str, ...] = ("train", "evaluate", "export", "compare", "sops")
 
 
 def build_parser() -> argparse.ArgumentParser:
