@@ -145,11 +145,15 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--wd", "--weight-decay", dest="weight_decay", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice); 1 is the steadiest on a shared machine")
     parser.add_argument("--memory-of", choices=CONFIGS, help=argparse.SUPPRESS)  # the subprocess mode
     args = parser.parse_args(argv)
     if not 0 <= args.sparsity < 1:
         parser.error("--sparsity must be in [0, 1)")
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     base = build_model(args).train()
     thresholds = layer_thresholds(base, args.sparsity)
