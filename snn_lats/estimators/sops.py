@@ -15,15 +15,16 @@ all-ones mask instead, to show what pruning saved.
 AC or MAC: in a spiking model, an input that is non-negative and integer-valued is spikes (or
 SEW-ADD spike counts) and counts ACs; any other input (the encoding layer's image, average-pooled
 features) counts MACs. In an ANN (``model.spiking`` False) every input counts MACs.
-Non-negativity is checked on every call. Integrality is checked element by element on a layer's
-first batch of each input shape; later batches of that shape are re-checked through their
-column sums over the batch (integers whenever the inputs are), so a batch can only be taken for
-spikes wrongly if it follows integer batches and its non-integer values add up to integers in
-every column.
+Non-negativity is tested element by element on every call; integrality element by element on
+a layer's first batch of each input shape (and until its inputs of that shape are integers),
+then through the column sums over the batch, which are integers whenever the inputs are. So a
+batch can be taken for spikes wrongly only if it follows spike batches and its fractional
+values add up to integers in every column: never for spikes, images or pooled features.
 
 ``fan_out`` depends only on the mask and the input shape: it is computed once per (shape, weight
-version) and cached, so each forward costs a minimum and a column sum over the input and one
-matrix-vector product with the cached [pruned fan-out, dense fan-out, ones].
+version) and cached. A forward costs one column sum over each synaptic layer's input, added to a
+running [K] sum; the ops are the dot products of those sums with the cached pruned and dense
+fan-outs, taken when a report is asked for or the weight changes.
 """
 
 from __future__ import annotations
@@ -67,29 +68,17 @@ def _sample_ndim(module: nn.Module) -> int:
     return 1 if isinstance(module, nn.Linear) else len(module.kernel_size) + 1
 
 
-def _all_integers(x: Tensor) -> bool:
-    """Whether the non-negative ``x`` holds integers only, element by element, exactly.
+def _all_counts(x: Tensor) -> bool:
+    """Whether every element of ``x`` is a non-negative integer (a spike count), exactly.
 
-    frac(x) >= 0 for x >= 0, and a float sum of non-negative terms is 0 only if every term is,
-    so ``sum(frac(x)) == 0`` is exact. frac(inf) and frac(NaN) are NaN: not integers.
+    For x >= 0, frac(x) >= 0, and a float sum of non-negative terms is 0 only if every term is,
+    so ``sum(frac(x)) == 0`` is exact. frac(inf) and frac(NaN) are NaN: not counts.
     """
-    return not x.dtype.is_floating_point or bool(x.frac().sum() == 0)
-
-
-def _column_sums(xv: Tensor) -> Tensor:
-    """sum over the batch of the non-negative ``xv`` [B, K]: [K], exact if ``xv`` holds integers.
-
-    A float32 sum of non-negative integers is exact if the computed total is below 2**24
-    (below it every partial sum was exact; past it, rounding only moves up); otherwise the
-    column is summed again in float64.
-    """
-    if not xv.dtype.is_floating_point:
-        return xv.sum(0, dtype=torch.int64)
-    if xv.dtype != torch.float64:
-        col = xv.sum(0, dtype=torch.float32)
-        if col.max().item() < _F32_EXACT:
-            return col
-    return xv.sum(0, dtype=torch.float64)
+    if x.dtype == torch.bool:
+        return True
+    if torch.amin(x).item() < 0:
+        return False
+    return not x.dtype.is_floating_point or x.frac().sum().item() == 0
 
 
 def _exact_total(y: Tensor) -> float:
@@ -354,22 +343,28 @@ class SynapticOpCounter:
     def _classify(cache: "_FanOutCache", shape: tuple[int, ...], xv: Tensor) -> tuple[bool, Tensor | None]:
         """(counts, column sums): whether ``xv`` [B, K] is spikes, and then its exact sums over B.
 
-        Non-negativity is checked on every call; integrality element by element on a layer's
-        first batch of each input shape, and after that by the column sums being integers (a
-        non-integer column sum proves a non-integer input; an integral one re-runs the element
-        test unless the layer's inputs of this shape were integers before).
+        Non-negativity is tested element by element on every call. Integrality too on the
+        layer's first batch of this input shape (and until its inputs of this shape were
+        integers); after that, through the column sums: a fractional one proves a fractional
+        input, and integral ones are taken for counts.
+
+        A float32 sum of non-negative integers is exact if the computed total is below 2**24
+        (below it every partial sum was exact; past it, rounding only moves up); otherwise the
+        columns are summed again in float64 (exact to 2**53).
         """
         if xv.dtype == torch.bool:
             return True, xv.sum(0, dtype=torch.int64)
         if torch.amin(xv).item() < 0:
             return False, None
-        col = _column_sums(xv)
         if not xv.dtype.is_floating_point:
-            return True, col
-        if col.frac().sum().item() != 0:  # exact sums of integers are integers: some input is not
+            return True, xv.sum(0, dtype=torch.int64)
+        col = xv.sum(0, dtype=torch.float32) if xv.dtype != torch.float64 else None
+        if col is None or col.max().item() >= _F32_EXACT:
+            col = xv.sum(0, dtype=torch.float64)
+        if col.frac().sum().item() != 0:
             return False, None
         if not cache.integer_inputs.get(shape, False):
-            cache.integer_inputs[shape] = _all_integers(xv)
+            cache.integer_inputs[shape] = _all_counts(xv)
         return cache.integer_inputs[shape], col
 
     def _count_spikes(self, module: nn.Module, args: tuple, output: Any) -> None:
