@@ -17,6 +17,15 @@ from snn_lats.engine.recipe import TrainConfig
 SMALL = ["--T", "2", "--width", "4", "--stem", "cifar", "--image-size", "16", "-j", "0"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads, and threads stall on a busy shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_network_from_flags_on_digits(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["sops", "--model", "sew_resnet18", *SMALL, "-b", "5", "--batches", "3",
