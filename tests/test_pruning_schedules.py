@@ -128,6 +128,25 @@ def test_lats_reaches_the_final_threshold_exactly_when_the_planned_lrs_are_the_a
     assert thresholds_first == thresholds
 
 
+@pytest.mark.parametrize("make_scheduler", [
+    lambda opt: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=7, T_mult=2, eta_min=0.01),
+    lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=9, gamma=0.3),
+    lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.5, total_steps=40),
+], ids=["restarts", "step-decay", "one-cycle"])
+def test_lats_threshold_is_l1_times_the_sum_of_applied_lrs_under_any_scheduler(make_scheduler):
+    model = net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    pruner = SoftThresholdPruner(model, optimizer, "lats", l1=0.25)
+    scheduler = make_scheduler(optimizer)
+    applied = 0.0
+    for _ in range(40):
+        applied += optimizer.param_groups[0]["lr"]  # read before the step: the lr it applies
+        optimizer.step()
+        scheduler.step()
+        pruner.step()
+        assert pruner.threshold == pytest.approx(0.25 * applied, rel=1e-12)
+
+
 def test_lats_under_a_cosine_lr_follows_the_slats_closed_form():
     steps, l1 = 400, 0.2
     model = net()
