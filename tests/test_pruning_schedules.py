@@ -379,8 +379,9 @@ def build(schedule, seed):
         "pgh": dict(final_threshold=D, total_steps=STEPS, lr_schedule=planned_warmup_cosine, beta=0.3),
         "stds-sine": dict(final_threshold=D, end_step=STEPS // 2),
         "learnable": dict(s_init=-4.0),
+        "lats-target": dict(target_sparsity=0.6, end_step=10, lr_schedule=planned_warmup_cosine, retarget_every=3),
     }[schedule]
-    pruner = SoftThresholdPruner(model, optimizer, schedule, **kwargs)
+    pruner = SoftThresholdPruner(model, optimizer, schedule.removesuffix("-target"), **kwargs)
     return model, optimizer, pruner, warmup_cosine(optimizer)
 
 
@@ -395,7 +396,7 @@ def train(model, optimizer, pruner, scheduler, steps, start):
         pruner.step()
 
 
-@pytest.mark.parametrize("schedule", ["lats", "pgh", "stds-sine", "learnable"])
+@pytest.mark.parametrize("schedule", ["lats", "pgh", "stds-sine", "learnable", "lats-target"])
 def test_resume_from_a_checkpoint_is_exact(schedule):
     total, stop = 12, 5
     uninterrupted = build(schedule, seed=0)

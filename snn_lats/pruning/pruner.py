@@ -60,6 +60,21 @@ class SoftThresholdPruner:
     - ``"learnable"``: STR, ``d = sigmoid(s)`` per layer, ``s`` (init ``s_init``) trained by the
       optimizer in a new param group: build lr schedulers after the pruner.
 
+    Target sparsity (``schedule="lats"``, ``target_sparsity=s``, with ``lr_schedule`` and
+    ``end_step``/``total_steps``, instead of ``l1``/``final_threshold``): a controller picks λ.
+    Every ``retarget_every`` window steps (default: a tenth of the window; one epoch is a good
+    choice) it sets λ so that ``d_end = d_now + λ·Σ_{remaining} η`` prunes the fraction ``s``
+    of the weights at the end of the window, if the remaining applied lrs follow
+    ``lr_schedule``: the threshold the current θ calls for is a quantile of ``|θ|``, and its
+    drift over training is extrapolated by a line through the past estimates
+    (:meth:`_retarget`). Guarantees:
+    between re-estimates λ is constant (ISTA on a fixed ``L + λ‖w‖₁``) and ``λ ≥ 0``, so the
+    threshold never shrinks inside the window; at ``end_step`` the thresholds are set to the
+    exact quantile of the final θ, so the sparsity at ``end_step`` is ``s`` (up to ties: at most
+    one weight per ``N`` above). That last correction is the only step off the piecewise-constant
+    λ, and small when θ drifts slowly (``implied_l1()`` shows it). After ``end_step`` the
+    thresholds are fixed; with the straight-through gradient weights may still regrow or die.
+
     With param groups of different lrs, each layer follows its own group's lr: one λ, one
     objective, so a layer whose lr is ``k×`` the planned one reaches ``k·D``. ``layer_scale``
     (dict or callable, name -> factor) multiplies a layer's threshold. Steps are counted from
@@ -116,6 +131,8 @@ class SoftThresholdPruner:
         exclude: Selector = None,
         dense_first_last: bool = False,
         gradient: str = "straight-through",
+        target_sparsity: float | None = None,
+        retarget_every: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -128,6 +145,13 @@ class SoftThresholdPruner:
         self.l1 = None if l1 is None else _number(l1, "l1")
         self.final_threshold = None if final_threshold is None else _number(final_threshold, "final_threshold")
         self.beta = None
+        self.target_sparsity = None
+        if target_sparsity is not None:
+            if isinstance(target_sparsity, bool) or not isinstance(target_sparsity, (int, float)):
+                raise TypeError(f"target_sparsity must be a number in (0, 1), got {target_sparsity!r}")
+            if not 0 < target_sparsity < 1:
+                raise ValueError(f"target_sparsity must be in (0, 1), got {target_sparsity}")
+            self.target_sparsity = float(target_sparsity)
         self._check_arguments(l1, final_threshold, lr_schedule, beta, s_init, layer_scale, start_step, end_step)
         if schedule == "pgh":
             self.beta = check_beta(beta)
@@ -140,25 +164,39 @@ class SoftThresholdPruner:
                 raise ValueError(f"end_step ({end_step}) must be <= total_steps ({total_steps})")
         if end_step is None:
             end_step = total_steps
-        if end_step is None and self.final_threshold is not None and isinstance(lr_schedule, Sequence):
+        if end_step is None and lr_schedule is not None and isinstance(lr_schedule, Sequence):
             end_step = len(lr_schedule)
         self.end_step = end_step
-        needs_window = schedule in ("pgh", "slats", "stds-sine", "stds-linear") or (
-            schedule == "lats" and self.final_threshold is not None
-        )
+        needs_window = schedule in ("pgh", "slats", "stds-sine", "stds-linear") or lr_schedule is not None
         if needs_window and self.end_step is None:
             raise ValueError(f"schedule={schedule!r} needs the end of the pruning window: give end_step or total_steps")
         if self.end_step is not None and self.end_step <= self.start_step:
             raise ValueError(f"end_step ({self.end_step}) must be > start_step ({self.start_step})")
         self._planned_sum = None
-        if schedule in LR_DRIVEN and self.final_threshold is not None:
-            self._planned_sum = self._planned_lr_sum(lr_schedule)
+        self._planned_remaining: list[float] = []  # [k]: Σ weighted planned lrs of window steps >= start + k
+        if lr_schedule is not None:
+            planned = self._planned_lrs(lr_schedule)
+            self._planned_sum = sum(planned)
+            if not self._planned_sum > 0:
+                raise ValueError("lr_schedule plans no learning rate over the pruning window (sum of lrs is 0)")
+            remaining = [0.0]
+            for lr in reversed(planned):
+                remaining.append(remaining[-1] + lr)
+            self._planned_remaining = remaining[::-1]
+        if self.target_sparsity is not None:
+            window = self.end_step - self.start_step
+            self.retarget_every = max(1, window // 10) if retarget_every is None else _step_index(retarget_every, "retarget_every", 1)
+        elif retarget_every is not None:
+            raise ValueError("retarget_every applies to target_sparsity only")
 
-        #: λ of "lats" (λ0 of "pgh"): given, or final_threshold / Σ planned lrs; None otherwise.
+        #: λ of "lats" (λ0 of "pgh"): given, or final_threshold / Σ planned lrs, or the controller's
+        #: current estimate (target_sparsity); None for the other schedules.
         if schedule not in LR_DRIVEN:
             self.l1 = None
         elif self.final_threshold is not None:
             self.l1 = self.final_threshold / self._planned_sum
+        elif self.target_sparsity is not None:
+            self.l1 = 0.0
 
         # Which weights: selected and checked before anything is modified.
         candidates = select_layers(model, include, exclude, dense_first_last)
@@ -180,6 +218,10 @@ class SoftThresholdPruner:
 
         self.step_count = 0
         self._lr_sum = [0.0] * len(optimizer.param_groups)
+        # target_sparsity: d_g = anchor_threshold[g] + λ·(lr_sum[g] − anchor_lr_sum[g]), re-anchored at each re-estimate
+        self._anchor_threshold = [0.0] * len(optimizer.param_groups)
+        self._anchor_lr_sum = [0.0] * len(optimizer.param_groups)
+        self._target_history: list[list[float]] = []  # [c, D̂] at each re-estimate
         self._pending: list[list[float]] = []
         self._implied = math.nan
         self._finalized = False
@@ -191,6 +233,8 @@ class SoftThresholdPruner:
                     module.weight = module.parametrizations.weight.original.detach().clone()
         if schedule in ("constant", "learnable"):
             self._last_threshold = self.threshold
+        if self.target_sparsity is not None and self.start_step == 0:
+            self._retarget(snap=False)
         self._hooks = [
             optimizer.register_step_pre_hook(self._before_optimizer_step),
             optimizer.register_step_post_hook(self._after_optimizer_step),
@@ -200,11 +244,21 @@ class SoftThresholdPruner:
     def _check_arguments(self, l1, final_threshold, lr_schedule, beta, s_init, layer_scale, start_step, end_step):
         schedule = self.schedule
         given = [n for n, v in (("l1", l1), ("final_threshold", final_threshold)) if v is not None]
-        if schedule in LR_DRIVEN:
+        if self.target_sparsity is not None:
+            if schedule != "lats":
+                raise ValueError(f"target_sparsity drives schedule='lats' only, not {schedule!r}")
+            if given:
+                raise ValueError(f"target_sparsity replaces l1 and final_threshold; drop {', '.join(given)}")
+            if lr_schedule is None:
+                raise ValueError(
+                    "target_sparsity needs lr_schedule: the planned lr of every step (a sequence, or a "
+                    "callable step -> lr), to share the remaining threshold growth among the remaining steps"
+                )
+        elif schedule in LR_DRIVEN:
             if len(given) != 1:
                 raise ValueError(
-                    f"schedule={schedule!r} needs exactly one of l1 or final_threshold, got "
-                    + (" and ".join(given) if given else "neither")
+                    f"schedule={schedule!r} needs exactly one of l1, final_threshold or target_sparsity, got "
+                    + (" and ".join(given) if given else "none")
                 )
             if final_threshold is not None and lr_schedule is None:
                 raise ValueError(
@@ -219,8 +273,8 @@ class SoftThresholdPruner:
                 raise ValueError(f"schedule={schedule!r} needs final_threshold (the final threshold D)")
             if l1 is not None:
                 raise ValueError(f"schedule={schedule!r} is set by final_threshold; l1 applies to 'lats' and 'pgh' only")
-        if lr_schedule is not None and (schedule not in LR_DRIVEN or final_threshold is None):
-            raise ValueError("lr_schedule is only used with final_threshold and schedule 'lats' or 'pgh'")
+        if lr_schedule is not None and (schedule not in LR_DRIVEN or (final_threshold is None and self.target_sparsity is None)):
+            raise ValueError("lr_schedule is only used with final_threshold or target_sparsity, and schedule 'lats' or 'pgh'")
         if lr_schedule is not None and not (callable(lr_schedule) or isinstance(lr_schedule, Sequence)):
             raise TypeError(f"lr_schedule must be a sequence of lrs or a callable step -> lr, got {type(lr_schedule).__name__}")
         if schedule == "pgh" and beta is None:
@@ -234,7 +288,8 @@ class SoftThresholdPruner:
         if schedule in ("constant", "learnable") and (start_step != 0 or end_step is not None):
             raise ValueError(f"schedule={schedule!r} has no pruning window: drop start_step/end_step")
 
-    def _planned_lr_sum(self, lr_schedule) -> float:
+    def _planned_lrs(self, lr_schedule) -> list[float]:
+        """``w_t·η_t`` planned for every window step (``w_t``: 1, or ``β^{x_t}`` for PGH)."""
         steps = range(self.start_step, self.end_step)
         if isinstance(lr_schedule, Sequence):
             if len(lr_schedule) < self.end_step:
@@ -242,12 +297,7 @@ class SoftThresholdPruner:
             planned = [lr_schedule[t] for t in steps]
         else:
             planned = [lr_schedule(t) for t in steps]
-        total = 0.0
-        for t, lr in zip(steps, planned):
-            total += self._lr_weight(t) * _number(lr, f"lr_schedule[{t}]")
-        if not total > 0:
-            raise ValueError("lr_schedule plans no learning rate over the pruning window (sum of lrs is 0)")
-        return total
+        return [self._lr_weight(t) * _number(lr, f"lr_schedule[{t}]") for t, lr in zip(steps, planned)]
 
     @staticmethod
     def _layer_scales(layer_scale, names: list[str]) -> dict[str, float]:
@@ -301,6 +351,8 @@ class SoftThresholdPruner:
 
     def _group_threshold(self, group: int) -> float:
         if self.schedule in LR_DRIVEN:
+            if self.target_sparsity is not None:
+                return self._anchor_threshold[group] + self.l1 * (self._lr_sum[group] - self._anchor_lr_sum[group])
             if self.final_threshold is not None:
                 return self.final_threshold * (self._lr_sum[group] / self._planned_sum)
             return self.l1 * self._lr_sum[group]
@@ -340,6 +392,65 @@ class SoftThresholdPruner:
             d = self._group_threshold(self._group_of.get(name, self._ref_group))
             p.set_threshold(self._scale[name] * d)
 
+    @torch.no_grad()
+    def _retarget(self, snap: bool) -> None:
+        """Target-sparsity controller: re-estimate λ (``snap``: set the final thresholds).
+
+        Each layer ``l`` grows as ``d_l(λ) = d_l + λ·R·r_l`` until ``end_step``: ``R`` is the
+        planned lr still to come, ``r_l`` the layer's scale × its group's lr relative to the
+        reference group. Its weight ``i`` is pruned at the end iff ``|θ_i| ≤ d_l(λ)``, i.e.
+        ``v_i = (|θ_i| − d_l) / (R·r_l) ≤ λ``; so the λ that prunes the fraction s of the
+        current θ is ``q``, the k-th smallest ``v`` (``k = ⌈s·N⌉``), and ``D̂ = d + q·R`` is the
+        final threshold that θ calls for now. θ keeps moving, so ``D̂`` drifts: the controller
+        fits a line ``D̂(c)`` through its past estimates (``c``: fraction of the planned lr spent,
+        slope clamped at 0) and aims at its value at ``c = 1``: ``λ = q + slope / Σ planned η``,
+        clamped at 0 so thresholds never shrink inside the window. At ``end_step`` (``snap``)
+        the quantile of the final θ with ``R = 1`` is applied at once, in either direction.
+        """
+        lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
+        ref_lr = lrs[self._ref_group]
+        ratio = [lr / ref_lr if ref_lr > 0 else 1.0 for lr in lrs]
+        remaining = 1.0 if snap else self._planned_remaining[self.step_count - self.start_step]
+        if remaining <= 0:
+            return  # nothing left to spend before end_step: the snap will land it
+        values = []
+        for name, p in self._params.items():
+            g = self._group_of[name]
+            theta = self.layers[name].parametrizations.weight.original.detach().abs().flatten().double()
+            rate = self._scale[name] * ratio[g] * remaining
+            now = self._scale[name] * self._group_threshold(g)
+            values.append((theta - now) / rate if rate > 0 else torch.full_like(theta, math.inf))
+        values = torch.cat(values)
+        k = max(1, math.ceil(self.target_sparsity * values.numel() - 1e-9))
+        quantile = float(values.kthvalue(k).values)
+        groups = set(self._group_of.values())
+        if snap:
+            for g in groups:
+                self._anchor_threshold[g] = max(0.0, self._group_threshold(g) + quantile * ratio[g])
+                self._anchor_lr_sum[g] = self._lr_sum[g]
+            return
+        for g in groups:
+            self._anchor_threshold[g] = self._group_threshold(g)
+            self._anchor_lr_sum[g] = self._lr_sum[g]
+        # θ keeps moving (in proportion to the lr applied), so the final threshold needed drifts:
+        # extrapolate its estimates linearly against the fraction c of the planned lr spent.
+        spent = 1.0 - remaining / self._planned_sum
+        self._target_history.append([spent, self._group_threshold(self._ref_group) + quantile * remaining])
+        quantile += self._drift_slope() / self._planned_sum  # (D̂ + slope·(1 − c) − d_now) / R
+        self.l1 = max(0.0, quantile)
+
+    def _drift_slope(self) -> float:
+        """Least-squares slope of the estimated final threshold ``D̂`` against ``c``, clamped >= 0."""
+        points = self._target_history
+        if len(points) < 2:
+            return 0.0
+        mean_c = sum(c for c, _ in points) / len(points)
+        mean_d = sum(d for _, d in points) / len(points)
+        spread = sum((c - mean_c) ** 2 for c, _ in points)
+        if spread <= 0:
+            return 0.0
+        return max(0.0, sum((c - mean_c) * (d - mean_d) for c, d in points) / spread)
+
     def step(self) -> bool:
         """Advance the thresholds by the optimizer steps applied since the last call.
 
@@ -364,6 +475,12 @@ class SoftThresholdPruner:
                     self._lr_sum[g] += weight * lr
             eta += lrs[self._ref_group]
             self.step_count += 1
+            if self.target_sparsity is not None:
+                k = self.step_count - self.start_step
+                if k == self.end_step - self.start_step:
+                    self._retarget(snap=True)
+                elif 0 <= k < self.end_step - self.start_step and k % self.retarget_every == 0:
+                    self._retarget(snap=False)
         self._pending.clear()
         self._apply_thresholds()
         now = self.threshold
@@ -389,6 +506,10 @@ class SoftThresholdPruner:
             "pending": [list(p) for p in self._pending],
             "implied_l1": self._implied,
             "last_threshold": self._last_threshold,
+            "l1": self.l1,
+            "anchor_threshold": list(self._anchor_threshold),
+            "anchor_lr_sum": list(self._anchor_lr_sum),
+            "target_history": [list(p) for p in self._target_history],
             "thresholds": self.thresholds(),
         }
 
@@ -406,6 +527,10 @@ class SoftThresholdPruner:
         self._pending = [[float(v) for v in p] for p in state["pending"]]
         self._implied = float(state["implied_l1"])
         self._last_threshold = float(state["last_threshold"])
+        self.l1 = state["l1"]
+        self._anchor_threshold = [float(v) for v in state["anchor_threshold"]]
+        self._anchor_lr_sum = [float(v) for v in state["anchor_lr_sum"]]
+        self._target_history = [[float(c), float(d)] for c, d in state["target_history"]]
         if self.schedule != "learnable":
             for name, p in self._params.items():
                 p.set_threshold(state["thresholds"][name])

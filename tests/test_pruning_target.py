@@ -1,0 +1,102 @@
+"""Target-sparsity control: LATS whose λ is re-estimated so that the window ends at sparsity s.
+
+Oracle: the exact zeros of the pruned weights, counted here, on scikit-learn's offline digits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from snn_lats.pruning import SoftThresholdPruner
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+WARMUP, STEPS, LR0 = 5, 100, 0.2
+
+
+def planned_lr(t):
+    if t < WARMUP:
+        return LR0 * (0.1 + 0.9 * t / WARMUP)
+    return LR0 * (1 + math.cos(math.pi * (t - WARMUP) / (STEPS - WARMUP))) / 2
+
+
+def counted_sparsity(layers) -> float:
+    with torch.no_grad():
+        zeros = sum(int((m.weight == 0).sum()) for m in layers.values())
+        return zeros / sum(m.weight.numel() for m in layers.values())
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.95])
+def test_target_sparsity_lands_with_a_piecewise_constant_l1(target, capsys):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, y = torch.tensor(X / 16.0, dtype=torch.float32), torch.tensor(y)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR0, momentum=0.9)
+    pruner = SoftThresholdPruner(model, optimizer, "lats", target_sparsity=target, total_steps=STEPS,
+                                 lr_schedule=planned_lr, retarget_every=10)
+    lr = torch.optim.lr_scheduler
+    scheduler = lr.SequentialLR(optimizer, [lr.LinearLR(optimizer, 0.1, 1.0, total_iters=WARMUP),
+                                            lr.CosineAnnealingLR(optimizer, STEPS - WARMUP)], milestones=[WARMUP])
+    g = torch.Generator().manual_seed(0)
+    l1_in_force, implied, thresholds = [pruner.l1], [], []
+    for _ in range(STEPS):
+        batch = torch.randint(0, len(X), (128,), generator=g)
+        optimizer.zero_grad()
+        F.cross_entropy(model(X[batch]), y[batch]).backward()
+        optimizer.step()
+        scheduler.step()
+        pruner.step()
+        implied.append(pruner.implied_l1())
+        thresholds.append(pruner.threshold)
+        l1_in_force.append(pruner.l1)
+
+    sparsity = counted_sparsity(pruner.layers)
+    assert abs(sparsity - target) <= 0.005
+    # λ is the one the controller chose, constant between re-estimates (every 10 steps), never < 0 ...
+    for t in range(STEPS - 1):
+        assert l1_in_force[t] >= 0
+        assert implied[t] == pytest.approx(l1_in_force[t], rel=1e-6, abs=1e-12), t
+    assert len(set(l1_in_force[:-1])) <= STEPS // 10 + 1
+    # ... so the threshold never shrinks before the final correction, and that correction is small.
+    assert all(b >= a for a, b in zip(thresholds[:-2], thresholds[1:-1]))
+    correction = abs(thresholds[-1] - thresholds[-2])
+    assert correction < 0.05 * thresholds[-1]
+    used = [v for v in l1_in_force[1:-1] if v > 0]
+    with capsys.disabled():
+        print(f"\ntarget {target}: sparsity {sparsity:.4f} at end_step; λ in [{min(used):.4f}, {max(used):.4f}]; "
+              f"final correction {correction:.2e} of d = {thresholds[-1]:.4f}")
+
+
+BAD = [
+    (dict(target_sparsity=1.0), ValueError, "target_sparsity must be in"),
+    (dict(target_sparsity="80%"), TypeError, "target_sparsity must be a number"),
+    (dict(target_sparsity=0.8, l1=0.1), ValueError, "drop l1"),
+    (dict(target_sparsity=0.8, total_steps=10), ValueError, "needs lr_schedule"),
+    (dict(target_sparsity=0.8, lr_schedule=[0.1] * 10, retarget_every=0), ValueError, "retarget_every must be"),
+    (dict(l1=0.1, retarget_every=5), ValueError, "retarget_every applies"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, message", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_target_sparsity_bad_arguments(kwargs, error, message):
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    with pytest.raises(error, match=message):
+        SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), "lats", **kwargs)
+    with pytest.raises(ValueError, match="drives schedule='lats' only"):
+        SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), "stds-sine",
+                            target_sparsity=0.5, final_threshold=0.1, end_step=5)
