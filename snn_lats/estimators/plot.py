@@ -56,7 +56,8 @@ def render_report(report: "SOPReport", fmt: str = "png") -> bytes:
     acs = [r["acs"] / n for r in synaptic]
     macs = [r["macs"] / n for r in synaptic]
     dense = [(r["dense_acs"] + r["dense_macs"]) / n for r in synaptic]
-    ax_ops.bar(xs, acs, width=0.8, color="#1f77b4", label="ACs (spike inputs)")
+    if report.spiking:  # an ANN has MACs only
+        ax_ops.bar(xs, acs, width=0.8, color="#1f77b4", label="ACs (spike inputs)")
     ax_ops.bar(xs, macs, width=0.8, bottom=acs, color="#ff7f0e", label="MACs (real-valued inputs)")
     # The unpruned count on top, as an outline: the gap above a bar is what pruning saved.
     ax_ops.bar(xs, dense, width=0.8, facecolor="none", edgecolor="0.2", linewidth=0.8,

@@ -466,7 +466,8 @@ class SOPReport(Report):
         kind = "spiking" if spiking else "ANN"
         notes = [
             "pruned synapses (zero weights) are not counted; dense_acs/dense_macs count every synapse",
-            "acs, macs and dense_* are totals over all samples and time steps",
+            "acs, macs and dense_* are totals over all samples and time steps; a module called several "
+            "times per forward (a shared nn.ReLU) is one row over all its calls",
         ]
         if spiking:
             notes += [
