@@ -127,6 +127,7 @@ def test_table_json_csv_roundtrip():
     again = SOPReport.from_dict(data)
     assert isinstance(again, SOPReport) and again.total_macs == report.total_macs
     assert again.energy_pj() == pytest.approx(report.energy_pj())
+    assert again.table() == text
     rows = list(csv.DictReader(io.StringIO(report.to_csv())))
     assert [r["name"] for r in rows] == [r["name"] for r in report.rows]
     assert int(rows[0]["macs"]) == report.rows[0]["macs"]

@@ -483,6 +483,13 @@ class SOPReport(Report):
         title = f"Synaptic operations: {model_name} ({kind}, {samples} samples x {totals['time_steps']} time steps)"
         return cls(title=title, rows=rows, totals=totals, columns=_COLUMNS, notes=notes)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SOPReport":
+        """The report of :meth:`to_dict` / JSON, with its table columns."""
+        report = super().from_dict(data)
+        report.columns = _COLUMNS
+        return report
+
     @property
     def total_acs(self) -> int:
         return self.totals["acs"]
