@@ -39,7 +39,9 @@ class SoftThreshold(nn.Module):
     or backward op to the graph. In training the pruned weight lives as long as autograd needs
     it (the layer's backward), like a dense weight's gradient would, and a weak reference finds
     it again for a second forward before θ changes; under ``no_grad`` it is kept for the next
-    batch. Set ``d`` with :meth:`set_threshold`, not by writing the buffer.
+    batch. Set ``d`` with :meth:`set_threshold`, not by writing the buffer, and change θ in place
+    under ``torch.no_grad()`` (as optimizers and ``load_state_dict`` do), not through ``θ.data``,
+    whose writes do not move θ's version counter.
     """
 
     def __init__(
