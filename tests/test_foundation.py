@@ -95,3 +95,17 @@ def test_console_script_version_and_help():
         [sys.executable, "-m", "snn_lats", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "usage: snn-lats" in help_text
+
+
+def test_atomic_write_gives_ordinary_file_permissions(tmp_path):
+    import os
+
+    from snn_lats._io import atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        (tmp_path / "b.txt").write_text("x")  # what plain open() gives under the same umask
+    finally:
+        os.umask(umask)
+    assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == os.stat(tmp_path / "b.txt").st_mode & 0o777 == 0o644
