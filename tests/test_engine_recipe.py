@@ -162,3 +162,11 @@ def test_norm_parameters_get_their_own_weight_decay():
     assert len(groups[0]["params"]) == 4  # conv weight+bias, linear weight+bias
     same = parameter_groups(model, weight_decay=0.1, norm_weight_decay=None)
     assert [g["weight_decay"] for g in same] == [0.1, 0.1]
+
+
+def test_prune_none_over_a_pruning_recipe_is_its_unpruned_baseline(tmp_path):
+    recipe = write(tmp_path, "dataset: digits\nprune: lats\nfinal_threshold: 0.1\nprune_end_epoch: 5\n")
+    config = resolve_config({"prune": "none"}, recipe)
+    assert (config.prune, config.final_threshold, config.prune_end_epoch) == ("none", None, None)
+    with pytest.raises(RecipeError, match="need a pruning mode"):  # but explicit contradictions stay errors
+        resolve_config({"prune": "none", "l1": 0.1}, recipe)

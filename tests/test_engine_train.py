@@ -4,6 +4,7 @@ signals, non-finite loss, and a 2-process torchrun (gloo) run against a 1-proces
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -112,7 +113,7 @@ def reference(data_root, tmp_path_factory):
 def test_run_writes_its_outputs_and_the_summary_matches_a_fresh_evaluation(reference, data_root):
     out, summary = reference
     for name in ("config.yaml", "config.json", "checkpoint.pth", "model_best.pth", "summary.json", "sops.json",
-                 "sops.png", "sparsity.json"):
+                 "sops.png", "sparsity.json", "training.png"):
         assert (out / name).is_file(), name
     assert json.loads((out / "summary.json").read_text())["accuracy"] == summary["accuracy"]
     assert TrainConfig.from_dict(json.loads((out / "config.json").read_text())) == tiny(data_root, out)
@@ -132,6 +133,9 @@ def test_run_writes_its_outputs_and_the_summary_matches_a_fresh_evaluation(refer
             total += 1
     assert summary["accuracy"]["acc1"] == pytest.approx(100.0 * correct / total)
 
+    # Each epoch's recorded lr is the one it trained with: per-epoch cosine, lr 0.1, 3 epochs.
+    assert [r["lr"] for r in summary["history"]] == pytest.approx(
+        [0.1 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)])
     # LATS with a final threshold reaches exactly D at the end of the window.
     thresholds = [v for k, v in checkpoint["model"].items() if k.endswith("threshold")]
     assert thresholds and all(float(t) == pytest.approx(0.05, rel=1e-6) for t in thresholds)

@@ -88,3 +88,35 @@ def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def plot_history(history: list[Mapping[str, Any]], path: str | os.PathLike) -> None:
+    """Validation accuracy, weight sparsity and threshold per epoch, as a PNG written atomically."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from snn_lats._io import atomic_open
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_acc, ax_sparsity) = plt.subplots(1, 2, figsize=(9.0, 3.5))
+    ax_acc.plot(epochs, [r["train"]["acc1"] for r in history], label="train")
+    ax_acc.plot(epochs, [r["val"]["acc1"] for r in history], label="validation")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("top-1 accuracy (%)")
+    ax_acc.legend()
+    ax_sparsity.plot(epochs, [100 * r["sparsity"] for r in history], color="tab:red")
+    ax_sparsity.set_xlabel("epoch")
+    ax_sparsity.set_ylabel("weight sparsity (%)", color="tab:red")
+    ax_threshold = ax_sparsity.twinx()
+    ax_threshold.plot(epochs, [r["threshold"] for r in history], color="tab:gray", linestyle="--")
+    ax_threshold.set_ylabel("threshold d (dashed)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    with atomic_open(path, "wb") as f:
+        f.write(buffer.getvalue())

@@ -202,6 +202,7 @@ class TrainConfig:
         return cls(**_check_keys(values, source))
 
 
+_PRUNING_FIELDS = ("l1", "final_threshold", "beta", "prune_start_epoch", "prune_end_epoch")
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 #: Model-shaping fields: a checkpoint can only be loaded into a network built with the same ones.
 ARCHITECTURE_FIELDS = ("model", "T", "neuron", "cnf", "width", "width_mult", "stem")
@@ -249,7 +250,12 @@ def resolve_config(explicit: Mapping[str, Any], recipe: str | os.PathLike | None
     if recipe is not None:
         values.update(load_recipe(recipe))
         values["recipe"] = str(recipe)
-    values.update({k: v for k, v in _check_keys(explicit, "flags").items() if v is not None})
+    given = {k: v for k, v in _check_keys(explicit, "flags").items() if v is not None}
+    if given.get("prune") == "none":
+        # "--prune none" over a pruning recipe (its unpruned baseline) drops the recipe's pruning settings.
+        for key in _PRUNING_FIELDS:
+            values.pop(key, None)
+    values.update(given)
     try:
         config = TrainConfig(**values)
     except TypeError as error:

@@ -29,7 +29,6 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -45,7 +44,7 @@ from snn_lats.engine.checkpoint import (
     set_rng_state,
 )
 from snn_lats.engine.data import build_datasets, build_loaders, set_epoch
-from snn_lats.engine.logger import RunLogger
+from snn_lats.engine.logger import RunLogger, plot_history
 from snn_lats.engine.model import build_model, build_model_from_checkpoint, build_pruner
 from snn_lats.engine.optim import build_lr_scheduler, build_optimizer, planned_step_lrs
 from snn_lats.engine.recipe import TrainConfig
@@ -159,13 +158,14 @@ def _train(config: TrainConfig, ctx: dist_utils.DistributedContext, build_model_
             logger, stop, lambda: _save(output_dir / "checkpoint.pth", ctx, config, num_classes, model,
                                         optimizer, lr_scheduler, pruner, scaler, state),
         )
+        epoch_lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
         lr_scheduler.step()
         # Firing rates and SOPs are counted on rank 0 only (hooks, no collective).
         metrics, sops = evaluate(train_model, val_loader, criterion, ctx, config, logger, count_model=model,
                                  count_batches=config.sops_batches if ctx.is_main else 0)
         state.epoch, state.epoch_step = epoch + 1, 0
         sparsity = sparsity_report(model)
-        record = {"epoch": epoch, "train": train_metrics, "val": metrics, "lr": optimizer.param_groups[0]["lr"],
+        record = {"epoch": epoch, "train": train_metrics, "val": metrics, "lr": epoch_lr,
                   "threshold": pruner.threshold if pruner else 0.0, "sparsity": sparsity.global_sparsity,
                   "epoch_time_s": time.time() - started}
         state.history.append(record)
@@ -470,6 +470,8 @@ def _final_summary(config: TrainConfig, ctx, model: nn.Module, metrics: dict, so
             sops.to_json(output_dir / "sops.json")
             sops.plot(str(output_dir / "sops.png"))
         sparsity.to_json(output_dir / "sparsity.json")
+        if state.history:
+            plot_history(state.history, output_dir / "training.png")
     console.print()
     if sops is not None:
         console.print(sops.table())
@@ -483,7 +485,7 @@ def _final_summary(config: TrainConfig, ctx, model: nn.Module, metrics: dict, so
     )
     if write:
         console.print(f"run directory: {output_dir} (checkpoint.pth, model_best.pth, summary.json, sops.png, "
-                      f"tensorboard/)")
+                      f"training.png, tensorboard/)")
     return summary
 
 
