@@ -176,6 +176,22 @@ def test_best_checkpoint_is_chosen_at_the_final_sparsity(data_root, tmp_path):
     assert history[0]["sparsity"] < history[1]["sparsity"]
 
 
+@pytest.mark.parametrize("mode, extra", [
+    ("slats", {}), ("stds-sine", {}), ("stds-linear", {}), ("constant", {}), ("pgh", {"beta": 0.3}),
+    ("learnable", {"final_threshold": None}),
+])
+def test_every_pruning_mode_trains_to_its_final_threshold(data_root, tmp_path, mode, extra):
+    summary = train(tiny(data_root, tmp_path, epochs=2, prune=mode, sops_batches=0, **extra))
+    thresholds = [float(v) for k, v in load_checkpoint(tmp_path / "checkpoint.pth")["model"].items()
+                  if k.endswith("threshold")]
+    assert thresholds
+    if mode == "learnable":  # STR: d = sigmoid(s), s learned from s_init = -10
+        assert all(0 < t < 1e-3 for t in thresholds)
+    else:  # every scheduled mode ends its window exactly at D (d(x = 1) = D)
+        assert thresholds == pytest.approx([0.05] * len(thresholds), rel=1e-6)
+        assert summary["history"][-1]["threshold"] == pytest.approx(0.05, rel=1e-6)
+
+
 # ------------------------------------------------------------------------------------------ resume
 
 
