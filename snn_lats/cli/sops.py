@@ -29,6 +29,7 @@ DATA_FLAGS = ("dataset", "data_path", "image_size", "val_resize_size", "val_crop
 
 
 def add_parser(subparsers) -> None:
+    from snn_lats.cli.train import add_network_arguments
     from snn_lats.estimators import ENERGY_PRESETS
     from snn_lats.estimators.energy import DEFAULT_PRESET
 
@@ -41,14 +42,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--batches", type=int, default=4, help="validation batches to count (default: 4)")
 
     g = parser.add_argument_group("network (without --checkpoint)")
-    g.add_argument("--model", help="a name of snn_lats.networks.names() (default: sew_resnet18)")
-    g.add_argument("--T", type=int, dest="T", help="time steps of a spiking network (default: the network's)")
-    g.add_argument("--neuron", help="spiking neuron: if, lif, plif (default: the network's)")
-    g.add_argument("--cnf", help="SEW connect function: ADD, AND, IAND (default: the network's)")
-    g.add_argument("--backend", help="neuron backend: auto, cupy, torch (default: the network's)")
-    g.add_argument("--width", type=int, help="ResNets: channels of the first stage (default: 64)")
-    g.add_argument("--width-mult", type=float, help="MobileNet-V1: width multiplier alpha (default: 1)")
-    g.add_argument("--stem", choices=("imagenet", "cifar"), help="imagenet, or cifar for small images")
+    add_network_arguments(g, model_help="a name of snn_lats.networks.names() (default: sew_resnet18)")
 
     g = parser.add_argument_group("data (default: the checkpoint's)")
     g.add_argument("--dataset", choices=("imagefolder", "digits"),

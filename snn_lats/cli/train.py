@@ -28,6 +28,18 @@ def _default(name: str) -> str:
     return f" (default: {getattr(_DEFAULTS, name)})"
 
 
+def add_network_arguments(group, model_help: str) -> None:
+    """The flags that choose and shape a network (shared by ``train`` and ``sops``)."""
+    group.add_argument("--model", help=model_help)
+    group.add_argument("--T", type=int, dest="T", help="time steps of a spiking network (default: the network's)")
+    group.add_argument("--neuron", help="spiking neuron: if, lif, plif (default: the network's)")
+    group.add_argument("--cnf", help="SEW connect function: ADD, AND, IAND (default: the network's)")
+    group.add_argument("--backend", help="neuron backend: auto, cupy, torch (default: the network's)")
+    group.add_argument("--width", type=int, help="ResNets: channels of the first stage (default: the network's, 64)")
+    group.add_argument("--width-mult", type=float, help="MobileNet-V1: width multiplier alpha (default: 1)")
+    group.add_argument("--stem", choices=("imagenet", "cifar"), help="imagenet, or cifar for small images")
+
+
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """Every :class:`~snn_lats.engine.recipe.TrainConfig` field as a flag whose default is None,
     so that the flags actually given can be told from the recipe's and the built-in defaults."""
@@ -50,14 +62,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("-j", "--workers", type=int, help="data loading processes per rank" + _default("workers"))
 
     g = parser.add_argument_group("network")
-    g.add_argument("--model", help="a name of snn_lats.networks.names()" + _default("model"))
-    g.add_argument("--T", type=int, dest="T", help="time steps of a spiking network (default: the network's)")
-    g.add_argument("--neuron", help="spiking neuron: if, lif, plif (default: the network's)")
-    g.add_argument("--cnf", help="SEW connect function: ADD, AND, IAND (default: the network's)")
-    g.add_argument("--backend", help="neuron backend: auto, cupy, torch (default: the network's)")
-    g.add_argument("--width", type=int, help="ResNets: channels of the first stage (default: the network's, 64)")
-    g.add_argument("--width-mult", type=float, help="MobileNet-V1: width multiplier alpha (default: 1)")
-    g.add_argument("--stem", choices=("imagenet", "cifar"), help="imagenet, or cifar for small images")
+    add_network_arguments(g, model_help="a name of snn_lats.networks.names()" + _default("model"))
 
     g = parser.add_argument_group("optimisation")
     g.add_argument("-b", "--batch-size", type=int, help="images per process and step" + _default("batch_size"))
