@@ -21,13 +21,7 @@ from torch.nn.utils import parametrize
 from snn_lats.estimators import SynapticOpCounter, is_spiking
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and threads stall on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- helpers: recording inputs, the brute-force oracle, pruning by hand -----------------------

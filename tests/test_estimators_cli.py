@@ -17,13 +17,7 @@ from snn_lats.engine.recipe import TrainConfig
 SMALL = ["--T", "2", "--width", "4", "--stem", "cifar", "--image-size", "16", "-j", "0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and threads stall on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_network_from_flags_on_digits(tmp_path, capsys):

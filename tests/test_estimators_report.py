@@ -18,13 +18,7 @@ from snn_lats.pruning import attach
 from test_estimators import Recorder, expected_ops, prune_randomly, rows_by_name
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and threads stall on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def check_against_brute_force(model, batches, neuron_types):

@@ -18,13 +18,7 @@ from spikingjelly.activation_based import base, functional, neuron, surrogate
 from spikingjelly.activation_based.model import sew_resnet as sj_sew
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: one thread is faster, and immune to oversubscription on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_kwargs(name):

@@ -33,13 +33,7 @@ UPSTREAM = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
 GRAD_EXACT = torch.tensor([1.0, 0.0, 0.0, 4.0, 0.0, 6.0])  # dL/dw · 1[|θ| > d]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: one thread is faster, and immune to oversubscription on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def by_hand(theta: torch.Tensor, d: float) -> torch.Tensor:

@@ -15,12 +15,7 @@ from torch import nn
 from snn_lats.pruning import SoftThresholdPruner
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 WARMUP, STEPS, LR0 = 5, 100, 0.2
