@@ -94,7 +94,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(case, tmp_path, capsys):
     args = ["train", "--data-path", str(data), "--output-dir", str(out), "--epochs", "1", "--device", "cpu"]
     expected = {
         "missing_data_path": "does not exist", "empty_data_path": "does not exist",
-        "class_without_images": "class folder(s) with no image", "l1_and_final_threshold": "either l1",
+        "class_without_images": "class folder(s) with no image", "l1_and_final_threshold": "not l1 and final_threshold",
         "beta_zero": "beta must be a finite number > 0", "unknown_recipe_key": "unknown key(s)",
         "truncated_checkpoint": "truncated", "foreign_checkpoint": "not an snn-lats checkpoint",
         "malicious_checkpoint": "refusing to unpickle", "unknown_model": "model must be one of",

@@ -62,11 +62,15 @@ def test_yaml_exponent_strings_are_numbers_and_types_are_checked(tmp_path):
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"prune": "lats", "l1": 1e-3, "final_threshold": 0.1}, "either l1"),
+        ({"prune": "lats", "l1": 1e-3, "final_threshold": 0.1}, "not l1 and final_threshold"),
+        ({"prune": "lats", "final_threshold": 0.1, "target_sparsity": 0.9}, "not final_threshold and target_sparsity"),
+        ({"prune": "slats", "target_sparsity": 0.9}, "drives prune='lats' only"),
+        ({"prune": "lats", "target_sparsity": 90.0}, "fraction in"),
+        ({"target_sparsity": 0.9}, "need a pruning mode"),
         ({"prune": "pgh", "final_threshold": 0.1, "beta": 0.0}, "beta must be a finite number > 0"),
         ({"prune": "pgh", "final_threshold": 0.1}, "needs --beta"),
         ({"prune": "lats", "final_threshold": 0.1, "beta": 0.5}, "applies to prune='pgh' only"),
-        ({"prune": "lats"}, "needs --l1 or --final-threshold"),
+        ({"prune": "lats"}, "needs --l1, --final-threshold or --target-sparsity"),
         ({"l1": 0.01}, "need a pruning mode"),
         ({"prune": "learnable", "final_threshold": 0.1}, "learns its thresholds"),
         ({"prune": "stds-sine", "l1": 0.01}, "set by final_threshold"),
@@ -83,6 +87,16 @@ def test_yaml_exponent_strings_are_numbers_and_types_are_checked(tmp_path):
 def test_contradictory_or_bad_values_are_refused(values, message):
     with pytest.raises(RecipeError, match=message):
         resolve_config({"dataset": "digits", "epochs": 10, **values})
+
+
+def test_an_explicit_strength_replaces_the_recipes_other_one(tmp_path):
+    recipe = write(tmp_path, "dataset: digits\nepochs: 4\nprune: lats\nfinal_threshold: 0.15\n")
+    config = resolve_config({"target_sparsity": 0.95}, recipe)
+    assert (config.target_sparsity, config.final_threshold, config.l1) == (0.95, None, None)
+    config = resolve_config({"l1": 0.01}, recipe)
+    assert (config.l1, config.final_threshold) == (0.01, None)
+    assert resolve_config({}, recipe).final_threshold == 0.15
+    assert resolve_config({"prune": "none"}, recipe).target_sparsity is None
 
 
 def test_imagefolder_needs_a_data_path():

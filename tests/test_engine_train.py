@@ -192,6 +192,22 @@ def test_every_pruning_mode_trains_to_its_final_threshold(data_root, tmp_path, m
         assert summary["history"][-1]["threshold"] == pytest.approx(0.05, rel=1e-6)
 
 
+@pytest.mark.parametrize("target", [0.9, 0.99])
+def test_target_sparsity_run_ends_at_the_target(data_root, tmp_path, target):
+    summary = train(tiny(data_root, tmp_path, epochs=3, final_threshold=None, target_sparsity=target,
+                         sops_batches=0))
+    # Oracle: count the zeros of the pruned weights of the saved model, layer by layer.
+    model, _ = build_model_from_checkpoint(tmp_path / "checkpoint.pth")
+    pruned = [m.weight for m in model.modules() if hasattr(m, "parametrizations")]
+    zeros = sum(int((w == 0).sum()) for w in pruned)
+    total = sum(w.numel() for w in pruned)
+    assert abs(zeros / total - target) <= 0.005
+    assert summary["history"][-1]["sparsity"] == pytest.approx(zeros / total)
+    # λ was re-estimated once per epoch, never negative: the threshold never shrank.
+    thresholds = [r["threshold"] for r in summary["history"]]
+    assert thresholds == sorted(thresholds) and thresholds[0] > 0
+
+
 # ------------------------------------------------------------------------------------------ resume
 
 

@@ -44,7 +44,8 @@ def build_pruner(
     """The :class:`SoftThresholdPruner` of ``config.prune`` (None for ``"none"``).
 
     The pruning window ``[prune_start_epoch, prune_end_epoch)`` becomes optimizer steps; a
-    ``final_threshold`` for "lats"/"pgh" is reached at its end through the planned per-step lrs.
+    ``final_threshold`` for "lats"/"pgh" is reached at its end through the planned per-step lrs;
+    a ``target_sparsity`` lets the pruner pick λ, re-estimated at every epoch's end.
     """
     if config.prune == "none":
         return None
@@ -58,6 +59,9 @@ def build_pruner(
         kwargs["final_threshold"] = config.final_threshold
         if config.prune in ("lats", "pgh"):
             kwargs["lr_schedule"] = list(planned_step_lrs)
+    if config.target_sparsity is not None:  # λ re-estimated once per epoch
+        kwargs.update(target_sparsity=config.target_sparsity, lr_schedule=list(planned_step_lrs),
+                      retarget_every=steps_per_epoch)
     if config.beta is not None:
         kwargs["beta"] = config.beta
     return SoftThresholdPruner(model, optimizer, config.prune, **kwargs)

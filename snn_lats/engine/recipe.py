@@ -74,6 +74,7 @@ class TrainConfig:
     prune: str = "none"
     l1: float | None = None
     final_threshold: float | None = None
+    target_sparsity: float | None = None  # lats only: lambda chosen to end at this sparsity
     beta: float | None = None  # pgh only
     prune_start_epoch: int = 0
     prune_end_epoch: int | None = None  # None: the last epoch
@@ -151,18 +152,26 @@ class TrainConfig:
             raise RecipeError("data_path (--data-path) is required for dataset 'imagefolder'")
 
         pruning = self.prune != "none"
-        if self.l1 is not None and self.final_threshold is not None:
-            raise RecipeError("give either l1 (--l1) or final_threshold (--final-threshold), not both: "
-                              "each determines the other (final_threshold = l1 * sum of the learning rates)")
-        if pruning and self.prune != "learnable" and self.l1 is None and self.final_threshold is None:
-            raise RecipeError(f"prune={self.prune!r} needs --l1 or --final-threshold")
-        if self.prune == "learnable" and (self.l1 is not None or self.final_threshold is not None):
-            raise RecipeError("prune='learnable' learns its thresholds (STR); drop l1 and final_threshold")
+        strengths = [name for name in STRENGTH_FIELDS if getattr(self, name) is not None]
+        if len(strengths) > 1:
+            raise RecipeError(f"give one of l1 (--l1), final_threshold (--final-threshold) or target_sparsity "
+                              f"(--target-sparsity), not {' and '.join(strengths)}: each determines the others")
+        if not pruning and (strengths or self.beta is not None):
+            raise RecipeError("l1, final_threshold, target_sparsity and beta need a pruning mode (--prune ...); "
+                              "prune is 'none'")
+        if pruning and self.prune != "learnable" and not strengths:
+            raise RecipeError(f"prune={self.prune!r} needs --l1, --final-threshold or --target-sparsity")
+        if self.prune == "learnable" and strengths:
+            raise RecipeError(f"prune='learnable' learns its thresholds (STR); drop {', '.join(strengths)}")
+        if self.target_sparsity is not None:
+            if self.prune != "lats":
+                raise RecipeError(f"target_sparsity (--target-sparsity) drives prune='lats' only; prune is {self.prune!r}")
+            value = self.target_sparsity
+            if not (isinstance(value, (int, float)) and 0 < value < 1):
+                raise RecipeError(f"target_sparsity must be a fraction in (0, 1), e.g. 0.9; got {value!r}")
         if self.prune in ("slats", "stds-sine", "stds-linear", "constant") and self.l1 is not None:
             raise RecipeError(f"prune={self.prune!r} is set by final_threshold (--final-threshold), not l1; "
                               "l1 applies to 'lats' and 'pgh'")
-        if not pruning and (self.l1 is not None or self.final_threshold is not None or self.beta is not None):
-            raise RecipeError("l1, final_threshold and beta need a pruning mode (--prune ...); prune is 'none'")
         for name in ("l1", "final_threshold"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -202,7 +211,9 @@ class TrainConfig:
         return cls(**_check_keys(values, source))
 
 
-_PRUNING_FIELDS = ("l1", "final_threshold", "beta", "prune_start_epoch", "prune_end_epoch")
+#: Alternative ways to set the pruning strength: one given explicitly replaces a recipe's other.
+STRENGTH_FIELDS = ("l1", "final_threshold", "target_sparsity")
+_PRUNING_FIELDS = (*STRENGTH_FIELDS, "beta", "prune_start_epoch", "prune_end_epoch")
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 #: Model-shaping fields: a checkpoint can only be loaded into a network built with the same ones.
 ARCHITECTURE_FIELDS = ("model", "T", "neuron", "cnf", "width", "width_mult", "stem")
@@ -254,6 +265,10 @@ def resolve_config(explicit: Mapping[str, Any], recipe: str | os.PathLike | None
     if given.get("prune") == "none":
         # "--prune none" over a pruning recipe (its unpruned baseline) drops the recipe's pruning settings.
         for key in _PRUNING_FIELDS:
+            values.pop(key, None)
+    if any(key in given for key in STRENGTH_FIELDS):
+        # "--target-sparsity 0.95" over a recipe that sets final_threshold replaces it.
+        for key in STRENGTH_FIELDS:
             values.pop(key, None)
     values.update(given)
     try:
