@@ -1,0 +1,442 @@
+"""Accuracy against weight sparsity: the paper's central comparison, at CPU scale.
+
+Trains a small SEW ResNet-18 (the SNN) and the matching ResNet-18 (the ANN: same width and stem,
+one time step) on scikit-learn's offline digits (or any ImageFolder), for the same fixed budget,
+with every threshold schedule and two baselines, at several target sparsities, over several seeds:
+
+- ``lats``, ``slats``, ``pgh`` (``β < 1``: early pruning), ``stds-sine``, ``constant`` (pruning at
+  initialisation): ``snn-lats train --prune MODE --final-threshold D``. The final sparsity of these
+  follows from ``D``, so ``D`` is calibrated for every level first (below).
+- ``lats-target``: ``--prune lats --target-sparsity s`` (λ chosen by the controller; no calibration).
+- ``gmp``: gradual magnitude pruning (Zhu & Gupta 2017) with ``torch.nn.utils.prune``: global
+  L1 masks raised to ``s·(1 − (1 − t/t_end)³)`` every ``--gmp-every`` steps until ``t_end`` (75 %
+  of training), then fine-tuning with the mask fixed.
+- ``dense``: no pruning.
+
+Every run is the real training loop (``snn_lats.engine.train``): same data, optimiser, lr schedule
+and seed for every method; the last epoch's validation top-1 is reported, with the weight sparsity
+counted on the trained model (zeros of every Conv/Linear weight) and the synaptic operations and
+energy of the final SOP count.
+
+Calibration of ``D`` (per network and method, seed 0): double or halve ``D`` from ``--d-start``
+until the sweep brackets every level, then one run per level at the ``D`` interpolated in
+(log D, logit s); the final ``D`` of each level is interpolated again from all those runs. The
+achieved sparsity is therefore close to, not exactly, the level: it is reported for every point,
+and the plot puts every point at its achieved sparsity.
+
+Runs are cached as JSON under ``--output-dir`` (a rerun skips finished runs, so an interrupted
+benchmark resumes); ``--jobs`` processes train in parallel, one thread each. The command writes a
+Markdown table, the raw results (JSON) and the plot::
+
+    python benchmarks/accuracy_sparsity.py --jobs 2 \\
+        --table docs/results/accuracy_sparsity.md --plot docs/figures/accuracy_sparsity.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import contextlib
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+METHODS = ("lats", "lats-target", "slats", "pgh", "stds-sine", "constant", "gmp", "dense")
+CALIBRATED = ("lats", "slats", "pgh", "stds-sine", "constant")
+NETWORKS = {"snn": "sew_resnet18", "ann": "resnet18"}
+LABELS = {"lats": "LATS", "lats-target": "LATS, --target-sparsity", "slats": "S-LATS", "pgh": "PGH",
+          "stds-sine": "STDS (sine)", "constant": "pruning at init (constant)", "gmp": "GMP (torch prune)",
+          "dense": "dense"}
+
+
+# ------------------------------------------------------------------------------------ one run
+
+
+class ModelBuilder:
+    """``build_model_fn`` for ``train``: the configured network, with GMP masks when asked; keeps
+    the model so that its sparsity can be counted after training."""
+
+    def __init__(self, gmp: dict | None = None):
+        self.gmp = gmp
+        self.model = None
+
+    def __call__(self, config, num_classes):
+        from snn_lats.engine.model import build_model
+
+        self.model = build_model(config, num_classes)
+        if self.gmp is not None:
+            _attach_gmp(self.model, **self.gmp)
+        return self.model
+
+
+def _attach_gmp(model, sparsity: float, end_step: int, every: int) -> None:
+    """Zhu & Gupta's cubic schedule with global L1 masks, stepped by a forward pre-hook that
+    counts training forwards (one per optimizer step)."""
+    from torch.nn.utils import prune
+
+    from snn_lats.pruning import select_layers
+
+    layers = [(module, "weight") for module in select_layers(model).values()]
+    for module, name in layers:
+        prune.identity(module, name)  # weight_orig from the start: the optimizer holds that Parameter
+    state = {"step": 0, "sparsity": 0.0}
+
+    def hook(module, args):
+        if not module.training:
+            return
+        t = state["step"]
+        state["step"] += 1
+        if t % every or t > end_step:
+            return
+        goal = sparsity * (1.0 - (1.0 - min(t / end_step, 1.0)) ** 3)
+        if goal <= state["sparsity"]:
+            return
+        # torch.nn.utils.prune's amount is a fraction of the weights not yet pruned.
+        amount = (goal - state["sparsity"]) / (1.0 - state["sparsity"])
+        prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=amount)
+        state["sparsity"] = goal
+
+    model.register_forward_pre_hook(hook)
+
+
+def weight_sparsity(model) -> float:
+    """Zeros of every Conv/Linear weight as the network computes with it (for GMP ``weight`` is
+    ``weight_orig * weight_mask``, no longer a Parameter, so ``select_layers`` would skip it)."""
+    from torch import nn
+
+    weights = [m.weight.detach() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+def run_point(spec: dict, cache_dir: str) -> dict:
+    """Train one (network, method, strength, seed) point, or read it from the cache."""
+    path = Path(cache_dir) / f"{spec_key(spec)}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    import torch
+
+    from snn_lats.engine.recipe import TrainConfig
+    from snn_lats.engine.trainer import train
+
+    torch.set_num_threads(1)
+    values = dict(spec["base"])
+    method, builder = spec["method"], ModelBuilder()
+    if method == "dense":
+        values["prune"] = "none"
+    elif method == "gmp":
+        values["prune"] = "none"
+        steps = spec["steps_per_epoch"] * values["epochs"]
+        builder = ModelBuilder(dict(sparsity=spec["level"], end_step=int(0.75 * steps), every=spec["gmp_every"]))
+    elif method == "lats-target":
+        values.update(prune="lats", target_sparsity=spec["level"])
+    else:
+        values.update(prune=method, final_threshold=spec["D"])
+        if method == "pgh":
+            values["beta"] = spec["beta"]
+    log = Path(cache_dir) / f"{spec_key(spec)}.log"
+    started = time.time()
+    with tempfile.TemporaryDirectory() as out, open(log, "w") as stream, \
+            contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+        summary = train(TrainConfig(**values, output_dir=out), build_model_fn=builder)
+    result = {
+        "spec": spec, "acc1": summary["accuracy"]["acc1"], "sparsity": weight_sparsity(builder.model),
+        "energy_uj": (summary["energy_pj_per_sample"] or math.nan) / 1e6,
+        "sops_per_sample": _sops(summary), "threshold": summary["history"][-1]["threshold"],
+        "seconds": time.time() - started,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, path)  # a killed run leaves no half-written result
+    return result
+
+
+def _sops(summary: dict) -> float:
+    if not summary["sops"]:
+        return math.nan
+    totals = summary["sops"]["totals"]
+    return totals["acs_per_sample"] + totals["macs_per_sample"]
+
+
+def spec_key(spec: dict) -> str:
+    strength = f"D{spec['D']:.6g}" if spec.get("D") is not None else f"s{spec.get('level')}"
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{spec['network']}-{spec['method']}-{strength}-seed{spec['base']['seed']}-{digest}"
+
+
+# -------------------------------------------------------------------------------- calibration
+
+
+def _logit(s: float) -> float:
+    s = min(max(s, 1e-6), 1 - 1e-6)
+    return math.log(s / (1 - s))
+
+
+def interpolate_d(points: list[tuple[float, float]], level: float) -> float:
+    """``D`` giving sparsity ``level``, piecewise linear in (logit s, log D) through the
+    calibration runs ``(D, s)`` (sorted by s; extrapolated from the end segments)."""
+    pts = sorted((_logit(s), math.log(d)) for d, s in points)
+    pts = [p for i, p in enumerate(pts) if i == 0 or p[0] > pts[i - 1][0] + 1e-9]
+    if len(pts) == 1:
+        return math.exp(pts[0][1])
+    y, i = _logit(level), 0
+    while i < len(pts) - 2 and y > pts[i + 1][0]:
+        i += 1
+    (x0, l0), (x1, l1) = pts[i], pts[i + 1]
+    log_d = l0 + (l1 - l0) * (y - x0) / (x1 - x0)
+    # Beyond the runs, extrapolate at most a factor 4: the next calibration run corrects it.
+    low, high = min(l for _, l in pts) - math.log(4), max(l for _, l in pts) + math.log(4)
+    return math.exp(min(max(log_d, low), high))
+
+
+def calibrate(spec: dict, levels: list[float], d_start: float, cache_dir: str, max_runs: int = 8) -> dict:
+    """Seed-0 runs of one (network, method) until every level is bracketed, plus one run per level
+    at the interpolated D; returns the runs and the final D of every level."""
+    runs: dict[float, float] = {}
+
+    def run(d: float) -> None:
+        d = float(f"{d:.6g}")
+        if d not in runs:
+            runs[d] = run_point({**spec, "D": d}, cache_dir)["sparsity"]
+
+    run(d_start)
+    low, high = min(levels) - 0.005, max(levels) + 0.002
+    while len(runs) < max_runs:
+        if max(runs.values()) < high:
+            run(max(runs) * 2)
+        elif min(runs.values()) > low:
+            run(min(runs) / 2)
+        else:
+            break
+    for level in levels:
+        run(interpolate_d(list(runs.items()), level))
+    return {"runs": sorted(runs.items()), "D": {level: interpolate_d(list(runs.items()), level) for level in levels}}
+
+
+# ------------------------------------------------------------------------------------- report
+
+
+def summarise(results: list[dict], levels: list[float]) -> list[dict]:
+    """Mean ± std over seeds of every (network, method, level)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        s = r["spec"]
+        groups.setdefault((s["network"], s["method"], s.get("level")), []).append(r)
+    rows = []
+    for network in NETWORKS:
+        for method in METHODS:
+            for level in ([None] if method == "dense" else levels):
+                group = groups.get((network, method, level))
+                if not group:
+                    continue
+
+                def stat(key):
+                    values = [g[key] for g in group]
+                    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+                rows.append({"network": network, "method": method, "level": level, "seeds": len(group),
+                             "acc1": stat("acc1"), "sparsity": stat("sparsity"), "energy_uj": stat("energy_uj"),
+                             "sops_per_sample": stat("sops_per_sample"),
+                             "D": group[0]["spec"].get("D"), "seconds": sum(g["seconds"] for g in group)})
+    return rows
+
+
+def markdown(rows: list[dict], header: str) -> str:
+    lines = [header, ""]
+    for network in NETWORKS:
+        lines += [f"### {network.upper()} ({NETWORKS[network]})", "",
+                  "| method | target | D | top-1 % (mean ± std) | achieved sparsity % | SOPs per sample (M) | "
+                  "energy µJ per sample | seeds |", "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            if r["network"] != network:
+                continue
+            level = "—" if r["level"] is None else f"{100 * r['level']:g} %"
+            d = "—" if r["D"] is None else f"{r['D']:.4g}"
+            (a, sa), (s, ss), (e, se), (o, _) = r["acc1"], r["sparsity"], r["energy_uj"], r["sops_per_sample"]
+            lines.append(f"| {LABELS[r['method']]} | {level} | {d} | {a:.2f} ± {sa:.2f} | {100 * s:.2f} ± {100 * ss:.2f} "
+                         f"| {o / 1e6:.3f} | {e:.3f} ± {se:.3f} | {r['seeds']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], levels: list[float], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    networks = [n for n in NETWORKS if any(r["network"] == n for r in rows)]
+    fig, axes = plt.subplots(1, len(networks), figsize=(6.2 * len(networks), 4.6), squeeze=False)
+    colours = dict(zip(METHODS, ("tab:red", "darkred", "tab:orange", "tab:purple", "tab:blue", "tab:brown",
+                                 "tab:green", "black")))
+    styles = {"lats-target": "--", "gmp": "-."}
+
+    def x_of(s):  # 90, 99, 99.9 % equally spaced
+        return -math.log10(max(1 - s, 1e-6))
+
+    for ax, network in zip(axes[0], networks):
+        for method in METHODS:
+            pts = [r for r in rows if r["network"] == network and r["method"] == method]
+            if not pts:
+                continue
+            if method == "dense":
+                (a, sa), = [p["acc1"] for p in pts]
+                ax.axhline(a, color="black", lw=1, ls=":", label=f"dense ({a:.1f} %)")
+                ax.axhspan(a - sa, a + sa, color="black", alpha=0.08)
+                continue
+            xs = [x_of(p["sparsity"][0]) for p in pts]
+            ax.errorbar(xs, [p["acc1"][0] for p in pts], yerr=[p["acc1"][1] for p in pts],
+                        xerr=None, marker="o", ms=4, capsize=3, lw=1.4, color=colours[method],
+                        ls=styles.get(method, "-"), label=LABELS[method])
+        ticks = levels
+        ax.set_xticks([x_of(t) for t in ticks], [f"{100 * t:g}" for t in ticks])
+        ax.set_xlabel("weight sparsity (%), achieved; mean over seeds")
+        ax.set_ylabel("validation top-1 (%)")
+        ax.set_title(f"{network.upper()}: {NETWORKS[network]}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------- main
+
+
+def base_config(args, network: str, seed: int) -> dict:
+    values = dict(dataset=args.dataset, data_path=args.data_path, batch_size=args.batch_size, epochs=args.epochs,
+                  workers=0, lr=args.lr, momentum=0.9, weight_decay=0.0, lr_scheduler="cosine",
+                  lr_warmup_epochs=args.lr_warmup_epochs, model=NETWORKS[network], width=args.width, stem=args.stem,
+                  print_freq=10**9, sops_batches=args.sops_batches, device="cpu", seed=seed)
+    if args.dataset == "digits":
+        values["image_size"] = args.image_size
+    else:
+        values.update(train_crop_size=args.image_size, val_crop_size=args.image_size,
+                      val_resize_size=round(args.image_size * 256 / 224))
+    if network == "snn":
+        values.update(T=args.T, neuron="if", cnf="ADD")
+    return values
+
+
+def steps_per_epoch(args) -> int:
+    from snn_lats.engine.data import build_datasets, build_loaders
+
+    config = base_config(args, "ann", 0)
+    crop = {k: config[k] for k in ("train_crop_size", "val_crop_size", "val_resize_size") if k in config}
+    train_set, val_set, _ = build_datasets(args.dataset, args.data_path, image_size=args.image_size, **crop)
+    return len(build_loaders(train_set, val_set, args.batch_size, 0)[0])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--dataset", choices=("digits", "imagefolder"), default="digits")
+    parser.add_argument("--data-path", help="imagefolder: root with train/ and val/")
+    parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument("--networks", nargs="+", choices=tuple(NETWORKS), default=list(NETWORKS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--levels", nargs="+", type=float, default=[0.9, 0.95, 0.98, 0.99])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--lr-warmup-epochs", type=int, default=1)
+    parser.add_argument("-b", "--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--width", type=int, default=8, help="channels of the first ResNet stage")
+    parser.add_argument("--stem", choices=("imagenet", "cifar"), default="cifar")
+    parser.add_argument("--T", type=int, default=4, help="time steps of the SNN")
+    parser.add_argument("--beta", type=float, default=0.3, help="PGH's beta (< 1: early pruning)")
+    parser.add_argument("--gmp-every", type=int, default=10, help="GMP: steps between mask updates")
+    parser.add_argument("--d-start", type=float, default=0.1, help="calibration: first final threshold tried")
+    parser.add_argument("--sops-batches", type=int, default=2)
+    parser.add_argument("-j", "--jobs", type=int, default=2, help="training processes in parallel (1 thread each)")
+    parser.add_argument("--output-dir", default="runs/accuracy_sparsity", help="cache of finished runs (resumable)")
+    parser.add_argument("--table", help="write the Markdown table here")
+    parser.add_argument("--json", help="write the raw results here")
+    parser.add_argument("--plot", help="write the accuracy-sparsity plot here (.png, .svg or .pdf)")
+    args = parser.parse_args(argv)
+    if any(not 0 < level < 1 for level in args.levels):
+        parser.error("--levels must be fractions in (0, 1), e.g. 0.9 0.99")
+    for name in ("seeds", "epochs", "batch_size", "width", "T", "jobs", "gmp_every", "image_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not args.d_start > 0 or not args.beta > 0:
+        parser.error("--d-start and --beta must be > 0")
+    if args.dataset == "imagefolder" and not args.data_path:
+        parser.error("--dataset imagefolder needs --data-path")
+    args.levels = sorted(set(args.levels))
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from tqdm import tqdm
+
+    cache = Path(args.output_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    per_epoch = steps_per_epoch(args)
+    started = time.time()
+
+    def spec(network, method, seed, **extra):
+        s = {"network": network, "method": method, "base": base_config(args, network, seed)}
+        if method == "pgh":
+            s["beta"] = args.beta
+        if method == "gmp":
+            s.update(steps_per_epoch=per_epoch, gmp_every=args.gmp_every)
+        s.update(extra)
+        return s
+
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        # 1. calibrate D for every (network, schedule) that takes one
+        pairs = [(n, m) for n in args.networks for m in args.methods if m in CALIBRATED]
+        jobs = {pool.submit(calibrate, spec(n, m, 0), args.levels, args.d_start, str(cache)): (n, m) for n, m in pairs}
+        calibration = {}
+        for job in tqdm(futures.as_completed(jobs), total=len(jobs), desc="calibrating D", unit="schedule"):
+            calibration[jobs[job]] = job.result()
+        # 2. every point over the seeds
+        specs = []
+        for n in args.networks:
+            for m in args.methods:
+                for seed in range(args.seeds):
+                    if m == "dense":
+                        specs.append(spec(n, m, seed))
+                    for level in ([] if m == "dense" else args.levels):
+                        extra = {"level": level}
+                        if m in CALIBRATED:
+                            extra["D"] = float(f"{calibration[n, m]['D'][level]:.6g}")
+                        specs.append(spec(n, m, seed, **extra))
+        jobs = [pool.submit(run_point, s, str(cache)) for s in specs]
+        results = [job.result() for job in tqdm(jobs, desc="training", unit="run")]
+
+    rows = summarise(results, args.levels)
+    header = (f"Generated by `python benchmarks/accuracy_sparsity.py {' '.join(sys.argv[1:] if argv is None else argv)}` "
+              f"({platform.platform()}, {os.cpu_count()} CPUs, {args.jobs} jobs; "
+              f"{(time.time() - started) / 60:.1f} min, {len(results)} runs + calibration). "
+              f"{args.dataset}, {args.image_size}x{args.image_size}, width {args.width}, {args.stem} stem, "
+              f"SNN T = {args.T} (IF, ADD); {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} "
+              f"momentum 0.9, no weight decay, {args.lr_warmup_epochs} warm-up epoch(s) then cosine; "
+              f"PGH beta = {args.beta}; GMP to 75 % of training, masks every {args.gmp_every} steps.")
+    text = markdown(rows, header)
+    print(text)
+    if args.table:
+        Path(args.table).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.table).write_text("# Accuracy against sparsity (generated)\n\n" + text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "calibration": {
+            f"{n}/{m}": c for (n, m), c in calibration.items()}, "runs": results}, indent=1))
+    if args.plot:
+        plot(rows, args.levels, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The parts of the benchmark commands that decide what they report: the GMP baseline's schedule
+and the calibration of D (the timing loops themselves are not tested; see docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def curve():
+    return load("accuracy_sparsity")
+
+
+def test_gmp_follows_the_cubic_schedule_and_ends_at_the_level(curve):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+    total = sum(m.weight.numel() for m in model if hasattr(m, "weight"))
+    curve._attach_gmp(model, sparsity=0.9, end_step=20, every=5)
+    x = torch.randn(2, 3, 6, 6)
+    seen = []
+    for step in range(30):
+        model(x)  # the hook prunes before the forward of steps 0, 5, ..., 20
+        seen.append(curve.weight_sparsity(model))
+    for step in (0, 5, 10, 15, 20):  # Zhu & Gupta: s_t = s_f (1 - (1 - t / t_end)^3)
+        expected = 0.9 * (1 - (1 - step / 20) ** 3)
+        assert abs(seen[step] - expected) <= 1.0 / total, step
+    assert seen[4] == seen[0] and seen[29] == seen[20]  # masks change only every 5 steps, then stay
+    # Global magnitude: what is pruned is the smallest |w| over both layers.
+    orig = torch.cat([m.weight_orig.detach().abs().flatten() for m in (model[0], model[2])])
+    mask = torch.cat([m.weight_mask.flatten() for m in (model[0], model[2])])
+    assert orig[mask == 0].max() <= orig[mask == 1].min()
+    # Evaluation forwards do not advance the schedule.
+    model.eval()
+    model(x)
+    assert curve.weight_sparsity(model) == seen[-1]
+
+
+def test_calibration_interpolation_is_exact_on_a_logistic_response(curve):
+    # If logit(s) is linear in log D, the piecewise-linear interpolation recovers D exactly.
+    def sparsity(d):
+        return 1.0 / (1.0 + math.exp(-(2.5 * math.log(d) + 4.0)))
+
+    points = [(d, sparsity(d)) for d in (0.1, 0.2, 0.4, 0.8)]
+    for level in (0.9, 0.95, 0.99):
+        d = curve.interpolate_d(points, level)
+        assert sparsity(d) == pytest.approx(level, rel=1e-9)
+    # Beyond the runs it extrapolates, by at most a factor 4.
+    assert curve.interpolate_d(points[:2], 0.9999) == pytest.approx(0.8)
