@@ -50,7 +50,8 @@ def build_model(args) -> nn.Module:
         return getattr(models, args.model.split(".", 1)[1])(num_classes=args.num_classes)
     from snn_lats import networks
 
-    return networks.create(args.model, num_classes=args.num_classes, T=args.T)
+    kwargs = {"T": args.T} if args.model.startswith("sew_") else {}  # ANNs have no T
+    return networks.create(args.model, num_classes=args.num_classes, **kwargs)
 
 
 class _NaiveSoftThreshold(nn.Module):
@@ -176,7 +177,7 @@ def main(argv=None) -> int:
                 configs[kind].step(x, y)
             times[kind].append((time.perf_counter() - start) / args.steps)
 
-    print(f"model={args.model} T={args.T} batch={args.batch_size} image={args.image_size} "
+    print(f"model={args.model} {f'T={args.T} ' if args.model.startswith('sew_') else ''}batch={args.batch_size} image={args.image_size} "
           f"sparsity={args.sparsity} steps={args.steps} repeats={args.repeats} "
           f"torch={torch.__version__} threads={torch.get_num_threads()}")
     print(f"{'config':<12} {'sparsity':>8} {'step ms':>8} {'vs dense':>9} {'vs torch-prune':>15}")
