@@ -180,26 +180,38 @@ def _logit(s: float) -> float:
     return math.log(s / (1 - s))
 
 
-def interpolate_d(points: list[tuple[float, float]], level: float) -> float:
-    """``D`` giving sparsity ``level``, piecewise linear in (logit s, log D) through the
-    calibration runs ``(D, s)`` (sorted by s; extrapolated from the end segments)."""
-    pts = sorted((_logit(s), math.log(d)) for d, s in points)
-    pts = [p for i, p in enumerate(pts) if i == 0 or p[0] > pts[i - 1][0] + 1e-9]
-    if len(pts) == 1:
-        return math.exp(pts[0][1])
-    y, i = _logit(level), 0
-    while i < len(pts) - 2 and y > pts[i + 1][0]:
-        i += 1
-    (x0, l0), (x1, l1) = pts[i], pts[i + 1]
-    log_d = l0 + (l1 - l0) * (y - x0) / (x1 - x0)
-    # Beyond the runs, extrapolate at most a factor 4: the next calibration run corrects it.
-    low, high = min(l for _, l in pts) - math.log(4), max(l for _, l in pts) + math.log(4)
-    return math.exp(min(max(log_d, low), high))
+def interpolate_d(points: list[tuple[float, float]], level: float) -> float | None:
+    """The smallest ``D`` reaching sparsity ``level``, from the calibration runs ``(D, s)``.
+
+    In D order, the first pair of neighbouring runs with ``s_i < level <= s_i+1`` is interpolated
+    linearly in (log D, logit s); below the first run, the first pair is extrapolated (at most a
+    factor 4). None when no run reaches ``level``. Past the first crossing sparsity need not keep
+    rising with D: once the network collapses, weights regrow through the straight-through
+    gradient, so only the first crossing is meaningful.
+    """
+    pts = sorted(points)
+    if not any(s >= level for _, s in pts):
+        return None
+
+    def between(a, b):
+        (d0, s0), (d1, s1) = a, b
+        if _logit(s1) - _logit(s0) < 1e-9:
+            return d1
+        x = (_logit(level) - _logit(s0)) / (_logit(s1) - _logit(s0))
+        return math.exp(math.log(d0) + x * (math.log(d1) - math.log(d0)))
+
+    if pts[0][1] >= level:
+        return pts[0][0] if len(pts) == 1 else max(pts[0][0] / 4, between(pts[0], pts[1]))
+    for a, b in zip(pts, pts[1:]):
+        if a[1] < level <= b[1]:
+            return between(a, b)
+    raise AssertionError("unreachable: some run reaches the level")
 
 
 def calibrate(spec: dict, levels: list[float], d_start: float, cache_dir: str, max_runs: int = 8) -> dict:
-    """Seed-0 runs of one (network, method) until every level is bracketed, plus one run per level
-    at the interpolated D; returns the runs and the final D of every level."""
+    """Seed-0 runs of one (network, method): double D until a run reaches the highest level, halve
+    it until one is below the lowest, then one run per reached level at the interpolated D.
+    Returns the runs and the D of every level (None: no run reached it)."""
     runs: dict[float, float] = {}
 
     def run(d: float) -> None:
@@ -217,7 +229,9 @@ def calibrate(spec: dict, levels: list[float], d_start: float, cache_dir: str, m
         else:
             break
     for level in levels:
-        run(interpolate_d(list(runs.items()), level))
+        d = interpolate_d(list(runs.items()), level)
+        if d is not None:
+            run(d)
     return {"runs": sorted(runs.items()), "D": {level: interpolate_d(list(runs.items()), level) for level in levels}}
 
 
@@ -249,7 +263,7 @@ def summarise(results: list[dict], levels: list[float]) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], header: str) -> str:
+def markdown(rows: list[dict], calibration: dict, header: str) -> str:
     lines = [header, ""]
     for network in NETWORKS:
         lines += [f"### {network.upper()} ({NETWORKS[network]})", "",
@@ -264,6 +278,13 @@ def markdown(rows: list[dict], header: str) -> str:
             lines.append(f"| {LABELS[r['method']]} | {level} | {d} | {a:.2f} ± {sa:.2f} | {100 * s:.2f} ± {100 * ss:.2f} "
                          f"| {o / 1e6:.3f} | {e:.3f} ± {se:.3f} | {r['seeds']} |")
         lines.append("")
+    lines += ["### Calibration runs (seed 0): final threshold D → achieved sparsity (top-1)", ""]
+    for (network, method), result in calibration.items():
+        runs = ", ".join(f"{d:.4g} → {100 * sp:.2f} %" for d, sp in result["runs"])
+        missed = [f"{100 * level:g} %" for level, d in result["D"].items() if d is None]
+        lines.append(f"- {network.upper()} {LABELS[method]}: {runs}"
+                     + (f". Not reached: {', '.join(missed)}." if missed else ""))
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -412,7 +433,10 @@ def main(argv=None) -> int:
                     for level in ([] if m == "dense" else args.levels):
                         extra = {"level": level}
                         if m in CALIBRATED:
-                            extra["D"] = float(f"{calibration[n, m]['D'][level]:.6g}")
+                            d = calibration[n, m]["D"][level]
+                            if d is None:  # no calibration run got there: reported, not trained
+                                continue
+                            extra["D"] = float(f"{d:.6g}")
                         specs.append(spec(n, m, seed, **extra))
         jobs = [pool.submit(run_point, s, str(cache)) for s in specs]
         results = [job.result() for job in tqdm(jobs, desc="training", unit="run")]
@@ -425,7 +449,7 @@ def main(argv=None) -> int:
               f"SNN T = {args.T} (IF, ADD); {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} "
               f"momentum 0.9, no weight decay, {args.lr_warmup_epochs} warm-up epoch(s) then cosine; "
               f"PGH beta = {args.beta}; GMP to 75 % of training, masks every {args.gmp_every} steps.")
-    text = markdown(rows, header)
+    text = markdown(rows, calibration, header)
     print(text)
     if args.table:
         Path(args.table).parent.mkdir(parents=True, exist_ok=True)

@@ -57,9 +57,19 @@ def test_calibration_interpolation_is_exact_on_a_logistic_response(curve):
     def sparsity(d):
         return 1.0 / (1.0 + math.exp(-(2.5 * math.log(d) + 4.0)))
 
-    points = [(d, sparsity(d)) for d in (0.1, 0.2, 0.4, 0.8)]
+    points = [(d, sparsity(d)) for d in (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)]
     for level in (0.9, 0.95, 0.99):
         d = curve.interpolate_d(points, level)
         assert sparsity(d) == pytest.approx(level, rel=1e-9)
-    # Beyond the runs it extrapolates, by at most a factor 4.
-    assert curve.interpolate_d(points[:2], 0.9999) == pytest.approx(0.8)
+    # A level no run reached has no D.
+    assert curve.interpolate_d(points[:2], 0.99) is None
+
+
+def test_calibration_takes_the_first_crossing_in_d_order(curve):
+    # Past a collapse, sparsity may fall again as D grows; the smallest D reaching the level counts.
+    points = [(0.1, 0.5), (0.2, 0.95), (0.4, 0.90), (0.8, 0.99)]
+    d = curve.interpolate_d(points, 0.92)
+    assert 0.1 < d < 0.2
+    x = (curve._logit(0.92) - curve._logit(0.5)) / (curve._logit(0.95) - curve._logit(0.5))
+    assert d == pytest.approx(0.1 * 2 ** x)
+    assert 0.4 < curve.interpolate_d(points, 0.97) < 0.8
