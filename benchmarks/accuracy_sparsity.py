@@ -305,7 +305,9 @@ def plot(rows: list[dict], levels: list[float], path: str) -> None:
 
     for ax, network in zip(axes[0], networks):
         for method in METHODS:
-            pts = [r for r in rows if r["network"] == network and r["method"] == method]
+            # in order of achieved sparsity: a level a schedule overshot or missed is drawn where it landed
+            pts = sorted((r for r in rows if r["network"] == network and r["method"] == method),
+                         key=lambda r: r["sparsity"][0])
             if not pts:
                 continue
             if method == "dense":
