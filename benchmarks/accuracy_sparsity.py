@@ -48,7 +48,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 METHODS = ("lats", "lats-target", "slats", "pgh", "stds-sine", "constant", "gmp", "dense")
 CALIBRATED = ("lats", "slats", "pgh", "stds-sine", "constant")
