@@ -1,10 +1,11 @@
-"""Argument and input checks shared by every network family (one error wording everywhere)."""
+"""Argument and input checks, and the weight initialisation, shared by every network family."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
+from torch import nn
 
 #: Stems accepted by ``stem=``. "imagenet": 7x7 stride-2 conv then 3x3 stride-2 max-pool (ResNet;
 #: MobileNet: 3x3 stride-2 conv). "cifar": 3x3 stride-1 conv and no pooling, for 32x32 images.
@@ -43,3 +44,18 @@ def as_sequence(x: torch.Tensor, T: int, in_channels: int) -> tuple[torch.Tensor
         raise ValueError(f"x must have in_channels={in_channels} channels (dimension C), "
                          f"got shape {tuple(x.shape[1:] if static else x.shape)}")
     return x, static
+
+
+def init_weights(model: nn.Module, zero_init_residual_of: tuple[type, ...] = ()) -> None:
+    """torchvision's ResNet initialisation: Kaiming-normal (fan-out) convolutions, BatchNorm at
+    weight 1 and bias 0; the last BN of every block of the types ``zero_init_residual_of``
+    (``bn3`` of a bottleneck, else ``bn2``) at weight 0, so each residual branch starts as identity."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for m in model.modules():
+        if isinstance(m, zero_init_residual_of):
+            nn.init.zeros_((m.bn3 if hasattr(m, "bn3") else m.bn2).weight)

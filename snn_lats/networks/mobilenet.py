@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import STEMS, as_sequence, check_choice, check_positive_int
+from ._common import STEMS, as_sequence, check_choice, check_positive_int, init_weights
 
 # (output channels, stride) of the 13 depthwise-separable blocks, after a 32-channel 3x3/2 stem conv.
 BLOCKS: tuple[tuple[int, int], ...] = (
@@ -71,12 +71,7 @@ class MobileNetV1(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(inplanes, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = as_sequence(x, self.T, self.in_channels)[0][0]  # T = 1: the single step [N, C, H, W]

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from spikingjelly.activation_based import layer
 
-from ._common import STEMS, as_sequence, check_choice, check_positive_int
+from ._common import STEMS, as_sequence, check_choice, check_positive_int, init_weights
 from .neurons import make_neuron, reset_state
 
 #: Connect functions accepted by ``cnf=``.
@@ -163,16 +163,7 @@ class SEWResNet(nn.Module):
         self.avgpool = layer.AdaptiveAvgPool2d((1, 1), step_mode="m")
         self.fc = nn.Linear(width * 8 * block.expansion, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, (BasicBlock, Bottleneck)):
-                    nn.init.zeros_((m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight)
+        init_weights(self, (BasicBlock, Bottleneck) if zero_init_residual else ())
 
     def _make_layer(self, block, planes: int, blocks: int, stride: int, cnf: str,
                     spiking_neuron: Callable[[], nn.Module]) -> nn.Sequential:
