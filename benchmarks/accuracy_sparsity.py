@@ -118,7 +118,7 @@ def weight_sparsity(model) -> float:
 
 def run_point(spec: dict, cache_dir: str) -> dict:
     """Train one (network, method, strength, seed) point, or read it from the cache."""
-    path = Path(cache_dir) / f"{spec_key(spec)}.json"
+    path = Path(cache_dir) / f"{spec_key(spec)}.json"  # the run's log sits beside it as .log
     if path.exists():
         return json.loads(path.read_text())
     import torch
@@ -141,7 +141,7 @@ def run_point(spec: dict, cache_dir: str) -> dict:
         values.update(prune=method, final_threshold=spec["D"])
         if method == "pgh":
             values["beta"] = spec["beta"]
-    log = Path(cache_dir) / f"{spec_key(spec)}.log"
+    log = path.with_suffix(".log")
     with tempfile.TemporaryDirectory() as out, open(log, "w") as stream, \
             contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
         summary = train(TrainConfig(**values, output_dir=out), build_model_fn=builder)
