@@ -142,6 +142,7 @@ def run_point(spec: dict, cache_dir: str) -> dict:
         if method == "pgh":
             values["beta"] = spec["beta"]
     log = path.with_suffix(".log")
+    started = time.time()
     with tempfile.TemporaryDirectory() as out, open(log, "w") as stream, \
             contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
         summary = train(TrainConfig(**values, output_dir=out), build_model_fn=builder)

@@ -73,3 +73,32 @@ def test_calibration_takes_the_first_crossing_in_d_order(curve):
     x = (curve._logit(0.92) - curve._logit(0.5)) / (curve._logit(0.95) - curve._logit(0.5))
     assert d == pytest.approx(0.1 * 2 ** x)
     assert 0.4 < curve.interpolate_d(points, 0.97) < 0.8
+
+
+def test_the_command_trains_caches_and_reports(tmp_path):
+    """The whole command on a tiny budget: every run is trained, written to the cache, reported,
+    and read back (not retrained) by a second invocation."""
+    import json
+    import subprocess
+    import sys
+
+    def command():
+        subprocess.run([sys.executable, str(BENCHMARKS / "accuracy_sparsity.py"), *argv], check=True,
+                       capture_output=True, timeout=300)
+
+    argv = ["--networks", "ann", "--methods", "lats-target", "dense", "--levels", "0.9", "--seeds", "1",
+            "--epochs", "1", "--lr-warmup-epochs", "0", "--width", "4", "--image-size", "8", "--jobs", "1",
+            "--output-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "r.json"),
+            "--table", str(tmp_path / "r.md")]
+    command()
+    cached = sorted((tmp_path / "cache").glob("*.json"))
+    assert len(cached) == 2
+    results = {r["spec"]["method"]: r for r in json.loads((tmp_path / "r.json").read_text())["runs"]}
+    # The controller lands within 0.5 pp of the level; the dense run has (almost) no zeros.
+    assert abs(results["lats-target"]["sparsity"] - 0.9) <= 0.005
+    assert results["dense"]["sparsity"] < 0.01
+    assert all(0 <= r["acc1"] <= 100 and r["seconds"] > 0 for r in results.values())
+    assert "LATS, --target-sparsity" in (tmp_path / "r.md").read_text()
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    command()
+    assert [p.stat().st_mtime_ns for p in cached] == stamps  # read from the cache, not retrained
