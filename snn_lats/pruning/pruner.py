@@ -14,7 +14,12 @@ from snn_lats.pruning.parametrization import Selector, SoftThreshold, attach, fi
 from snn_lats.pruning.report import SparsityReport, sparsity_report
 from snn_lats.pruning.schedules import LR_DRIVEN, PROGRESS_FRACTIONS, SCHEDULES, check_beta
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+# target_sparsity: constant-λ LATS runs follow logit s(c) ≈ logit s* + 1.4·log c (c: fraction of
+# the planned lr spent) on the digits benchmark; the controller tracks that trajectory
+TRAJECTORY_EXPONENT = 1.4
+# ... and about half of a weight's recent drift carries on (1 overshot the trajectory, 0 lagged it)
+DRIFT_PERSISTENCE = 0.5
 
 
 def _number(value: Any, name: str) -> float:
@@ -63,10 +68,9 @@ class SoftThresholdPruner:
     Target sparsity (``schedule="lats"``, ``target_sparsity=s``, with ``lr_schedule`` and
     ``end_step``/``total_steps``, instead of ``l1``/``final_threshold``): a controller picks λ.
     Every ``retarget_every`` window steps (default: a tenth of the window; one epoch is a good
-    choice) it sets λ so that ``d_end = d_now + λ·Σ_{remaining} η`` prunes the fraction ``s``
-    of the weights at the end of the window, if the remaining applied lrs follow
-    ``lr_schedule``: the threshold the current θ calls for is a quantile of ``|θ|``, and its
-    drift over training is extrapolated by a line through the past estimates
+    choice) it sets λ so that the sparsity at the next re-estimate follows the trajectory of
+    constant-λ LATS, ``logit s(c) = logit s + TRAJECTORY_EXPONENT·log c`` (``c``: fraction of the
+    planned lr spent), predicting each weight from its recent drift
     (:meth:`_retarget`). Guarantees:
     between re-estimates λ is constant (ISTA on a fixed ``L + λ‖w‖₁``) and ``λ ≥ 0``, so the
     threshold never shrinks inside the window; at ``end_step`` the thresholds are set to the
@@ -221,7 +225,9 @@ class SoftThresholdPruner:
         # target_sparsity: d_g = anchor_threshold[g] + λ·(lr_sum[g] − anchor_lr_sum[g]), re-anchored at each re-estimate
         self._anchor_threshold = [0.0] * len(optimizer.param_groups)
         self._anchor_lr_sum = [0.0] * len(optimizer.param_groups)
-        self._target_history: list[list[float]] = []  # [c, D̂] at each re-estimate
+        # target_sparsity: |θ| of every pruned layer at the last re-estimate, and the lr sum then
+        self._drift_origin: dict[str, torch.Tensor] = {}
+        self._drift_lr_sum = 0.0
         self._pending: list[list[float]] = []
         self._implied = math.nan
         self._finalized = False
@@ -396,60 +402,64 @@ class SoftThresholdPruner:
     def _retarget(self, snap: bool) -> None:
         """Target-sparsity controller: re-estimate λ (``snap``: set the final thresholds).
 
-        Each layer ``l`` grows as ``d_l(λ) = d_l + λ·R·r_l`` until ``end_step``: ``R`` is the
-        planned lr still to come, ``r_l`` the layer's scale × its group's lr relative to the
-        reference group. Its weight ``i`` is pruned at the end iff ``|θ_i| ≤ d_l(λ)``, i.e.
-        ``v_i = (|θ_i| − d_l) / (R·r_l) ≤ λ``; so the λ that prunes the fraction s of the
-        current θ is ``q``, the k-th smallest ``v`` (``k = ⌈s·N⌉``), and ``D̂ = d + q·R`` is the
-        final threshold that θ calls for now. θ keeps moving, so ``D̂`` drifts: the controller
-        fits a line ``D̂(c)`` through its past estimates (``c``: fraction of the planned lr spent,
-        slope clamped at 0) and aims at its value at ``c = 1``: ``λ = q + slope / Σ planned η``,
-        clamped at 0 so thresholds never shrink inside the window. At ``end_step`` (``snap``)
-        the quantile of the final θ with ``R = 1`` is applied at once, in either direction.
+        Between re-estimates each layer grows as ``d_l(λ) = d_l + λ·H·r_l``: ``H`` is the planned
+        lr until the next re-estimate, ``r_l`` the layer's scale × its group's lr relative to the
+        reference group. The controller tracks the sparsity trajectory of constant-λ LATS,
+        ``logit s(c) = logit s* + TRAJECTORY_EXPONENT·log c`` (``c``: fraction of the planned lr
+        spent; ``s(1) = s*``): it picks the λ that reaches ``s(c_next)`` at the next
+        re-estimate. Weight ``i`` is pruned then iff ``θ̂_i ≤ d_l(λ)``, with the prediction
+        ``θ̂_i = |θ_i| + DRIFT_PERSISTENCE·ρ_i·H`` (``ρ_i``: change of ``|θ_i|`` per unit lr since
+        the last re-estimate; 0 at the first), i.e. iff ``v_i = (θ̂_i − d_l) / (H·r_l) ≤ λ``; so λ is the k-th smallest ``v``
+        (``k = ⌈s(c_next)·N⌉``), clamped at 0 so thresholds never shrink inside the window. At
+        ``end_step`` (``snap``) the quantile of the final θ with ``H = 1`` is applied at once,
+        in either direction.
         """
         lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
         ref_lr = lrs[self._ref_group]
         ratio = [lr / ref_lr if ref_lr > 0 else 1.0 for lr in lrs]
-        remaining = 1.0 if snap else self._planned_remaining[self.step_count - self.start_step]
-        if remaining <= 0:
-            return  # nothing left to spend before end_step: the snap will land it
-        values = []
+        window = self.end_step - self.start_step
+        now_k = self.step_count - self.start_step
+        next_k = min(window, now_k + self.retarget_every)
+        if snap:
+            horizon, goal = 1.0, self.target_sparsity
+        else:
+            horizon = self._planned_remaining[now_k] - self._planned_remaining[next_k]
+            spent = 1.0 - self._planned_remaining[next_k] / self._planned_sum
+            goal = self.target_sparsity
+            if next_k < window and spent < 1.0:
+                odds = self.target_sparsity / (1.0 - self.target_sparsity) * max(spent, 1e-12) ** TRAJECTORY_EXPONENT
+                goal = odds / (1.0 + odds)
+        if horizon <= 0:
+            return  # no lr planned before the next re-estimate: keep λ
+        past = self._lr_sum[self._ref_group] - self._drift_lr_sum
+        drift = not snap and self._drift_origin and past > 0
+        values, origin = [], {}
         for name, p in self._params.items():
             g = self._group_of[name]
-            theta = self.layers[name].parametrizations.weight.original.detach().abs().flatten().double()
-            rate = self._scale[name] * ratio[g] * remaining
+            theta = self.layers[name].parametrizations.weight.original.detach().abs().flatten()
+            origin[name] = theta.clone()
+            predicted = theta.double()
+            if drift:
+                moved = predicted - self._drift_origin[name].to(predicted)
+                predicted = predicted + DRIFT_PERSISTENCE * (horizon / past) * moved
+            rate = self._scale[name] * ratio[g] * horizon
             now = self._scale[name] * self._group_threshold(g)
-            values.append((theta - now) / rate if rate > 0 else torch.full_like(theta, math.inf))
+            values.append((predicted - now) / rate if rate > 0 else torch.full_like(predicted, math.inf))
         values = torch.cat(values)
-        k = max(1, math.ceil(self.target_sparsity * values.numel() - 1e-9))
+        k = max(1, math.ceil(goal * values.numel() - 1e-9))
         quantile = float(values.kthvalue(k).values)
         groups = set(self._group_of.values())
         if snap:
             for g in groups:
                 self._anchor_threshold[g] = max(0.0, self._group_threshold(g) + quantile * ratio[g])
                 self._anchor_lr_sum[g] = self._lr_sum[g]
+            self._drift_origin = {}
             return
         for g in groups:
             self._anchor_threshold[g] = self._group_threshold(g)
             self._anchor_lr_sum[g] = self._lr_sum[g]
-        # θ keeps moving (in proportion to the lr applied), so the final threshold needed drifts:
-        # extrapolate its estimates linearly against the fraction c of the planned lr spent.
-        spent = 1.0 - remaining / self._planned_sum
-        self._target_history.append([spent, self._group_threshold(self._ref_group) + quantile * remaining])
-        quantile += self._drift_slope() / self._planned_sum  # (D̂ + slope·(1 − c) − d_now) / R
+        self._drift_origin, self._drift_lr_sum = origin, self._lr_sum[self._ref_group]
         self.l1 = max(0.0, quantile)
-
-    def _drift_slope(self) -> float:
-        """Least-squares slope of the estimated final threshold ``D̂`` against ``c``, clamped >= 0."""
-        points = self._target_history
-        if len(points) < 2:
-            return 0.0
-        mean_c = sum(c for c, _ in points) / len(points)
-        mean_d = sum(d for _, d in points) / len(points)
-        spread = sum((c - mean_c) ** 2 for c, _ in points)
-        if spread <= 0:
-            return 0.0
-        return max(0.0, sum((c - mean_c) * (d - mean_d) for c, d in points) / spread)
 
     def step(self) -> bool:
         """Advance the thresholds by the optimizer steps applied since the last call.
@@ -509,7 +519,8 @@ class SoftThresholdPruner:
             "l1": self.l1,
             "anchor_threshold": list(self._anchor_threshold),
             "anchor_lr_sum": list(self._anchor_lr_sum),
-            "target_history": [list(p) for p in self._target_history],
+            "drift_origin": dict(self._drift_origin),
+            "drift_lr_sum": self._drift_lr_sum,
             "thresholds": self.thresholds(),
         }
 
@@ -530,7 +541,8 @@ class SoftThresholdPruner:
         self.l1 = state["l1"]
         self._anchor_threshold = [float(v) for v in state["anchor_threshold"]]
         self._anchor_lr_sum = [float(v) for v in state["anchor_lr_sum"]]
-        self._target_history = [[float(c), float(d)] for c, d in state["target_history"]]
+        self._drift_origin = {name: t.detach().clone() for name, t in state["drift_origin"].items()}
+        self._drift_lr_sum = float(state["drift_lr_sum"])
         if self.schedule != "learnable":
             for name, p in self._params.items():
                 p.set_threshold(state["thresholds"][name])
