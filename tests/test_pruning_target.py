@@ -95,3 +95,27 @@ def test_target_sparsity_bad_arguments(kwargs, error, message):
     with pytest.raises(ValueError, match="drives schedule='lats' only"):
         SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), "stds-sine",
                             target_sparsity=0.5, final_threshold=0.1, end_step=5)
+
+
+def test_on_still_weights_the_controller_follows_the_constant_lambda_trajectory():
+    """With θ held still (zero gradients), each re-estimate's prediction is exact, so the sparsity
+    at every re-estimate is the trajectory's, computed here from its closed form:
+    logit s(c) = logit s* + 1.4·log c, with c the fraction of the planned lr spent."""
+    torch.manual_seed(0)
+    layer = nn.Linear(100, 100, bias=False)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=planned_lr(0))
+    target, every = 0.9, 10
+    pruner = SoftThresholdPruner(layer, optimizer, "lats", target_sparsity=target, total_steps=STEPS,
+                                 lr_schedule=planned_lr, retarget_every=every)
+    total = sum(planned_lr(t) for t in range(STEPS))
+    for t in range(STEPS):
+        for group in optimizer.param_groups:
+            group["lr"] = planned_lr(t)
+        layer.parametrizations.weight.original.grad = torch.zeros(100, 100)
+        optimizer.step()
+        pruner.step()
+        if (t + 1) % every == 0:
+            c = sum(planned_lr(i) for i in range(t + 1)) / total
+            odds = target / (1 - target) * c**1.4
+            expected = target if t + 1 == STEPS else odds / (1 + odds)
+            assert counted_sparsity(pruner.layers) == pytest.approx(expected, abs=1.5e-4), t
