@@ -409,8 +409,9 @@ class SoftThresholdPruner:
         spent; ``s(1) = s*``): it picks the λ that reaches ``s(c_next)`` at the next
         re-estimate. Weight ``i`` is pruned then iff ``θ̂_i ≤ d_l(λ)``, with the prediction
         ``θ̂_i = |θ_i| + DRIFT_PERSISTENCE·ρ_i·H`` (``ρ_i``: change of ``|θ_i|`` per unit lr since
-        the last re-estimate; 0 at the first), i.e. iff ``v_i = (θ̂_i − d_l) / (H·r_l) ≤ λ``; so λ is the k-th smallest ``v``
-        (``k = ⌈s(c_next)·N⌉``), clamped at 0 so thresholds never shrink inside the window. At
+        the last re-estimate; 0 at the first), i.e. iff ``v_i = (θ̂_i − d_l) / (H·r_l) ≤ λ``;
+        so λ is the k-th smallest ``v`` (``k = ⌈s(c_next)·N⌉``), clamped at 0 so thresholds never
+        shrink inside the window. At
         ``end_step`` (``snap``) the quantile of the final θ with ``H = 1`` is applied at once,
         in either direction.
         """
@@ -427,7 +428,8 @@ class SoftThresholdPruner:
             spent = 1.0 - self._planned_remaining[next_k] / self._planned_sum
             goal = self.target_sparsity
             if next_k < window and spent < 1.0:
-                odds = self.target_sparsity / (1.0 - self.target_sparsity) * max(spent, 1e-12) ** TRAJECTORY_EXPONENT
+                odds = self.target_sparsity / (1.0 - self.target_sparsity)
+                odds *= max(spent, 1e-12) ** TRAJECTORY_EXPONENT
                 goal = odds / (1.0 + odds)
         if horizon <= 0:
             return  # no lr planned before the next re-estimate: keep λ
@@ -506,8 +508,9 @@ class SoftThresholdPruner:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly, besides ``model.state_dict()`` (θ, the threshold
-        buffers and learnable ``s``) and ``optimizer.state_dict()``. Plain Python values:
-        ``torch.load(..., weights_only=True)`` reads it."""
+        buffers and learnable ``s``) and ``optimizer.state_dict()``. Plain Python values and, with
+        ``target_sparsity``, one ``|θ|`` tensor per layer: ``torch.load(..., weights_only=True)``
+        reads it."""
         return {
             "version": _STATE_VERSION,
             "schedule": self.schedule,
