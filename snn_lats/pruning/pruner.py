@@ -225,9 +225,8 @@ class SoftThresholdPruner:
         # target_sparsity: d_g = anchor_threshold[g] + λ·(lr_sum[g] − anchor_lr_sum[g]), re-anchored at each re-estimate
         self._anchor_threshold = [0.0] * len(optimizer.param_groups)
         self._anchor_lr_sum = [0.0] * len(optimizer.param_groups)
-        # target_sparsity: |θ| of every pruned layer at the last re-estimate, and the lr sum then
+        # target_sparsity: |θ| of every pruned layer at the last re-estimate (the anchor)
         self._drift_origin: dict[str, torch.Tensor] = {}
-        self._drift_lr_sum = 0.0
         self._pending: list[list[float]] = []
         self._implied = math.nan
         self._finalized = False
@@ -433,7 +432,7 @@ class SoftThresholdPruner:
                 goal = odds / (1.0 + odds)
         if horizon <= 0:
             return  # no lr planned before the next re-estimate: keep λ
-        past = self._lr_sum[self._ref_group] - self._drift_lr_sum
+        past = self._lr_sum[self._ref_group] - self._anchor_lr_sum[self._ref_group]  # lr since the anchor
         drift = not snap and self._drift_origin and past > 0
         values, origin = [], {}
         for name, p in self._params.items():
@@ -460,7 +459,7 @@ class SoftThresholdPruner:
         for g in groups:
             self._anchor_threshold[g] = self._group_threshold(g)
             self._anchor_lr_sum[g] = self._lr_sum[g]
-        self._drift_origin, self._drift_lr_sum = origin, self._lr_sum[self._ref_group]
+        self._drift_origin = origin
         self.l1 = max(0.0, quantile)
 
     def step(self) -> bool:
@@ -523,7 +522,6 @@ class SoftThresholdPruner:
             "anchor_threshold": list(self._anchor_threshold),
             "anchor_lr_sum": list(self._anchor_lr_sum),
             "drift_origin": dict(self._drift_origin),
-            "drift_lr_sum": self._drift_lr_sum,
             "thresholds": self.thresholds(),
         }
 
@@ -545,7 +543,6 @@ class SoftThresholdPruner:
         self._anchor_threshold = [float(v) for v in state["anchor_threshold"]]
         self._anchor_lr_sum = [float(v) for v in state["anchor_lr_sum"]]
         self._drift_origin = {name: t.detach().clone() for name, t in state["drift_origin"].items()}
-        self._drift_lr_sum = float(state["drift_lr_sum"])
         if self.schedule != "learnable":
             for name, p in self._params.items():
                 p.set_threshold(state["thresholds"][name])
