@@ -203,7 +203,7 @@ def test_target_sparsity_run_ends_at_the_target(data_root, tmp_path, target):
     total = sum(w.numel() for w in pruned)
     assert abs(zeros / total - target) <= 0.005
     assert summary["history"][-1]["sparsity"] == pytest.approx(zeros / total)
-    # λ was re-estimated once per epoch, never negative: the threshold never shrank.
+    # λ was re-estimated inside every epoch, never negative: the threshold never shrank.
     thresholds = [r["threshold"] for r in summary["history"]]
     assert thresholds == sorted(thresholds) and thresholds[0] > 0
 

@@ -89,7 +89,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--final-threshold", type=float, help="the final threshold D (instead of --l1)")
     g.add_argument("--target-sparsity", type=float,
                    help="lats: the global weight sparsity to end the pruning window at, e.g. 0.95 (instead of "
-                        "--l1/--final-threshold); lambda is re-estimated every epoch")
+                        "--l1/--final-threshold); lambda is re-estimated 32 times over the window")
     g.add_argument("--beta", type=float, help="pgh: lambda is scaled by beta**x over the window, > 0 (< 1 prunes early, 1 is LATS)")
     g.add_argument("--prune-start-epoch", type=int, help="dense training before this epoch" + _default("prune_start_epoch"))
     g.add_argument("--prune-end-epoch", type=int, help="the threshold stops growing here (default: --epochs)")

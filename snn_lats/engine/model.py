@@ -45,7 +45,7 @@ def build_pruner(
 
     The pruning window ``[prune_start_epoch, prune_end_epoch)`` becomes optimizer steps; a
     ``final_threshold`` for "lats"/"pgh" is reached at its end through the planned per-step lrs;
-    a ``target_sparsity`` lets the pruner pick λ, re-estimated at every epoch's end.
+    a ``target_sparsity`` lets the pruner pick λ, re-estimated ``RE_ESTIMATES`` times over the window.
     """
     if config.prune == "none":
         return None
@@ -59,9 +59,8 @@ def build_pruner(
         kwargs["final_threshold"] = config.final_threshold
         if config.prune in ("lats", "pgh"):
             kwargs["lr_schedule"] = list(planned_step_lrs)
-    if config.target_sparsity is not None:  # λ re-estimated once per epoch
-        kwargs.update(target_sparsity=config.target_sparsity, lr_schedule=list(planned_step_lrs),
-                      retarget_every=steps_per_epoch)
+    if config.target_sparsity is not None:
+        kwargs.update(target_sparsity=config.target_sparsity, lr_schedule=list(planned_step_lrs))
     if config.beta is not None:
         kwargs["beta"] = config.beta
     return SoftThresholdPruner(model, optimizer, config.prune, **kwargs)
