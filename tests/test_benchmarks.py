@@ -102,3 +102,38 @@ def test_the_command_trains_caches_and_reports(tmp_path):
     stamps = [p.stat().st_mtime_ns for p in cached]
     command()
     assert [p.stat().st_mtime_ns for p in cached] == stamps  # read from the cache, not retrained
+
+
+def test_paired_table_reports_the_seed_by_seed_differences(curve):
+    def run(network, level, seed, acc1, sparsity):
+        return {"spec": {"network": network, "level": level, "base": {"seed": seed}}, "acc1": acc1, "sparsity": sparsity}
+
+    pairs = [(run("snn", 0.99, 0, 90.0, 0.991), run("snn", 0.99, 0, 85.0, 0.991)),
+             (run("snn", 0.99, 1, 80.0, 0.989), run("snn", 0.99, 1, 86.0, 0.989))]
+    row = curve.paired_markdown(pairs).splitlines()[-1]
+    # by hand: differences −5 and +6, mean 0.5, sample std 5.5·√2 = 7.78; sparsity 99.0 ± 0.14
+    assert row == "| SNN | 99 % | 99.00 ± 0.14 | 85.00 ± 7.07 | 85.50 ± 0.71 | 0.50 ± 7.78 | 2 |"
+
+
+def test_paired_runs_aim_at_the_sparsity_each_hand_found_run_reached(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    argv = ["--networks", "ann", "--methods", "lats", "lats-target", "--paired", "--levels", "0.9", "--seeds", "1",
+            "--epochs", "1", "--lr-warmup-epochs", "0", "--width", "4", "--image-size", "8", "--jobs", "1",
+            "--output-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "r.json")]
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "accuracy_sparsity.py"), *argv], check=True,
+                          capture_output=True, text=True, timeout=300)
+    (pair,) = json.loads((tmp_path / "r.json").read_text())["paired"]
+    lats, target = pair["lats"], pair["lats-target"]
+    assert lats["spec"]["method"] == "lats" and target["spec"]["method"] == "lats-target"
+    assert target["spec"]["base"] == lats["spec"]["base"]  # same seed, same settings
+    # The oracle is the other run's own zero count: the controller lands on it (to 1e-6 rounding + ties).
+    assert abs(target["sparsity"] - lats["sparsity"]) <= 1e-4
+    assert "same seed" in done.stdout
+
+
+def test_paired_needs_both_methods(curve):
+    with pytest.raises(SystemExit):
+        curve.parse_args(["--methods", "lats", "--paired"])
