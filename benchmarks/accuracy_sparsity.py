@@ -302,12 +302,14 @@ def paired_markdown(pairs: list[tuple[dict, dict]]) -> str:
     lines = ["", "### --target-sparsity at the sparsity of each hand-found LATS run (same seed)", "",
              "| network | level | achieved sparsity % | LATS, hand-found D: top-1 % | --target-sparsity: top-1 % "
              "| difference (target − LATS) | seeds |", "|---|---|---|---|---|---|---|"]
+    def stat(values):
+        return f"{statistics.mean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
+
     for (network, level), group in sorted(groups.items()):
-        def stat(values):
-            return f"{statistics.mean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
-        sparsity = [100 * a["sparsity"] for a, _ in group]
-        lines.append(f"| {network.upper()} | {100 * level:g} % | {stat(sparsity)} | {stat([a['acc1'] for a, _ in group])} "
-                     f"| {stat([b['acc1'] for _, b in group])} | {stat([b['acc1'] - a['acc1'] for a, b in group])} "
+        sparsity = stat([100 * a["sparsity"] for a, _ in group])
+        lats, target = stat([a["acc1"] for a, _ in group]), stat([b["acc1"] for _, b in group])
+        difference = stat([b["acc1"] - a["acc1"] for a, b in group])
+        lines.append(f"| {network.upper()} | {100 * level:g} % | {sparsity} | {lats} | {target} | {difference} "
                      f"| {len(group)} |")
     return "\n".join(lines + [""])
 

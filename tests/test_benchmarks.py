@@ -1,5 +1,6 @@
-"""The parts of the benchmark commands that decide what they report: the GMP baseline's schedule
-and the calibration of D (the timing loops themselves are not tested; see docs/benchmarks.md)."""
+"""The parts of the benchmark commands that decide what they report: the GMP baseline's schedule,
+the calibration of D and the seed-by-seed pairing of --target-sparsity with hand-found LATS (the
+timing loops themselves are not tested; see docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -193,7 +193,8 @@ class SoftThresholdPruner:
             self._planned_remaining = remaining[::-1]
         if self.target_sparsity is not None:
             window = self.end_step - self.start_step
-            self.retarget_every = max(1, window // RE_ESTIMATES) if retarget_every is None else _step_index(retarget_every, "retarget_every", 1)
+            self.retarget_every = (max(1, window // RE_ESTIMATES) if retarget_every is None
+                                   else _step_index(retarget_every, "retarget_every", 1))
         elif retarget_every is not None:
             raise ValueError("retarget_every applies to target_sparsity only")
 
