@@ -5,7 +5,10 @@ timing loops themselves are not tested; see docs/benchmarks.md)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,12 @@ def load(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_command(argv: list[str]) -> subprocess.CompletedProcess:
+    """``benchmarks/accuracy_sparsity.py`` as a user runs it, in its own process."""
+    return subprocess.run([sys.executable, str(BENCHMARKS / "accuracy_sparsity.py"), *argv], check=True,
+                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -79,19 +88,11 @@ def test_calibration_takes_the_first_crossing_in_d_order(curve):
 def test_the_command_trains_caches_and_reports(tmp_path):
     """The whole command on a tiny budget: every run is trained, written to the cache, reported,
     and read back (not retrained) by a second invocation."""
-    import json
-    import subprocess
-    import sys
-
-    def command():
-        subprocess.run([sys.executable, str(BENCHMARKS / "accuracy_sparsity.py"), *argv], check=True,
-                       capture_output=True, timeout=300)
-
     argv = ["--networks", "ann", "--methods", "lats-target", "dense", "--levels", "0.9", "--seeds", "1",
             "--epochs", "1", "--lr-warmup-epochs", "0", "--width", "4", "--image-size", "8", "--jobs", "1",
             "--output-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "r.json"),
             "--table", str(tmp_path / "r.md")]
-    command()
+    run_command(argv)
     cached = sorted((tmp_path / "cache").glob("*.json"))
     assert len(cached) == 2
     results = {r["spec"]["method"]: r for r in json.loads((tmp_path / "r.json").read_text())["runs"]}
@@ -101,13 +102,14 @@ def test_the_command_trains_caches_and_reports(tmp_path):
     assert all(0 <= r["acc1"] <= 100 and r["seconds"] > 0 for r in results.values())
     assert "LATS, --target-sparsity" in (tmp_path / "r.md").read_text()
     stamps = [p.stat().st_mtime_ns for p in cached]
-    command()
+    run_command(argv)
     assert [p.stat().st_mtime_ns for p in cached] == stamps  # read from the cache, not retrained
 
 
 def test_paired_table_reports_the_seed_by_seed_differences(curve):
     def run(network, level, seed, acc1, sparsity):
-        return {"spec": {"network": network, "level": level, "base": {"seed": seed}}, "acc1": acc1, "sparsity": sparsity}
+        return {"spec": {"network": network, "level": level, "base": {"seed": seed}},
+                "acc1": acc1, "sparsity": sparsity}
 
     pairs = [(run("snn", 0.99, 0, 90.0, 0.991), run("snn", 0.99, 0, 85.0, 0.991)),
              (run("snn", 0.99, 1, 80.0, 0.989), run("snn", 0.99, 1, 86.0, 0.989))]
@@ -117,15 +119,10 @@ def test_paired_table_reports_the_seed_by_seed_differences(curve):
 
 
 def test_paired_runs_aim_at_the_sparsity_each_hand_found_run_reached(tmp_path):
-    import json
-    import subprocess
-    import sys
-
     argv = ["--networks", "ann", "--methods", "lats", "lats-target", "--paired", "--levels", "0.9", "--seeds", "1",
             "--epochs", "1", "--lr-warmup-epochs", "0", "--width", "4", "--image-size", "8", "--jobs", "1",
             "--output-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "r.json")]
-    done = subprocess.run([sys.executable, str(BENCHMARKS / "accuracy_sparsity.py"), *argv], check=True,
-                          capture_output=True, text=True, timeout=300)
+    done = run_command(argv)
     (pair,) = json.loads((tmp_path / "r.json").read_text())["paired"]
     lats, target = pair["lats"], pair["lats-target"]
     assert lats["spec"]["method"] == "lats" and target["spec"]["method"] == "lats-target"

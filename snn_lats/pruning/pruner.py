@@ -442,8 +442,8 @@ class SoftThresholdPruner:
         values, origin = [], {}
         for name, p in self._params.items():
             g = self._group_of[name]
-            theta = self.layers[name].parametrizations.weight.original.detach().abs().flatten()
-            origin[name] = theta.clone()
+            theta = self.layers[name].parametrizations.weight.original.detach().abs().flatten()  # a new tensor
+            origin[name] = theta
             predicted = theta.double()
             if drift:
                 moved = predicted - self._drift_origin[name].to(predicted)
