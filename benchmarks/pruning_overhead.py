@@ -96,12 +96,19 @@ class Config:
                 lr_schedule=[args.lr], layer_scale=thresholds,
             )
 
-    def step(self, x, y) -> None:
+    def step(self, x, y) -> tuple[float, ...]:
+        """One train step; returns the seconds of its phases (forward, backward, optimizer, pruner)."""
+        t0 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(self.model(x), y).backward()
+        loss = F.cross_entropy(self.model(x), y)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
         self.optimizer.step()
+        t3 = time.perf_counter()
         if self.pruner is not None:
             self.pruner.step()
+        return t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3
 
     def sparsity(self) -> float:
         with torch.no_grad():
@@ -169,13 +176,14 @@ def main(argv=None) -> int:
         for _ in range(2):
             config.step(x, y)
     times = {kind: [] for kind in CONFIGS}
+    phases = {kind: [] for kind in CONFIGS}  # per repeat: mean seconds of each phase
     for r in range(args.repeats):
         order = CONFIGS[r % len(CONFIGS):] + CONFIGS[: r % len(CONFIGS)]
         for kind in order:
             start = time.perf_counter()
-            for _ in range(args.steps):
-                configs[kind].step(x, y)
+            split = [configs[kind].step(x, y) for _ in range(args.steps)]
             times[kind].append((time.perf_counter() - start) / args.steps)
+            phases[kind].append([sum(p) / args.steps for p in zip(*split)])
 
     print(f"model={args.model} {f'T={args.T} ' if args.model.startswith('sew_') else ''}batch={args.batch_size} image={args.image_size} "
           f"sparsity={args.sparsity} steps={args.steps} repeats={args.repeats} "
@@ -186,6 +194,10 @@ def main(argv=None) -> int:
         vs_prune = statistics.median(t / p for t, p in zip(times[kind], times["torch-prune"]))
         print(f"{kind:<12} {configs[kind].sparsity():8.3f} {1e3 * statistics.median(times[kind]):8.1f} "
               f"{vs_dense:8.3f}x {vs_prune:14.3f}x")
+    print(f"{'phase ms':<12} {'forward':>8} {'backward':>9} {'optimizer':>10} {'pruner':>7}  (medians)")
+    for kind in CONFIGS:
+        print(f"{kind:<12} " + " ".join(f"{1e3 * statistics.median(col):{w}.2f}"
+                                        for col, w in zip(zip(*phases[kind]), (8, 9, 10, 7))))
     del configs
 
     argv = sys.argv[1:] if argv is None else list(argv)
