@@ -266,6 +266,21 @@ def test_sparsity_report_counts_and_serialises():
     assert "density" in report.table()
 
 
+def test_sparsity_report_names_the_layers_pruned_away():
+    net = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 2))
+    attach(net)
+    with torch.no_grad():
+        for i in (0, 1):
+            layer_theta(net[i]).copy_(torch.full_like(layer_theta(net[i]), 0.25))
+    layer_st(net[0]).set_threshold(0.1)
+    layer_st(net[1]).set_threshold(0.25)  # S_d(θ) = 0 iff |θ| <= d: every weight of net[1]
+    report = sparsity_report(net)
+    assert report.empty_layers == ["1"]
+    assert "every weight is pruned in 1;" in report.warning()
+    layer_st(net[1]).set_threshold(0.2)  # one step below: nothing is pruned, nothing to warn about
+    assert sparsity_report(net).empty_layers == [] and sparsity_report(net).warning() is None
+
+
 # --- AMP, DDP ----------------------------------------------------------------------------------
 def test_autocast_bfloat16():
     torch.manual_seed(0)
