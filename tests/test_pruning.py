@@ -277,7 +277,7 @@ def test_sparsity_report_names_the_layers_pruned_away():
     report = sparsity_report(net)
     assert report.empty_layers == ["1"]
     assert "every weight is pruned in 1;" in report.warning()
-    layer_st(net[1]).set_threshold(0.2)  # one step below: nothing is pruned, nothing to warn about
+    layer_st(net[1]).set_threshold(0.2)  # d < |θ|: no zero in net[1], nothing to warn about
     assert sparsity_report(net).empty_layers == [] and sparsity_report(net).warning() is None
 
 

@@ -86,5 +86,5 @@ def print_evaluation(result: dict) -> None:
           f"top-5 {accuracy['acc5']:.2f}%  loss {accuracy['loss']:.4f}  on {accuracy['samples']} images  |  "
           f"global weight sparsity {100 * sparsity.global_sparsity:.2f}%"
           + (f"  |  energy {sops.energy_pj() / 1e6:.4g} uJ per sample" if sops is not None else ""))
-    if sparsity.warning():
-        print(sparsity.warning())
+    if warning := sparsity.warning():
+        print(warning)

@@ -483,8 +483,8 @@ def _final_summary(config: TrainConfig, ctx, model: nn.Module, metrics: dict, so
         f"{100 * sparsity.global_sparsity:.2f}%"
         + (f"  |  energy {summary['energy_pj_per_sample'] / 1e6:.4g} uJ per sample" if sops is not None else "")
     )
-    if sparsity.warning():
-        console.print(sparsity.warning())
+    if warning := sparsity.warning():
+        console.print(warning)
     if write:
         console.print(f"run directory: {output_dir} (checkpoint.pth, model_best.pth, summary.json, sops.png, "
                       f"training.png, tensorboard/)")
