@@ -237,6 +237,11 @@ def calibrate(spec: dict, levels: list[float], d_start: float, cache_dir: str, m
 # ------------------------------------------------------------------------------------- report
 
 
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std over seeds (std 0 for a single seed)."""
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
 def summarise(results: list[dict], levels: list[float]) -> list[dict]:
     """Mean ± std over seeds of every (network, method, level)."""
     groups: dict[tuple, list[dict]] = {}
@@ -252,8 +257,7 @@ def summarise(results: list[dict], levels: list[float]) -> list[dict]:
                     continue
 
                 def stat(key):
-                    values = [g[key] for g in group]
-                    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+                    return mean_std([g[key] for g in group])
 
                 rows.append({"network": network, "method": method, "level": level, "seeds": len(group),
                              "acc1": stat("acc1"), "sparsity": stat("sparsity"), "energy_uj": stat("energy_uj"),
@@ -305,7 +309,7 @@ def paired_markdown(pairs: list[tuple[dict, dict]]) -> str:
              "| network | level | achieved sparsity % | LATS, hand-found D: top-1 % | --target-sparsity: top-1 % "
              "| difference (target − LATS) | seeds |", "|---|---|---|---|---|---|---|"]
     def stat(values):
-        return f"{statistics.mean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
+        return "{:.2f} ± {:.2f}".format(*mean_std(values))
 
     for (network, level), group in sorted(groups.items()):
         sparsity = stat([100 * a["sparsity"] for a, _ in group])
@@ -452,12 +456,13 @@ def main(argv=None) -> int:
     context = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
         # 1. calibrate D for every (network, schedule) that takes one
-        pairs = [(n, m) for n in args.networks for m in args.methods if m in CALIBRATED]
-        jobs = {pool.submit(calibrate, spec(n, m, 0), args.levels, args.d_start, str(cache)): (n, m) for n, m in pairs}
+        calibrated = [(n, m) for n in args.networks for m in args.methods if m in CALIBRATED]
+        jobs = {pool.submit(calibrate, spec(n, m, 0), args.levels, args.d_start, str(cache)): (n, m)
+                for n, m in calibrated}
         finished = {}
         for job in tqdm(futures.as_completed(jobs), total=len(jobs), desc="calibrating D", unit="schedule"):
             finished[jobs[job]] = job.result()
-        calibration = {key: finished[key] for key in pairs}  # command-line order, not finishing order
+        calibration = {key: finished[key] for key in calibrated}  # command-line order, not finishing order
         # 2. every point over the seeds
         specs = []
         for n in args.networks:

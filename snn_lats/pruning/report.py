@@ -31,9 +31,10 @@ class SparsityReport(Report):
         A global threshold can empty a small layer at high sparsity (the classifier of a tiny
         network at 99 %: chance accuracy), which the global sparsity alone does not show.
         """
-        if not self.empty_layers:
+        empty = self.empty_layers
+        if not empty:
             return None
-        return (f"warning: every weight is pruned in {', '.join(self.empty_layers)}; such a layer passes "
+        return (f"warning: every weight is pruned in {', '.join(empty)}; such a layer passes "
                 "nothing on (--dense-first-last keeps the first conv and the classifier dense)")
 
 
