@@ -405,7 +405,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--lr-warmup-epochs", type=int, default=1)
     parser.add_argument("-b", "--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--width", type=int, default=8, help="channels of the first ResNet stage")
+    parser.add_argument("--width", type=int, default=16, help="channels of the first ResNet stage")
     parser.add_argument("--stem", choices=("imagenet", "cifar"), default="cifar")
     parser.add_argument("--T", type=int, default=4, help="time steps of the SNN")
     parser.add_argument("--beta", type=float, default=0.3, help="PGH's beta (< 1: early pruning)")
