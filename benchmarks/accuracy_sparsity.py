@@ -25,7 +25,9 @@ achieved sparsity is therefore close to, not exactly, the level: it is reported 
 and the plot puts every point at its achieved sparsity.
 
 Runs are cached as JSON under ``--output-dir`` (a rerun skips finished runs, so an interrupted
-benchmark resumes); ``--jobs`` processes train in parallel, one thread each. The command writes a
+benchmark resumes). The cache is keyed by the run's settings; each run also records a digest of
+the ``snn_lats`` sources that trained it, and the command warns when it reused runs that other
+code trained. ``--jobs`` processes train in parallel, one thread each. The command writes a
 Markdown table, the raw results (JSON) and the plot::
 
     python benchmarks/accuracy_sparsity.py --jobs 2 \\
@@ -37,7 +39,9 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as futures
 import contextlib
+import functools
 import hashlib
+import importlib.util
 import json
 import math
 import multiprocessing
@@ -150,7 +154,7 @@ def run_point(spec: dict, cache_dir: str) -> dict:
         "spec": spec, "acc1": summary["accuracy"]["acc1"], "sparsity": weight_sparsity(builder.model),
         "energy_uj": (summary["energy_pj_per_sample"] or math.nan) / 1e6,
         "sops_per_sample": _sops(summary), "threshold": summary["history"][-1]["threshold"],
-        "seconds": time.time() - started,
+        "seconds": time.time() - started, "code": code_version(),
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
@@ -163,6 +167,25 @@ def _sops(summary: dict) -> float:
         return math.nan
     totals = summary["sops"]["totals"]
     return totals["acs_per_sample"] + totals["macs_per_sample"]
+
+
+@functools.lru_cache(maxsize=None)
+def code_version() -> str:
+    """Digest of the ``snn_lats`` sources. A cached run records the code that trained it, so that a
+    rerun after a change to the library can say which results it reused from older code."""
+    root = Path(importlib.util.find_spec("snn_lats").origin).parent
+    digest = hashlib.sha1()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def stale_runs(specs: list[dict], cache: Path) -> list[str]:
+    """Names of the cached runs among ``specs`` that other ``snn_lats`` code trained (or that
+    predate the record)."""
+    names = sorted({f"{spec_key(s)}.json" for s in specs})
+    return [n for n in names if json.loads((cache / n).read_text()).get("code") != code_version()]
 
 
 def spec_key(spec: dict) -> str:
@@ -505,6 +528,13 @@ def main(argv=None) -> int:
             "paired": [{"lats": a, "lats-target": b} for a, b in pairs]}, indent=1))
     if args.plot:
         plot(rows, args.levels, args.plot)
+    used = [{**spec(n, m, 0), "D": d} for (n, m), c in calibration.items() for d, _ in c["runs"]]
+    used += [r["spec"] for r in results] + [b["spec"] for _, b in pairs]
+    stale = stale_runs(used, cache)
+    if stale:
+        print(f"warning: {len(stale)} of {len({spec_key(s) for s in used})} runs were read from {cache}/ and were trained by other "
+              f"snn_lats code than this checkout's, or before runs recorded it (first: {stale[0]}). "
+              f"Delete their .json files to retrain them.", file=sys.stderr)
     return 0
 
 

@@ -104,8 +104,16 @@ def test_the_command_trains_caches_and_reports(tmp_path):
     assert "LATS, --target-sparsity" in table
     assert "### ANN" in table and "### SNN" not in table  # no empty table for a network left out
     stamps = [p.stat().st_mtime_ns for p in cached]
-    run_command(argv)
+    again = run_command(argv)
     assert [p.stat().st_mtime_ns for p in cached] == stamps  # read from the cache, not retrained
+    assert "warning" not in again.stderr  # this checkout's code trained both
+    # A run that other code trained (here: a digest no source tree has) is reused, and named.
+    older = json.loads(cached[0].read_text())
+    older["code"] = "0" * 10
+    cached[0].write_text(json.dumps(older))
+    warned = run_command(argv)
+    assert "warning: 1 of 2 runs" in warned.stderr and cached[0].name in warned.stderr
+    assert json.loads(cached[0].read_text())["code"] == "0" * 10  # still not retrained
 
 
 def test_paired_table_reports_the_seed_by_seed_differences(curve):
