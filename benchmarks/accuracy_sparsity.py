@@ -530,10 +530,10 @@ def main(argv=None) -> int:
         plot(rows, args.levels, args.plot)
     used = [{**spec(n, m, 0), "D": d} for (n, m), c in calibration.items() for d, _ in c["runs"]]
     used += [r["spec"] for r in results] + [b["spec"] for _, b in pairs]
-    stale = stale_runs(used, cache)
+    stale, total = stale_runs(used, cache), len({spec_key(s) for s in used})
     if stale:
-        print(f"warning: {len(stale)} of {len({spec_key(s) for s in used})} runs were read from {cache}/ and were trained by other "
-              f"snn_lats code than this checkout's, or before runs recorded it (first: {stale[0]}). "
+        print(f"warning: {len(stale)} of {total} runs were read from {cache}/ and were trained by other snn_lats "
+              f"code than this checkout's, or before runs recorded it (first: {stale[0]}). "
               f"Delete their .json files to retrain them.", file=sys.stderr)
     return 0
 
