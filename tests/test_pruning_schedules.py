@@ -224,6 +224,23 @@ def test_start_and_end_of_the_window_param_groups_and_layer_scale():
     assert callable_scale.thresholds() == pytest.approx({"0": 0.4, "2": 0.2})
 
 
+def test_a_param_group_added_after_the_pruner_is_ignored():
+    # A group added later (a new head, an unfrozen backbone) holds no pruned weight: d grows by λη
+    # of the pruned layers' own group, whatever the new group's lr.
+    model, head = net(), nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    pruner = SoftThresholdPruner(model, optimizer, "lats", l1=0.5)
+    optimizer.step()
+    pruner.step()
+    optimizer.add_param_group({"params": head.parameters(), "lr": 7.0})
+    for _ in range(3):
+        optimizer.step()
+        assert pruner.step()
+    assert pruner.threshold == pytest.approx(0.5 * 0.1 * 4, abs=1e-15)
+    assert pruner.implied_l1() == pytest.approx(0.5)
+    pruner.load_state_dict(pruner.state_dict())  # the state still matches the pruner's groups
+
+
 def test_several_optimizer_steps_per_pruner_step_all_count():
     model = net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -97,6 +97,30 @@ def test_target_sparsity_bad_arguments(kwargs, error, message):
                             target_sparsity=0.5, final_threshold=0.1, end_step=5)
 
 
+def test_a_target_beyond_the_layers_that_can_be_pruned_is_refused():
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 64))  # 32 + 512 weights
+    with pytest.raises(ValueError, match=r"hold 32 of the 544 pruned weights \(5.88%\)"):
+        SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), "lats", target_sparsity=0.5,
+                            total_steps=10, lr_schedule=[0.1] * 10, layer_scale={"1": 0.0})
+
+
+def test_a_frozen_param_group_makes_the_target_out_of_reach_with_a_warning():
+    # Layer 1's group has lr 0: its threshold cannot grow, so of the 544 weights only layer 0's 32
+    # can go. The controller warns, prunes all 32 of them and stays finite (no NaN threshold).
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 64))
+    optimizer = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.1},
+                                 {"params": model[1].parameters(), "lr": 0.0}])
+    with pytest.warns(UserWarning, match="out of reach: only 32 of 544"):
+        pruner = SoftThresholdPruner(model, optimizer, "lats", target_sparsity=0.5, total_steps=10,
+                                     lr_schedule=[0.1] * 10, retarget_every=5)
+        for _ in range(10):
+            optimizer.step()
+            pruner.step()
+    assert int((model[0].weight == 0).sum()) == 32 and int((model[1].weight == 0).sum()) == 0
+    assert math.isfinite(pruner.l1) and math.isfinite(pruner.thresholds()["0"])
+
+
 def test_on_still_weights_the_controller_follows_the_constant_lambda_trajectory():
     """With θ held still (zero gradients), each re-estimate's prediction is exact, so the sparsity
     at every re-estimate is the trajectory's, computed here from its closed form:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Mapping
 
@@ -210,6 +211,14 @@ class SoftThresholdPruner:
         # Which weights: selected and checked before anything is modified.
         candidates = select_layers(model, include, exclude, dense_first_last)
         scale = self._layer_scales(layer_scale, list(candidates))
+        if self.target_sparsity is not None:
+            total = sum(m.weight.numel() for m in candidates.values())
+            prunable = sum(m.weight.numel() for n, m in candidates.items() if scale[n] > 0)
+            if self.target_sparsity * total > prunable:
+                raise ValueError(
+                    f"target_sparsity={self.target_sparsity} cannot be reached: the layers with layer_scale > 0 "
+                    f"hold {prunable} of the {total} pruned weights ({prunable / total:.2%})"
+                )
         group_of = self._param_groups(optimizer, candidates)
 
         learnable = schedule == "learnable"
@@ -342,7 +351,8 @@ class SoftThresholdPruner:
             p.invalidate()
 
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
-        self._pending.append([float(group["lr"]) for group in optimizer.param_groups])
+        # Groups added after the pruner was built cannot hold a pruned θ (it was in a group already).
+        self._pending.append([float(group["lr"]) for group in optimizer.param_groups[: len(self._lr_sum)]])
 
     @property
     def has_pending_step(self) -> bool:
@@ -419,7 +429,7 @@ class SoftThresholdPruner:
         ``end_step`` (``snap``) the quantile of the final θ with ``H = 1`` is applied at once,
         in either direction.
         """
-        lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
+        lrs = [float(group["lr"]) for group in self.optimizer.param_groups[: len(self._lr_sum)]]
         ref_lr = lrs[self._ref_group]
         ratio = [lr / ref_lr if ref_lr > 0 else 1.0 for lr in lrs]
         window = self.end_step - self.start_step
@@ -453,6 +463,17 @@ class SoftThresholdPruner:
             values.append((predicted - now) / rate if rate > 0 else torch.full_like(predicted, math.inf))
         values = torch.cat(values)
         k = max(1, math.ceil(goal * values.numel() - 1e-9))
+        reachable = int(torch.isfinite(values).sum())  # weights whose threshold can still grow
+        if reachable == 0:
+            return
+        if k > reachable:  # a param group's lr is 0 now (beyond-reach layer_scale 0 is refused at construction)
+            warnings.warn(
+                f"target_sparsity={self.target_sparsity} is out of reach: only {reachable} of "
+                f"{values.numel()} pruned weights have a threshold that grows (the others have layer_scale 0 "
+                f"or a param group whose lr is 0); the controller prunes as many as it can",
+                stacklevel=3,
+            )
+            k = reachable
         quantile = float(values.kthvalue(k).values)
         groups = set(self._group_of.values())
         if snap:
