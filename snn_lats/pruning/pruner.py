@@ -350,9 +350,13 @@ class SoftThresholdPruner:
         for p in self._params.values():
             p.invalidate()
 
+    def _group_lrs(self) -> list[float]:
+        """The lr of every param group the pruner was built with. Groups added later cannot hold a
+        pruned θ (it was in a group already), so their lrs do not move any threshold."""
+        return [float(group["lr"]) for group in self.optimizer.param_groups[: len(self._lr_sum)]]
+
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
-        # Groups added after the pruner was built cannot hold a pruned θ (it was in a group already).
-        self._pending.append([float(group["lr"]) for group in optimizer.param_groups[: len(self._lr_sum)]])
+        self._pending.append(self._group_lrs())
 
     @property
     def has_pending_step(self) -> bool:
@@ -429,7 +433,7 @@ class SoftThresholdPruner:
         ``end_step`` (``snap``) the quantile of the final θ with ``H = 1`` is applied at once,
         in either direction.
         """
-        lrs = [float(group["lr"]) for group in self.optimizer.param_groups[: len(self._lr_sum)]]
+        lrs = self._group_lrs()
         ref_lr = lrs[self._ref_group]
         ratio = [lr / ref_lr if ref_lr > 0 else 1.0 for lr in lrs]
         window = self.end_step - self.start_step
