@@ -181,10 +181,9 @@ def code_version() -> str:
     return digest.hexdigest()[:10]
 
 
-def stale_runs(specs: list[dict], cache: Path) -> list[str]:
-    """Names of the cached runs among ``specs`` that other ``snn_lats`` code trained (or that
-    predate the record)."""
-    names = sorted({f"{spec_key(s)}.json" for s in specs})
+def stale_runs(names: list[str], cache: Path) -> list[str]:
+    """The cached runs among ``names`` (file names in ``cache``) that other ``snn_lats`` code
+    trained (or that predate the record)."""
     return [n for n in names if json.loads((cache / n).read_text()).get("code") != code_version()]
 
 
@@ -331,6 +330,7 @@ def paired_markdown(pairs: list[tuple[dict, dict]]) -> str:
     lines = ["", "### --target-sparsity at the sparsity of each hand-found LATS run (same seed)", "",
              "| network | level | achieved sparsity % | LATS, hand-found D: top-1 % | --target-sparsity: top-1 % "
              "| difference (target − LATS) | seeds |", "|---|---|---|---|---|---|---|"]
+
     def stat(values):
         return "{:.2f} ± {:.2f}".format(*mean_std(values))
 
@@ -530,9 +530,10 @@ def main(argv=None) -> int:
         plot(rows, args.levels, args.plot)
     used = [{**spec(n, m, 0), "D": d} for (n, m), c in calibration.items() for d, _ in c["runs"]]
     used += [r["spec"] for r in results] + [b["spec"] for _, b in pairs]
-    stale, total = stale_runs(used, cache), len({spec_key(s) for s in used})
+    names = sorted({f"{spec_key(s)}.json" for s in used})
+    stale = stale_runs(names, cache)
     if stale:
-        print(f"warning: {len(stale)} of {total} runs were read from {cache}/ and were trained by other snn_lats "
+        print(f"warning: {len(stale)} of {len(names)} runs were read from {cache}/ and were trained by other snn_lats "
               f"code than this checkout's, or before runs recorded it (first: {stale[0]}). "
               f"Delete their .json files to retrain them.", file=sys.stderr)
     return 0
