@@ -56,9 +56,16 @@ from pathlib import Path
 METHODS = ("lats", "lats-target", "slats", "pgh", "stds-sine", "constant", "gmp", "dense")
 CALIBRATED = ("lats", "slats", "pgh", "stds-sine", "constant")
 NETWORKS = {"snn": "sew_resnet18", "ann": "resnet18"}
-LABELS = {"lats": "LATS", "lats-target": "LATS, --target-sparsity", "slats": "S-LATS", "pgh": "PGH",
-          "stds-sine": "STDS (sine)", "constant": "pruning at init (constant)", "gmp": "GMP (torch prune)",
-          "dense": "dense"}
+LABELS = {
+    "lats": "LATS",
+    "lats-target": "LATS, --target-sparsity",
+    "slats": "S-LATS",
+    "pgh": "PGH",
+    "stds-sine": "STDS (sine)",
+    "constant": "pruning at init (constant)",
+    "gmp": "GMP (torch prune)",
+    "dense": "dense",
+}
 
 
 # ------------------------------------------------------------------------------------ one run
@@ -147,14 +154,22 @@ def run_point(spec: dict, cache_dir: str) -> dict:
             values["beta"] = spec["beta"]
     log = path.with_suffix(".log")
     started = time.time()
-    with tempfile.TemporaryDirectory() as out, open(log, "w") as stream, \
-            contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+    with (
+        tempfile.TemporaryDirectory() as out,
+        open(log, "w") as stream,
+        contextlib.redirect_stdout(stream),
+        contextlib.redirect_stderr(stream),
+    ):
         summary = train(TrainConfig(**values, output_dir=out), build_model_fn=builder)
     result = {
-        "spec": spec, "acc1": summary["accuracy"]["acc1"], "sparsity": weight_sparsity(builder.model),
+        "spec": spec,
+        "acc1": summary["accuracy"]["acc1"],
+        "sparsity": weight_sparsity(builder.model),
         "energy_uj": (summary["energy_pj_per_sample"] or math.nan) / 1e6,
-        "sops_per_sample": _sops(summary), "threshold": summary["history"][-1]["threshold"],
-        "seconds": time.time() - started, "code": code_version(),
+        "sops_per_sample": _sops(summary),
+        "threshold": summary["history"][-1]["threshold"],
+        "seconds": time.time() - started,
+        "code": code_version(),
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
@@ -273,7 +288,7 @@ def summarise(results: list[dict], levels: list[float]) -> list[dict]:
     rows = []
     for network in NETWORKS:
         for method in METHODS:
-            for level in ([None] if method == "dense" else levels):
+            for level in [None] if method == "dense" else levels:
                 group = groups.get((network, method, level))
                 if not group:
                     continue
@@ -281,10 +296,20 @@ def summarise(results: list[dict], levels: list[float]) -> list[dict]:
                 def stat(key):
                     return mean_std([g[key] for g in group])
 
-                rows.append({"network": network, "method": method, "level": level, "seeds": len(group),
-                             "acc1": stat("acc1"), "sparsity": stat("sparsity"), "energy_uj": stat("energy_uj"),
-                             "sops_per_sample": stat("sops_per_sample"),
-                             "D": group[0]["spec"].get("D"), "seconds": sum(g["seconds"] for g in group)})
+                rows.append(
+                    {
+                        "network": network,
+                        "method": method,
+                        "level": level,
+                        "seeds": len(group),
+                        "acc1": stat("acc1"),
+                        "sparsity": stat("sparsity"),
+                        "energy_uj": stat("energy_uj"),
+                        "sops_per_sample": stat("sops_per_sample"),
+                        "D": group[0]["spec"].get("D"),
+                        "seconds": sum(g["seconds"] for g in group),
+                    }
+                )
     return rows
 
 
@@ -293,24 +318,31 @@ def markdown(rows: list[dict], calibration: dict, header: str) -> str:
     for network in NETWORKS:
         if not any(r["network"] == network for r in rows):
             continue  # a network left out with --networks gets no empty table
-        lines += [f"### {network.upper()} ({NETWORKS[network]})", "",
-                  "| method | target | D | top-1 % (mean ± std) | achieved sparsity % | SOPs per sample (M) | "
-                  "energy µJ per sample | seeds |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {network.upper()} ({NETWORKS[network]})",
+            "",
+            "| method | target | D | top-1 % (mean ± std) | achieved sparsity % | SOPs per sample (M) | "
+            "energy µJ per sample | seeds |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             if r["network"] != network:
                 continue
             level = "—" if r["level"] is None else f"{100 * r['level']:g} %"
             d = "—" if r["D"] is None else f"{r['D']:.4g}"
             (a, sa), (s, ss), (e, se), (o, _) = r["acc1"], r["sparsity"], r["energy_uj"], r["sops_per_sample"]
-            lines.append(f"| {LABELS[r['method']]} | {level} | {d} | {a:.2f} ± {sa:.2f} | {100 * s:.2f} ± {100 * ss:.2f} "
-                         f"| {o / 1e6:.3f} | {e:.3f} ± {se:.3f} | {r['seeds']} |")
+            lines.append(
+                f"| {LABELS[r['method']]} | {level} | {d} | {a:.2f} ± {sa:.2f} | {100 * s:.2f} ± {100 * ss:.2f} "
+                f"| {o / 1e6:.3f} | {e:.3f} ± {se:.3f} | {r['seeds']} |"
+            )
         lines.append("")
     lines += ["### Calibration runs (seed 0): final threshold D → achieved sparsity", ""]
     for (network, method), result in calibration.items():
         runs = ", ".join(f"{d:.4g} → {100 * sp:.2f} %" for d, sp in result["runs"])
         missed = [f"{100 * level:g} %" for level, d in result["D"].items() if d is None]
-        lines.append(f"- {network.upper()} {LABELS[method]}: {runs}"
-                     + (f". Not reached: {', '.join(missed)}." if missed else ""))
+        lines.append(
+            f"- {network.upper()} {LABELS[method]}: {runs}" + (f". Not reached: {', '.join(missed)}." if missed else "")
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -318,8 +350,9 @@ def markdown(rows: list[dict], calibration: dict, header: str) -> str:
 def paired_spec(lats_result: dict, make_spec) -> dict:
     """The lats-target run that aims at the sparsity a hand-found LATS run reached, with its seed."""
     s = lats_result["spec"]
-    return make_spec(s["network"], "lats-target", s["base"]["seed"], level=round(lats_result["sparsity"], 6),
-                     paired_with=s["level"])
+    return make_spec(
+        s["network"], "lats-target", s["base"]["seed"], level=round(lats_result["sparsity"], 6), paired_with=s["level"]
+    )
 
 
 def paired_markdown(pairs: list[tuple[dict, dict]]) -> str:
@@ -327,9 +360,14 @@ def paired_markdown(pairs: list[tuple[dict, dict]]) -> str:
     groups: dict[tuple, list[tuple[dict, dict]]] = {}
     for a, b in pairs:
         groups.setdefault((a["spec"]["network"], a["spec"]["level"]), []).append((a, b))
-    lines = ["", "### --target-sparsity at the sparsity of each hand-found LATS run (same seed)", "",
-             "| network | level | achieved sparsity % | LATS, hand-found D: top-1 % | --target-sparsity: top-1 % "
-             "| difference (target − LATS) | seeds |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "### --target-sparsity at the sparsity of each hand-found LATS run (same seed)",
+        "",
+        "| network | level | achieved sparsity % | LATS, hand-found D: top-1 % | --target-sparsity: top-1 % "
+        "| difference (target − LATS) | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def stat(values):
         return "{:.2f} ± {:.2f}".format(*mean_std(values))
@@ -338,8 +376,9 @@ def paired_markdown(pairs: list[tuple[dict, dict]]) -> str:
         sparsity = stat([100 * a["sparsity"] for a, _ in group])
         lats, target = stat([a["acc1"] for a, _ in group]), stat([b["acc1"] for _, b in group])
         difference = stat([b["acc1"] - a["acc1"] for a, b in group])
-        lines.append(f"| {network.upper()} | {100 * level:g} % | {sparsity} | {lats} | {target} | {difference} "
-                     f"| {len(group)} |")
+        lines.append(
+            f"| {network.upper()} | {100 * level:g} % | {sparsity} | {lats} | {target} | {difference} | {len(group)} |"
+        )
     return "\n".join(lines + [""])
 
 
@@ -351,8 +390,9 @@ def plot(rows: list[dict], levels: list[float], path: str) -> None:
 
     networks = [n for n in NETWORKS if any(r["network"] == n for r in rows)]
     fig, axes = plt.subplots(1, len(networks), figsize=(6.2 * len(networks), 4.6), squeeze=False)
-    colours = dict(zip(METHODS, ("tab:red", "darkred", "tab:orange", "tab:purple", "tab:blue", "tab:brown",
-                                 "tab:green", "black")))
+    colours = dict(
+        zip(METHODS, ("tab:red", "darkred", "tab:orange", "tab:purple", "tab:blue", "tab:brown", "tab:green", "black"))
+    )
     styles = {"lats-target": "--", "gmp": "-."}
 
     def x_of(s):  # 90, 99, 99.9 % equally spaced
@@ -361,19 +401,30 @@ def plot(rows: list[dict], levels: list[float], path: str) -> None:
     for ax, network in zip(axes[0], networks):
         for method in METHODS:
             # in order of achieved sparsity: a level a schedule overshot or missed is drawn where it landed
-            pts = sorted((r for r in rows if r["network"] == network and r["method"] == method),
-                         key=lambda r: r["sparsity"][0])
+            pts = sorted(
+                (r for r in rows if r["network"] == network and r["method"] == method), key=lambda r: r["sparsity"][0]
+            )
             if not pts:
                 continue
             if method == "dense":
-                (a, sa), = [p["acc1"] for p in pts]
+                ((a, sa),) = [p["acc1"] for p in pts]
                 ax.axhline(a, color="black", lw=1, ls=":", label=f"dense ({a:.1f} %)")
                 ax.axhspan(a - sa, a + sa, color="black", alpha=0.08)
                 continue
             xs = [x_of(p["sparsity"][0]) for p in pts]
-            ax.errorbar(xs, [p["acc1"][0] for p in pts], yerr=[p["acc1"][1] for p in pts],
-                        xerr=None, marker="o", ms=4, capsize=3, lw=1.4, color=colours[method],
-                        ls=styles.get(method, "-"), label=LABELS[method])
+            ax.errorbar(
+                xs,
+                [p["acc1"][0] for p in pts],
+                yerr=[p["acc1"][1] for p in pts],
+                xerr=None,
+                marker="o",
+                ms=4,
+                capsize=3,
+                lw=1.4,
+                color=colours[method],
+                ls=styles.get(method, "-"),
+                label=LABELS[method],
+            )
         ticks = levels
         ax.set_xticks([x_of(t) for t in ticks], [f"{100 * t:g}" for t in ticks])
         ax.set_xlabel("weight sparsity (%), achieved; mean over seeds")
@@ -391,15 +442,33 @@ def plot(rows: list[dict], levels: list[float], path: str) -> None:
 
 
 def base_config(args, network: str, seed: int) -> dict:
-    values = dict(dataset=args.dataset, data_path=args.data_path, batch_size=args.batch_size, epochs=args.epochs,
-                  workers=0, lr=args.lr, momentum=0.9, weight_decay=0.0, lr_scheduler="cosine",
-                  lr_warmup_epochs=args.lr_warmup_epochs, model=NETWORKS[network], width=args.width, stem=args.stem,
-                  print_freq=10**9, sops_batches=args.sops_batches, device="cpu", seed=seed)
+    values = dict(
+        dataset=args.dataset,
+        data_path=args.data_path,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        workers=0,
+        lr=args.lr,
+        momentum=0.9,
+        weight_decay=0.0,
+        lr_scheduler="cosine",
+        lr_warmup_epochs=args.lr_warmup_epochs,
+        model=NETWORKS[network],
+        width=args.width,
+        stem=args.stem,
+        print_freq=10**9,
+        sops_batches=args.sops_batches,
+        device="cpu",
+        seed=seed,
+    )
     if args.dataset == "digits":
         values["image_size"] = args.image_size
     else:
-        values.update(train_crop_size=args.image_size, val_crop_size=args.image_size,
-                      val_resize_size=round(args.image_size * 256 / 224))
+        values.update(
+            train_crop_size=args.image_size,
+            val_crop_size=args.image_size,
+            val_resize_size=round(args.image_size * 256 / 224),
+        )
     if network == "snn":
         values.update(T=args.T, neuron="if", cnf="ADD")
     return values
@@ -415,8 +484,9 @@ def steps_per_epoch(args) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--dataset", choices=("digits", "imagefolder"), default="digits")
     parser.add_argument("--data-path", help="imagefolder: root with train/ and val/")
     parser.add_argument("--image-size", type=int, default=16)
@@ -440,9 +510,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--table", help="write the Markdown table here")
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--plot", help="write the accuracy-sparsity plot here (.png, .svg or .pdf)")
-    parser.add_argument("--paired", action="store_true",
-                        help="also run lats-target per seed at the sparsity that seed's hand-found LATS run reached, "
-                             "and report the accuracy differences (needs lats and lats-target in --methods)")
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="also run lats-target per seed at the sparsity that seed's hand-found LATS run reached, "
+        "and report the accuracy differences (needs lats and lats-target in --methods)",
+    )
     args = parser.parse_args(argv)
     if args.paired and not {"lats", "lats-target"} <= set(args.methods):
         parser.error("--paired compares lats-target with lats: give both in --methods")
@@ -480,8 +553,9 @@ def main(argv=None) -> int:
     with futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
         # 1. calibrate D for every (network, schedule) that takes one
         calibrated = [(n, m) for n in args.networks for m in args.methods if m in CALIBRATED]
-        jobs = {pool.submit(calibrate, spec(n, m, 0), args.levels, args.d_start, str(cache)): (n, m)
-                for n, m in calibrated}
+        jobs = {
+            pool.submit(calibrate, spec(n, m, 0), args.levels, args.d_start, str(cache)): (n, m) for n, m in calibrated
+        }
         finished = {}
         for job in tqdm(futures.as_completed(jobs), total=len(jobs), desc="calibrating D", unit="schedule"):
             finished[jobs[job]] = job.result()
@@ -493,7 +567,7 @@ def main(argv=None) -> int:
                 for seed in range(args.seeds):
                     if m == "dense":
                         specs.append(spec(n, m, seed))
-                    for level in ([] if m == "dense" else args.levels):
+                    for level in [] if m == "dense" else args.levels:
                         extra = {"level": level}
                         if m in CALIBRATED:
                             d = calibration[n, m]["D"][level]
@@ -509,23 +583,33 @@ def main(argv=None) -> int:
         pairs = list(zip(hand_found, (job.result() for job in tqdm(jobs, desc="paired", unit="run"))))
 
     rows = summarise(results, args.levels)
-    header = (f"Generated by `python benchmarks/accuracy_sparsity.py {' '.join(sys.argv[1:] if argv is None else argv)}` "
-              f"({platform.platform()}, {os.cpu_count()} CPUs, {args.jobs} jobs; "
-              f"{len(results)} runs of {sum(r['seconds'] for r in results) / len(results):.0f} s on average, "
-              f"plus the calibration runs). "
-              f"{args.dataset}, {args.image_size}x{args.image_size}, width {args.width}, {args.stem} stem, "
-              f"SNN T = {args.T} (IF, ADD); {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} "
-              f"momentum 0.9, no weight decay, {args.lr_warmup_epochs} warm-up epoch(s) then cosine; "
-              f"PGH beta = {args.beta}; GMP to 75 % of training, masks every {args.gmp_every} steps.")
+    header = (
+        f"Generated by `python benchmarks/accuracy_sparsity.py {' '.join(sys.argv[1:] if argv is None else argv)}` "
+        f"({platform.platform()}, {os.cpu_count()} CPUs, {args.jobs} jobs; "
+        f"{len(results)} runs of {sum(r['seconds'] for r in results) / len(results):.0f} s on average, "
+        f"plus the calibration runs). "
+        f"{args.dataset}, {args.image_size}x{args.image_size}, width {args.width}, {args.stem} stem, "
+        f"SNN T = {args.T} (IF, ADD); {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} "
+        f"momentum 0.9, no weight decay, {args.lr_warmup_epochs} warm-up epoch(s) then cosine; "
+        f"PGH beta = {args.beta}; GMP to 75 % of training, masks every {args.gmp_every} steps."
+    )
     text = markdown(rows, calibration, header) + (paired_markdown(pairs) if pairs else "")
     print(text)
     if args.table:
         Path(args.table).parent.mkdir(parents=True, exist_ok=True)
         Path(args.table).write_text("# Accuracy against sparsity (generated)\n\n" + text)
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "calibration": {
-            f"{n}/{m}": c for (n, m), c in calibration.items()}, "runs": results,
-            "paired": [{"lats": a, "lats-target": b} for a, b in pairs]}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "calibration": {f"{n}/{m}": c for (n, m), c in calibration.items()},
+                    "runs": results,
+                    "paired": [{"lats": a, "lats-target": b} for a, b in pairs],
+                },
+                indent=1,
+            )
+        )
     if args.plot:
         plot(rows, args.levels, args.plot)
     used = [{**spec(n, m, 0), "D": d} for (n, m), c in calibration.items() for d, _ in c["runs"]]
@@ -533,9 +617,12 @@ def main(argv=None) -> int:
     names = sorted({f"{spec_key(s)}.json" for s in used})
     stale = stale_runs(names, cache)
     if stale:
-        print(f"warning: {len(stale)} of {len(names)} runs were read from {cache}/ and were trained by other snn_lats "
-              f"code than this checkout's, or before runs recorded it (first: {stale[0]}). "
-              f"Delete their .json files to retrain them.", file=sys.stderr)
+        print(
+            f"warning: {len(stale)} of {len(names)} runs were read from {cache}/ and were trained by other snn_lats "
+            f"code than this checkout's, or before runs recorded it (first: {stale[0]}). "
+            f"Delete their .json files to retrain them.",
+            file=sys.stderr,
+        )
     return 0
 
 

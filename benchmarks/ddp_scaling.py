@@ -78,17 +78,27 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="sew_resnet18", choices=networks.names(),
-                        help="a name of snn_lats.networks.create (default sew_resnet18)")
+    parser.add_argument(
+        "--model",
+        default="sew_resnet18",
+        choices=networks.names(),
+        help="a name of snn_lats.networks.create (default sew_resnet18)",
+    )
     parser.add_argument("--T", type=_positive_int, default=4, help="time steps (sew_* networks only)")
     parser.add_argument("-b", "--batch-size", type=_positive_int, default=4, help="batch of each process")
     parser.add_argument("--image-size", type=_positive_int, default=64)
     parser.add_argument("--num-classes", type=_positive_int, default=1000)
     parser.add_argument("--steps", type=_positive_int, default=5, help="timed steps per run")
-    parser.add_argument("--warmup", type=_non_negative_int, default=2, help="untimed steps per run, before the timed ones")
+    parser.add_argument(
+        "--warmup", type=_non_negative_int, default=2, help="untimed steps per run, before the timed ones"
+    )
     parser.add_argument("--repeats", type=_positive_int, default=3, help="runs of each configuration")
-    parser.add_argument("--prune", action=argparse.BooleanOptionalAction, default=True,
-                        help="LATS soft-threshold pruning (--no-prune: dense training)")
+    parser.add_argument(
+        "--prune",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="LATS soft-threshold pruning (--no-prune: dense training)",
+    )
     parser.add_argument("--l1", type=_positive_float, default=1e-3, help="LATS L1 coefficient (threshold += l1 * lr)")
     parser.add_argument("--lr", type=_positive_float, default=0.01)
     parser.add_argument("--timeout", type=_positive_float, default=3600.0, help="seconds allowed to one torchrun job")
@@ -159,18 +169,43 @@ def free_port() -> int:
 
 
 def worker_argv(args, threads: int) -> list[str]:
-    argv = ["--model", args.model, "--T", str(args.T), "-b", str(args.batch_size),
-            "--image-size", str(args.image_size), "--num-classes", str(args.num_classes),
-            "--steps", str(args.steps), "--warmup", str(args.warmup),
-            "--prune" if args.prune else "--no-prune", "--l1", repr(args.l1), "--lr", repr(args.lr)]
+    argv = [
+        "--model",
+        args.model,
+        "--T",
+        str(args.T),
+        "-b",
+        str(args.batch_size),
+        "--image-size",
+        str(args.image_size),
+        "--num-classes",
+        str(args.num_classes),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--prune" if args.prune else "--no-prune",
+        "--l1",
+        repr(args.l1),
+        "--lr",
+        repr(args.lr),
+    ]
     return ["--worker", "--threads-per-process", str(threads), *argv]
 
 
 def run_config(args, processes: int, threads: int) -> dict:
     """One fresh torchrun job; rank 0's result. A failed job raises with its stderr."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={processes}",
-               "--master-addr=127.0.0.1", f"--master-port={free_port()}",
-               os.path.abspath(__file__), *worker_argv(args, threads)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        f"--nproc_per_node={processes}",
+        "--master-addr=127.0.0.1",
+        f"--master-port={free_port()}",
+        os.path.abspath(__file__),
+        *worker_argv(args, threads),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     # One machine: gloo on the loopback interface, rather than whatever the hostname resolves to.
     env.setdefault("GLOO_SOCKET_IFNAME", "lo")
@@ -182,32 +217,42 @@ def run_config(args, processes: int, threads: int) -> dict:
         # itself on SIGTERM; killed outright it would leave them behind.
         job.terminate()
         stdout, stderr = job.communicate()
-        raise JobFailed(f"timed out after {args.timeout:g} s: {' '.join(command)}\n"
-                        f"stdout:\n{stdout}\nstderr:\n{stderr}") from None
+        raise JobFailed(
+            f"timed out after {args.timeout:g} s: {' '.join(command)}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        ) from None
     finally:
         if job.poll() is None:  # interrupted (Ctrl-C): do not leave the job running
             job.terminate()
             job.wait()
     lines = [line for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if job.returncode != 0 or len(lines) != 1:
-        raise JobFailed(f"exit status {job.returncode}, {len(lines)} result line(s): {' '.join(command)}\n"
-                        f"stdout:\n{stdout}\nstderr:\n{stderr}")
-    result = json.loads(lines[0][len(RESULT_PREFIX):])
+        raise JobFailed(
+            f"exit status {job.returncode}, {len(lines)} result line(s): {' '.join(command)}\n"
+            f"stdout:\n{stdout}\nstderr:\n{stderr}"
+        )
+    result = json.loads(lines[0][len(RESULT_PREFIX) :])
     if (result["world_size"], result["threads"]) != (processes, threads):  # OMP/torchrun did not override us
-        raise JobFailed(f"asked for {processes} process(es) x {threads} thread(s), the job ran "
-                        f"{result['world_size']} x {result['threads']}: {' '.join(command)}")
+        raise JobFailed(
+            f"asked for {processes} process(es) x {threads} thread(s), the job ran "
+            f"{result['world_size']} x {result['threads']}: {' '.join(command)}"
+        )
     return result
 
 
 def driver(args) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs ({cores} usable by this process), python {platform.python_version()}, "
-          f"torch {torch.__version__}")
-    print(f"settings: model={args.model}" + (f" T={args.T}" if args.model.startswith("sew_") else "")
-          + f" batch/process={args.batch_size} image={args.image_size} classes={args.num_classes} "
-          f"prune={'lats l1=%g' % args.l1 if args.prune else 'no'} lr={args.lr:g} steps={args.steps} "
-          f"warmup={args.warmup} repeats={args.repeats} backend=gloo")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs ({cores} usable by this process), python {platform.python_version()}, "
+        f"torch {torch.__version__}"
+    )
+    print(
+        f"settings: model={args.model}"
+        + (f" T={args.T}" if args.model.startswith("sew_") else "")
+        + f" batch/process={args.batch_size} image={args.image_size} classes={args.num_classes} "
+        f"prune={'lats l1=%g' % args.l1 if args.prune else 'no'} lr={args.lr:g} steps={args.steps} "
+        f"warmup={args.warmup} repeats={args.repeats} backend=gloo"
+    )
     if cores is not None and cores < 2:
         print(f"warning: only {cores} core(s) usable; the 2-thread and 2-process configurations share it")
     sys.stdout.flush()
@@ -215,13 +260,12 @@ def driver(args) -> int:
     medians: dict[str, list[float]] = {name: [] for name, _, _ in CONFIGS}
     global_batch = {}
     for r in range(args.repeats):
-        order = CONFIGS[r % len(CONFIGS):] + CONFIGS[: r % len(CONFIGS)]  # rotate against drift
+        order = CONFIGS[r % len(CONFIGS) :] + CONFIGS[: r % len(CONFIGS)]  # rotate against drift
         for name, processes, threads in order:
             result = run_config(args, processes, threads)
             medians[name].append(statistics.median(result["step_s"]))
             global_batch[name] = result["global_batch"]
-            print(f"  repeat {r + 1}/{args.repeats} {name}: median step {1e3 * medians[name][-1]:.1f} ms",
-                  flush=True)
+            print(f"  repeat {r + 1}/{args.repeats} {name}: median step {1e3 * medians[name][-1]:.1f} ms", flush=True)
 
     def throughput(name: str, i: int) -> float:
         return global_batch[name] / medians[name][i]
@@ -229,11 +273,15 @@ def driver(args) -> int:
     print(f"{'config':<7} {'processes':>9} {'threads':>7} {'global batch':>12} {'step ms':>9} {'images/s':>9}")
     for name, processes, threads in CONFIGS:
         step = statistics.median(medians[name])
-        print(f"{name:<7} {processes:9d} {threads:7d} {global_batch[name]:12d} {1e3 * step:9.1f} "
-              f"{global_batch[name] / step:9.2f}")
+        print(
+            f"{name:<7} {processes:9d} {threads:7d} {global_batch[name]:12d} {1e3 * step:9.1f} "
+            f"{global_batch[name] / step:9.2f}"
+        )
     vs_threads = statistics.median(throughput("2x1", i) / throughput("1x2", i) for i in range(args.repeats))
     vs_single = statistics.median(throughput("2x1", i) / throughput("1x1", i) for i in range(args.repeats))
-    print(f"images/s 2x1 / 1x2: {vs_threads:.3f}x  (> 1: two DDP processes beat one 2-thread process on the same cores)")
+    print(
+        f"images/s 2x1 / 1x2: {vs_threads:.3f}x  (> 1: two DDP processes beat one 2-thread process on the same cores)"
+    )
     print(f"images/s 2x1 / 1x1: {vs_single:.3f}x  (scaling efficiency {vs_single / 2:.1%})")
     return 0
 

@@ -88,12 +88,19 @@ class Config:
         elif kind == "naive":
             for name, module in layers.items():
                 parametrize.register_parametrization(module, "weight", _NaiveSoftThreshold(thresholds[name]))
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay
+        )
         if kind == "lats":
             # LATS reaching D = 1 after the first step; layer_scale makes each layer's D its quantile.
             self.pruner = SoftThresholdPruner(
-                self.model, self.optimizer, "lats", final_threshold=1.0, total_steps=1,
-                lr_schedule=[args.lr], layer_scale=thresholds,
+                self.model,
+                self.optimizer,
+                "lats",
+                final_threshold=1.0,
+                total_steps=1,
+                lr_schedule=[args.lr],
+                layer_scale=thresholds,
             )
 
     def step(self, x, y) -> tuple[float, ...]:
@@ -141,8 +148,11 @@ def peak_memory_bytes(kind, base, thresholds, args, x, y) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="sew_resnet18",
-                        help="a name of snn_lats.networks.create, or torchvision.NAME (default sew_resnet18)")
+    parser.add_argument(
+        "--model",
+        default="sew_resnet18",
+        help="a name of snn_lats.networks.create, or torchvision.NAME (default sew_resnet18)",
+    )
     parser.add_argument("--T", type=int, default=4, help="time steps (spiking networks)")
     parser.add_argument("-b", "--batch-size", type=int, default=4)
     parser.add_argument("--image-size", type=int, default=64)
@@ -153,8 +163,12 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--wd", "--weight-decay", dest="weight_decay", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's choice); 1 is the steadiest on a shared machine")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's choice); 1 is the steadiest on a shared machine",
+    )
     parser.add_argument("--memory-of", choices=CONFIGS, help=argparse.SUPPRESS)  # the subprocess mode
     args = parser.parse_args(argv)
     if not 0 <= args.sparsity < 1:
@@ -178,33 +192,40 @@ def main(argv=None) -> int:
     times = {kind: [] for kind in CONFIGS}
     phases = {kind: [] for kind in CONFIGS}  # per repeat: mean seconds of each phase
     for r in range(args.repeats):
-        order = CONFIGS[r % len(CONFIGS):] + CONFIGS[: r % len(CONFIGS)]
+        order = CONFIGS[r % len(CONFIGS) :] + CONFIGS[: r % len(CONFIGS)]
         for kind in order:
             start = time.perf_counter()
             split = [configs[kind].step(x, y) for _ in range(args.steps)]
             times[kind].append((time.perf_counter() - start) / args.steps)
             phases[kind].append([sum(p) / args.steps for p in zip(*split)])
 
-    print(f"model={args.model} {f'T={args.T} ' if args.model.startswith('sew_') else ''}batch={args.batch_size} image={args.image_size} "
-          f"sparsity={args.sparsity} steps={args.steps} repeats={args.repeats} "
-          f"torch={torch.__version__} threads={torch.get_num_threads()}")
+    print(
+        f"model={args.model} {f'T={args.T} ' if args.model.startswith('sew_') else ''}batch={args.batch_size} image={args.image_size} "
+        f"sparsity={args.sparsity} steps={args.steps} repeats={args.repeats} "
+        f"torch={torch.__version__} threads={torch.get_num_threads()}"
+    )
     print(f"{'config':<12} {'sparsity':>8} {'step ms':>8} {'vs dense':>9} {'vs torch-prune':>15}")
     for kind in CONFIGS:
         vs_dense = statistics.median(t / d for t, d in zip(times[kind], times["dense"]))
         vs_prune = statistics.median(t / p for t, p in zip(times[kind], times["torch-prune"]))
-        print(f"{kind:<12} {configs[kind].sparsity():8.3f} {1e3 * statistics.median(times[kind]):8.1f} "
-              f"{vs_dense:8.3f}x {vs_prune:14.3f}x")
+        print(
+            f"{kind:<12} {configs[kind].sparsity():8.3f} {1e3 * statistics.median(times[kind]):8.1f} "
+            f"{vs_dense:8.3f}x {vs_prune:14.3f}x"
+        )
     print(f"{'phase ms':<12} {'forward':>8} {'backward':>9} {'optimizer':>10} {'pruner':>7}  (medians)")
     for kind in CONFIGS:
-        print(f"{kind:<12} " + " ".join(f"{1e3 * statistics.median(col):{w}.2f}"
-                                        for col, w in zip(zip(*phases[kind]), (8, 9, 10, 7))))
+        print(
+            f"{kind:<12} "
+            + " ".join(f"{1e3 * statistics.median(col):{w}.2f}" for col, w in zip(zip(*phases[kind]), (8, 9, 10, 7)))
+        )
     del configs
 
     argv = sys.argv[1:] if argv is None else list(argv)
     peaks = {}
     for kind in CONFIGS:
-        done = subprocess.run([sys.executable, __file__, *argv, "--memory-of", kind],
-                              check=True, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, __file__, *argv, "--memory-of", kind], check=True, capture_output=True, text=True
+        )
         peaks[kind] = int(done.stdout.split()[-1])
     print("peak tensor memory (CPU allocator, build + 3 steps):")
     for kind in CONFIGS:

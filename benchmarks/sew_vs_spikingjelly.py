@@ -50,8 +50,9 @@ def main(argv=None) -> float:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    theirs = sj_sew.sew_resnet18(cnf=args.cnf, spiking_neuron=neuron.IFNode, surrogate_function=surrogate.ATan(),
-                                 detach_reset=True)
+    theirs = sj_sew.sew_resnet18(
+        cnf=args.cnf, spiking_neuron=neuron.IFNode, surrogate_function=surrogate.ATan(), detach_reset=True
+    )
     functional.set_step_mode(theirs, "m")
     ours = sew_resnet18(cnf=args.cnf, T=args.T, backend="torch")
     ours.load_state_dict(theirs.state_dict(), strict=True)
@@ -76,12 +77,16 @@ def main(argv=None) -> float:
     ratio = medians["snn_lats"] / medians["spikingjelly"]
     # Each repeat times both models back to back: the median of those pairs' ratios resists load drift.
     paired = statistics.median(a / b for a, b in zip(times["snn_lats"], times["spikingjelly"]))
-    print(f"SEW ResNet-18 train step (forward+backward+SGD), cnf={args.cnf}, T={args.T}, "
-          f"batch {args.batch_size}, {args.size}x{args.size}, {args.repeats} interleaved repeats, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(
+        f"SEW ResNet-18 train step (forward+backward+SGD), cnf={args.cnf}, T={args.T}, "
+        f"batch {args.batch_size}, {args.size}x{args.size}, {args.repeats} interleaved repeats, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    )
     for name, median in medians.items():
         spread = statistics.quantiles(times[name], n=4)
-        print(f"  {name:13s} median {median * 1e3:8.1f} ms   (quartiles {spread[0] * 1e3:.1f} .. {spread[2] * 1e3:.1f} ms)")
+        print(
+            f"  {name:13s} median {median * 1e3:8.1f} ms   (quartiles {spread[0] * 1e3:.1f} .. {spread[2] * 1e3:.1f} ms)"
+        )
     print(f"  ratio snn_lats / spikingjelly = {ratio:.3f} (of medians), {paired:.3f} (median of paired ratios)")
     return ratio
 

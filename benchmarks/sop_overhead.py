@@ -39,7 +39,7 @@ class BruteForceCounter:
     def _hook(self, module, args):
         x = args[0].detach()
         if not isinstance(module, nn.Linear):  # fold [T, N, C, H, W] into [T*N, C, H, W]
-            x = x.reshape(-1, *x.shape[-(len(module.kernel_size) + 1):])
+            x = x.reshape(-1, *x.shape[-(len(module.kernel_size) + 1) :])
         counts = bool((x >= 0).all()) and torch.equal(x, x.round())
         x = x if counts else (x != 0).to(x.dtype)
         mask = (module.weight.detach() != 0).to(x.dtype)
@@ -50,8 +50,11 @@ class BruteForceCounter:
         self.ops += int(y.sum(dtype=torch.float64))
 
     def __enter__(self):
-        self.handles = [m.register_forward_pre_hook(self._hook) for m in self.model.modules()
-                        if isinstance(m, (nn.Conv2d, nn.Linear))]
+        self.handles = [
+            m.register_forward_pre_hook(self._hook)
+            for m in self.model.modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))
+        ]
         return self
 
     def __exit__(self, *exc):
@@ -105,20 +108,26 @@ def main(argv=None) -> dict[str, float]:
     total = report.total_acs + report.total_macs
     assert brute.ops == total, (brute.ops, total)  # both counted the same forwards
     sparsity = 1 - report.totals["nonzero_params"] / report.totals["params"]
-    print(f"SEW ResNet-18 inference (no_grad), T={args.T}, batch {args.batch_size}, {args.size}x{args.size}, "
-          f"weight sparsity {sparsity:.1%}, {args.repeats} interleaved repeats, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(
+        f"SEW ResNet-18 inference (no_grad), T={args.T}, batch {args.batch_size}, {args.size}x{args.size}, "
+        f"weight sparsity {sparsity:.1%}, {args.repeats} interleaved repeats, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    )
     ratios = {}
     for name, t in times.items():
         paired = statistics.median(a / b for a, b in zip(t, times["plain"]))
         ratios[name] = paired
         q = statistics.quantiles(t, n=4)
-        print(f"  {name:12s} median {statistics.median(t) * 1e3:8.1f} ms  (quartiles {q[0] * 1e3:.1f} .. "
-              f"{q[2] * 1e3:.1f})  ratio to plain {paired:.3f} (median of paired), "
-              f"{statistics.median(t) / statistics.median(times['plain']):.3f} (of medians), "
-              f"{min(t) / min(times['plain']):.3f} (of minima)")
-    print(f"  per sample: {report.acs_per_sample:.4g} ACs + {report.macs_per_sample:.4g} MACs "
-          f"({report.acs_per_sample / report.totals['dense_acs'] * report.samples:.1%} of the unpruned ACs)")
+        print(
+            f"  {name:12s} median {statistics.median(t) * 1e3:8.1f} ms  (quartiles {q[0] * 1e3:.1f} .. "
+            f"{q[2] * 1e3:.1f})  ratio to plain {paired:.3f} (median of paired), "
+            f"{statistics.median(t) / statistics.median(times['plain']):.3f} (of medians), "
+            f"{min(t) / min(times['plain']):.3f} (of minima)"
+        )
+    print(
+        f"  per sample: {report.acs_per_sample:.4g} ACs + {report.macs_per_sample:.4g} MACs "
+        f"({report.acs_per_sample / report.totals['dense_acs'] * report.samples:.1%} of the unpruned ACs)"
+    )
     return ratios
 
 

@@ -79,8 +79,13 @@ def plot(curves: dict[str, dict[str, list[float]]], steps: int, warmup: int) -> 
     t = list(range(1, steps + 1))
     for (label, data), color in zip(curves.items(), colors):
         width = 3.0 if label == "lats" else 1.6
-        top.plot([0] + t, [data["threshold"][0] if label.startswith("constant") else 0.0] + data["threshold"],
-                 color=color, lw=width, label=label)
+        top.plot(
+            [0] + t,
+            [data["threshold"][0] if label.startswith("constant") else 0.0] + data["threshold"],
+            color=color,
+            lw=width,
+            label=label,
+        )
         positive = [(s, v) for s, v in zip(t, data["implied_l1"]) if v > 0]
         if positive:
             bottom.plot(*zip(*positive), color=color, lw=width, label=label)
@@ -94,14 +99,16 @@ def plot(curves: dict[str, dict[str, list[float]]], steps: int, warmup: int) -> 
     top.set_zorder(twin.get_zorder() + 1)
     top.patch.set_visible(False)
     top.set_ylabel("threshold d")
-    top.set_title(f"Threshold schedules under warm-up ({warmup} steps) + cosine lr, "
-                  f"final threshold D = {FINAL_THRESHOLD}")
+    top.set_title(
+        f"Threshold schedules under warm-up ({warmup} steps) + cosine lr, final threshold D = {FINAL_THRESHOLD}"
+    )
     top.legend(loc="upper left", fontsize=8)
     bottom.set_yscale("log")
     bottom.set_ylabel("implied L1 coefficient λ = Δd / η  (log)")
     bottom.set_xlabel("optimizer step")
-    bottom.set_title("LATS keeps λ constant: one fixed objective L + λ‖w‖₁. "
-                     "STDS/S-LATS λ explode as η → 0; PGH λ ∝ β^x", fontsize=10)
+    bottom.set_title(
+        "LATS keeps λ constant: one fixed objective L + λ‖w‖₁. STDS/S-LATS λ explode as η → 0; PGH λ ∝ β^x", fontsize=10
+    )
     bottom.axvspan(0, warmup, color="0.92", zorder=0)
     bottom.legend(loc="upper left", fontsize=8, ncol=2)
     for ax in (top, bottom):

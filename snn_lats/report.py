@@ -90,9 +90,7 @@ class Report:
         return self.table()
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(
-            {"title": self.title, "rows": self.rows, "totals": self.totals, "notes": self.notes}
-        )
+        return _jsonable({"title": self.title, "rows": self.rows, "totals": self.totals, "notes": self.notes})
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """The report as JSON; also written atomically to ``path`` if given."""

@@ -29,8 +29,13 @@ def load(name: str):
 
 def run_command(argv: list[str]) -> subprocess.CompletedProcess:
     """``benchmarks/accuracy_sparsity.py`` as a user runs it, in its own process."""
-    return subprocess.run([sys.executable, str(BENCHMARKS / "accuracy_sparsity.py"), *argv], check=True,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / "accuracy_sparsity.py"), *argv],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,17 +86,40 @@ def test_calibration_takes_the_first_crossing_in_d_order(curve):
     d = curve.interpolate_d(points, 0.92)
     assert 0.1 < d < 0.2
     x = (curve._logit(0.92) - curve._logit(0.5)) / (curve._logit(0.95) - curve._logit(0.5))
-    assert d == pytest.approx(0.1 * 2 ** x)
+    assert d == pytest.approx(0.1 * 2**x)
     assert 0.4 < curve.interpolate_d(points, 0.97) < 0.8
 
 
 def test_the_command_trains_caches_and_reports(tmp_path):
     """The whole command on a tiny budget: every run is trained, written to the cache, reported,
     and read back (not retrained) by a second invocation."""
-    argv = ["--networks", "ann", "--methods", "lats-target", "dense", "--levels", "0.9", "--seeds", "1",
-            "--epochs", "1", "--lr-warmup-epochs", "0", "--width", "4", "--image-size", "8", "--jobs", "1",
-            "--output-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "r.json"),
-            "--table", str(tmp_path / "r.md")]
+    argv = [
+        "--networks",
+        "ann",
+        "--methods",
+        "lats-target",
+        "dense",
+        "--levels",
+        "0.9",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--lr-warmup-epochs",
+        "0",
+        "--width",
+        "4",
+        "--image-size",
+        "8",
+        "--jobs",
+        "1",
+        "--output-dir",
+        str(tmp_path / "cache"),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--table",
+        str(tmp_path / "r.md"),
+    ]
     run_command(argv)
     cached = sorted((tmp_path / "cache").glob("*.json"))
     assert len(cached) == 2
@@ -118,20 +146,48 @@ def test_the_command_trains_caches_and_reports(tmp_path):
 
 def test_paired_table_reports_the_seed_by_seed_differences(curve):
     def run(network, level, seed, acc1, sparsity):
-        return {"spec": {"network": network, "level": level, "base": {"seed": seed}},
-                "acc1": acc1, "sparsity": sparsity}
+        return {
+            "spec": {"network": network, "level": level, "base": {"seed": seed}},
+            "acc1": acc1,
+            "sparsity": sparsity,
+        }
 
-    pairs = [(run("snn", 0.99, 0, 90.0, 0.991), run("snn", 0.99, 0, 85.0, 0.991)),
-             (run("snn", 0.99, 1, 80.0, 0.989), run("snn", 0.99, 1, 86.0, 0.989))]
+    pairs = [
+        (run("snn", 0.99, 0, 90.0, 0.991), run("snn", 0.99, 0, 85.0, 0.991)),
+        (run("snn", 0.99, 1, 80.0, 0.989), run("snn", 0.99, 1, 86.0, 0.989)),
+    ]
     row = curve.paired_markdown(pairs).splitlines()[-1]
     # by hand: differences −5 and +6, mean 0.5, sample std 5.5·√2 = 7.78; sparsity 99.0 ± 0.14
     assert row == "| SNN | 99 % | 99.00 ± 0.14 | 85.00 ± 7.07 | 85.50 ± 0.71 | 0.50 ± 7.78 | 2 |"
 
 
 def test_paired_runs_aim_at_the_sparsity_each_hand_found_run_reached(tmp_path):
-    argv = ["--networks", "ann", "--methods", "lats", "lats-target", "--paired", "--levels", "0.9", "--seeds", "1",
-            "--epochs", "1", "--lr-warmup-epochs", "0", "--width", "4", "--image-size", "8", "--jobs", "1",
-            "--output-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "r.json")]
+    argv = [
+        "--networks",
+        "ann",
+        "--methods",
+        "lats",
+        "lats-target",
+        "--paired",
+        "--levels",
+        "0.9",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--lr-warmup-epochs",
+        "0",
+        "--width",
+        "4",
+        "--image-size",
+        "8",
+        "--jobs",
+        "1",
+        "--output-dir",
+        str(tmp_path / "cache"),
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     done = run_command(argv)
     (pair,) = json.loads((tmp_path / "r.json").read_text())["paired"]
     lats, target = pair["lats"], pair["lats-target"]

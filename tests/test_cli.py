@@ -24,8 +24,28 @@ from snn_lats.engine.checkpoint import FORMAT, load_checkpoint
 from snn_lats.engine.model import build_model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["-j", "0", "--image-size", "8", "--stem", "cifar", "--width", "4", "--T", "2", "-b", "64", "--epochs", "1",
-        "--sops-batches", "1", "--print-freq", "100", "--device", "cpu"]
+TINY = [
+    "-j",
+    "0",
+    "--image-size",
+    "8",
+    "--stem",
+    "cifar",
+    "--width",
+    "4",
+    "--T",
+    "2",
+    "-b",
+    "64",
+    "--epochs",
+    "1",
+    "--sops-batches",
+    "1",
+    "--print-freq",
+    "100",
+    "--device",
+    "cpu",
+]
 
 
 def run_cli(args, capsys):
@@ -47,24 +67,120 @@ def write_folder(root: Path, classes=("a", "b"), per_class=2):
 
 
 def test_every_torchvision_style_flag_maps_to_its_field():
-    args = build_parser().parse_args([
-        "train", "--data-path", "/d", "--model", "resnet18", "-b", "7", "--epochs", "3", "-j", "2", "--lr", "0.3",
-        "--momentum", "0.8", "--wd", "0.01", "--norm-weight-decay", "0.0", "--label-smoothing", "0.1",
-        "--lr-warmup-epochs", "1", "--lr-warmup-decay", "0.5", "--lr-scheduler", "step", "--lr-step-size", "2",
-        "--lr-gamma", "0.2", "--lr-min", "0.001", "--amp", "--resume", "c.pth", "--output-dir", "o",
-        "--print-freq", "5", "--seed", "9", "--channels-last", "--sync-bn", "--test-only", "--train-crop-size", "96",
-        "--val-resize-size", "110", "--val-crop-size", "96", "--T", "4", "--neuron", "lif", "--cnf", "IAND",
-        "--backend", "torch", "--prune", "pgh", "--l1", "0.002", "--beta", "0.5", "--prune-start-epoch", "1",
-        "--prune-end-epoch", "2", "--dense-first-last", "--gradient", "exact",
-    ])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--data-path",
+            "/d",
+            "--model",
+            "resnet18",
+            "-b",
+            "7",
+            "--epochs",
+            "3",
+            "-j",
+            "2",
+            "--lr",
+            "0.3",
+            "--momentum",
+            "0.8",
+            "--wd",
+            "0.01",
+            "--norm-weight-decay",
+            "0.0",
+            "--label-smoothing",
+            "0.1",
+            "--lr-warmup-epochs",
+            "1",
+            "--lr-warmup-decay",
+            "0.5",
+            "--lr-scheduler",
+            "step",
+            "--lr-step-size",
+            "2",
+            "--lr-gamma",
+            "0.2",
+            "--lr-min",
+            "0.001",
+            "--amp",
+            "--resume",
+            "c.pth",
+            "--output-dir",
+            "o",
+            "--print-freq",
+            "5",
+            "--seed",
+            "9",
+            "--channels-last",
+            "--sync-bn",
+            "--test-only",
+            "--train-crop-size",
+            "96",
+            "--val-resize-size",
+            "110",
+            "--val-crop-size",
+            "96",
+            "--T",
+            "4",
+            "--neuron",
+            "lif",
+            "--cnf",
+            "IAND",
+            "--backend",
+            "torch",
+            "--prune",
+            "pgh",
+            "--l1",
+            "0.002",
+            "--beta",
+            "0.5",
+            "--prune-start-epoch",
+            "1",
+            "--prune-end-epoch",
+            "2",
+            "--dense-first-last",
+            "--gradient",
+            "exact",
+        ]
+    )
     assert explicit_flags(args) == {
-        "data_path": "/d", "model": "resnet18", "batch_size": 7, "epochs": 3, "workers": 2, "lr": 0.3,
-        "momentum": 0.8, "weight_decay": 0.01, "norm_weight_decay": 0.0, "label_smoothing": 0.1,
-        "lr_warmup_epochs": 1, "lr_warmup_decay": 0.5, "lr_scheduler": "step", "lr_step_size": 2, "lr_gamma": 0.2,
-        "lr_min": 0.001, "amp": True, "resume": "c.pth", "output_dir": "o", "print_freq": 5, "seed": 9,
-        "channels_last": True, "sync_bn": True, "test_only": True, "train_crop_size": 96, "val_resize_size": 110,
-        "val_crop_size": 96, "T": 4, "neuron": "lif", "cnf": "IAND", "backend": "torch", "prune": "pgh",
-        "l1": 0.002, "beta": 0.5, "prune_start_epoch": 1, "prune_end_epoch": 2, "dense_first_last": True,
+        "data_path": "/d",
+        "model": "resnet18",
+        "batch_size": 7,
+        "epochs": 3,
+        "workers": 2,
+        "lr": 0.3,
+        "momentum": 0.8,
+        "weight_decay": 0.01,
+        "norm_weight_decay": 0.0,
+        "label_smoothing": 0.1,
+        "lr_warmup_epochs": 1,
+        "lr_warmup_decay": 0.5,
+        "lr_scheduler": "step",
+        "lr_step_size": 2,
+        "lr_gamma": 0.2,
+        "lr_min": 0.001,
+        "amp": True,
+        "resume": "c.pth",
+        "output_dir": "o",
+        "print_freq": 5,
+        "seed": 9,
+        "channels_last": True,
+        "sync_bn": True,
+        "test_only": True,
+        "train_crop_size": 96,
+        "val_resize_size": 110,
+        "val_crop_size": 96,
+        "T": 4,
+        "neuron": "lif",
+        "cnf": "IAND",
+        "backend": "torch",
+        "prune": "pgh",
+        "l1": 0.002,
+        "beta": 0.5,
+        "prune_start_epoch": 1,
+        "prune_end_epoch": 2,
+        "dense_first_last": True,
         "gradient": "exact",
     }
     # Flags not given stay None, so that a recipe's values survive.
@@ -79,25 +195,43 @@ def _malicious(path: Path, marker: Path):
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    torch.save({"format": FORMAT, "version": 1, "model": Payload(), "config": {}, "epoch": 0, "step": 0,
-                "num_classes": 2}, path)
+    torch.save(
+        {"format": FORMAT, "version": 1, "model": Payload(), "config": {}, "epoch": 0, "step": 0, "num_classes": 2},
+        path,
+    )
 
 
-@pytest.mark.parametrize("case", [
-    "missing_data_path", "empty_data_path", "class_without_images", "l1_and_final_threshold", "beta_zero",
-    "unknown_recipe_key", "truncated_checkpoint", "foreign_checkpoint", "malicious_checkpoint", "unknown_model",
-    "T_for_an_ann",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing_data_path",
+        "empty_data_path",
+        "class_without_images",
+        "l1_and_final_threshold",
+        "beta_zero",
+        "unknown_recipe_key",
+        "truncated_checkpoint",
+        "foreign_checkpoint",
+        "malicious_checkpoint",
+        "unknown_model",
+        "T_for_an_ann",
+    ],
+)
 def test_bad_input_fails_clearly_and_writes_nothing(case, tmp_path, capsys):
     out = tmp_path / "run"
     data = tmp_path / "data"
     args = ["train", "--data-path", str(data), "--output-dir", str(out), "--epochs", "1", "--device", "cpu"]
     expected = {
-        "missing_data_path": "does not exist", "empty_data_path": "does not exist",
-        "class_without_images": "class folder(s) with no image", "l1_and_final_threshold": "not l1 and final_threshold",
-        "beta_zero": "beta must be a finite number > 0", "unknown_recipe_key": "unknown key(s)",
-        "truncated_checkpoint": "truncated", "foreign_checkpoint": "not an snn-lats checkpoint",
-        "malicious_checkpoint": "refusing to unpickle", "unknown_model": "model must be one of",
+        "missing_data_path": "does not exist",
+        "empty_data_path": "does not exist",
+        "class_without_images": "class folder(s) with no image",
+        "l1_and_final_threshold": "not l1 and final_threshold",
+        "beta_zero": "beta must be a finite number > 0",
+        "unknown_recipe_key": "unknown key(s)",
+        "truncated_checkpoint": "truncated",
+        "foreign_checkpoint": "not an snn-lats checkpoint",
+        "malicious_checkpoint": "refusing to unpickle",
+        "unknown_model": "model must be one of",
         "T_for_an_ann": "does not accept",
     }[case]
     marker = tmp_path / "pwned"
@@ -141,8 +275,10 @@ def test_malicious_checkpoint_is_refused_by_every_command(tmp_path, capsys):
     marker = tmp_path / "pwned"
     checkpoint = tmp_path / "evil.pth"
     _malicious(checkpoint, marker)
-    for args in (["evaluate", "--checkpoint", str(checkpoint)],
-                 ["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "export")]):
+    for args in (
+        ["evaluate", "--checkpoint", str(checkpoint)],
+        ["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "export")],
+    ):
         code, _, stderr = run_cli(args, capsys)
         assert code == 2 and "refusing to unpickle" in stderr
     assert not marker.exists() and not (tmp_path / "export").exists()
@@ -151,9 +287,33 @@ def test_malicious_checkpoint_is_refused_by_every_command(tmp_path, capsys):
 def test_unreadable_images_are_skipped_and_counted_or_fail_by_flag(tmp_path, capsys):
     data = write_folder(tmp_path / "data", per_class=4)
     (data / "train" / "a" / "0.png").write_bytes(b"not an image")
-    common = ["train", "--data-path", str(data), "--model", "resnet18", "--stem", "cifar", "--width", "4", "-b", "4", "--epochs", "1", "-j", "0",
-              "--train-crop-size", "6", "--val-resize-size", "6", "--val-crop-size", "6", "--device", "cpu",
-              "--sops-batches", "0"]
+    common = [
+        "train",
+        "--data-path",
+        str(data),
+        "--model",
+        "resnet18",
+        "--stem",
+        "cifar",
+        "--width",
+        "4",
+        "-b",
+        "4",
+        "--epochs",
+        "1",
+        "-j",
+        "0",
+        "--train-crop-size",
+        "6",
+        "--val-resize-size",
+        "6",
+        "--val-crop-size",
+        "6",
+        "--device",
+        "cpu",
+        "--sops-batches",
+        "0",
+    ]
     with pytest.warns(RuntimeWarning, match="0.png"):
         code, stdout, _ = run_cli([*common, "--output-dir", str(tmp_path / "skip")], capsys)
     assert code == 0 and "(1 unreadable images skipped)" in stdout
@@ -171,18 +331,57 @@ def digits_runs(tmp_path_factory):
     """A pruned SNN and a dense ANN, one epoch each on digits at 8x8."""
     root = tmp_path_factory.mktemp("runs")
     snn, ann = root / "snn", root / "ann"
-    assert main(["train", "--dataset", "digits", *TINY, "--prune", "lats", "--final-threshold", "0.3",
-                 "--output-dir", str(snn)]) == 0
-    assert main(["train", "--dataset", "digits", "--model", "resnet18", *[a for a in TINY if a not in ("--T", "2")],
-                 "--output-dir", str(ann)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                *TINY,
+                "--prune",
+                "lats",
+                "--final-threshold",
+                "0.3",
+                "--output-dir",
+                str(snn),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--model",
+                "resnet18",
+                *[a for a in TINY if a not in ("--T", "2")],
+                "--output-dir",
+                str(ann),
+            ]
+        )
+        == 0
+    )
     return snn, ann
 
 
 def test_evaluate_uses_the_saved_thresholds(digits_runs, tmp_path, capsys):
     snn, _ = digits_runs
     summary = json.loads((snn / "summary.json").read_text())
-    code, stdout, _ = run_cli(["evaluate", "--checkpoint", str(snn / "checkpoint.pth"), "--sops", "--sops-batches", "1",
-                               "--json", str(tmp_path / "e.json")], capsys)
+    code, stdout, _ = run_cli(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(snn / "checkpoint.pth"),
+            "--sops",
+            "--sops-batches",
+            "1",
+            "--json",
+            str(tmp_path / "e.json"),
+        ],
+        capsys,
+    )
     assert code == 0 and "global weight sparsity" in stdout
     result = json.loads((tmp_path / "e.json").read_text())
     # The reference implementation's defect was evaluating with the dense theta: the sparsity and
@@ -204,7 +403,13 @@ def test_export_strict_loads_into_the_unpruned_network_and_computes_the_same(dig
     assert code == 0
     info = json.loads((out / "export.json").read_text())
     arch = info["architecture"]
-    assert (arch["model"], arch["T"], arch["width"], arch["num_classes"], arch["spiking"]) == ("sew_resnet18", 2, 4, 10, True)
+    assert (arch["model"], arch["T"], arch["width"], arch["num_classes"], arch["spiking"]) == (
+        "sew_resnet18",
+        2,
+        4,
+        10,
+        True,
+    )
 
     plain = networks.create("sew_resnet18", num_classes=10, T=2, width=4, stem="cifar")
     state = torch.load(out / "model.pth", weights_only=True)
@@ -226,8 +431,13 @@ def test_compare_ann_and_snn(digits_runs, tmp_path, capsys):
     out = tmp_path / "cmp"
     code, stdout, _ = run_cli(["compare", str(ann), str(snn), "--names", "ann,snn", "--out", str(out)], capsys)
     assert code == 0 and "ann" in stdout and "snn" in stdout
-    for name in ("compare.json", "compare.csv", "compare_layers.json", "compare_sparsity.png",
-                 "compare_accuracy_energy.png"):
+    for name in (
+        "compare.json",
+        "compare.csv",
+        "compare_layers.json",
+        "compare_sparsity.png",
+        "compare_accuracy_energy.png",
+    ):
         assert (out / name).is_file(), name
     rows = {r["run"]: r for r in json.loads((out / "compare.json").read_text())["rows"]}
     for name, run in (("ann", ann), ("snn", snn)):
@@ -237,7 +447,8 @@ def test_compare_ann_and_snn(digits_runs, tmp_path, capsys):
         assert rows[name]["weight_sparsity"] == summary["sparsity"]["totals"]["sparsity"]
         # 45 nm fp32: 0.9 pJ per AC, 0.9 + 3.7 pJ per MAC (Horowitz 2014).
         assert rows[name]["energy_pj_per_sample"] == pytest.approx(
-            0.9 * totals["acs_per_sample"] + 4.6 * totals["macs_per_sample"])
+            0.9 * totals["acs_per_sample"] + 4.6 * totals["macs_per_sample"]
+        )
     assert rows["ann"]["spiking"] is False and rows["ann"]["acs_per_sample"] == 0
     assert rows["snn"]["spiking"] is True and rows["snn"]["acs_per_sample"] > 0
     assert rows["ann"]["weight_sparsity"] == 0 and rows["snn"]["weight_sparsity"] > 0.3
@@ -268,18 +479,50 @@ def test_torchrun_two_processes_through_the_script_wrapper(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master-port={_free_port()}",
-         str(REPO / "scripts" / "train.py"), "--dataset", "digits", *TINY, "-b", "32", "--prune", "lats",
-         "--l1", "0.5", "--output-dir", str(out)],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master-port={_free_port()}",
+            str(REPO / "scripts" / "train.py"),
+            "--dataset",
+            "digits",
+            *TINY,
+            "-b",
+            "32",
+            "--prune",
+            "lats",
+            "--l1",
+            "0.5",
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("accuracy: top-1") == 1
     assert "2 process(es)" in result.stdout
     summary = json.loads((out / "summary.json").read_text())
     evaluated = subprocess.run(
-        [sys.executable, "-m", "snn_lats", "evaluate", "--checkpoint", str(out / "checkpoint.pth"), "--json",
-         str(tmp_path / "e.json")], capture_output=True, text=True, timeout=300, env=env)
+        [
+            sys.executable,
+            "-m",
+            "snn_lats",
+            "evaluate",
+            "--checkpoint",
+            str(out / "checkpoint.pth"),
+            "--json",
+            str(tmp_path / "e.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     single = json.loads((tmp_path / "e.json").read_text())["accuracy"]
     assert single["samples"] == summary["history"][-1]["val"]["samples"] == 364
@@ -290,9 +533,30 @@ def test_torchrun_two_processes_through_the_script_wrapper(tmp_path):
 def test_sigterm_to_the_command_writes_a_checkpoint_and_exits_143(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "snn_lats", "train", "--dataset", "digits", *TINY, "-b", "8", "--epochs", "3",
-         "--print-freq", "5", "--prune", "lats", "--final-threshold", "0.1", "--output-dir", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "snn_lats",
+            "train",
+            "--dataset",
+            "digits",
+            *TINY,
+            "-b",
+            "8",
+            "--epochs",
+            "3",
+            "--print-freq",
+            "5",
+            "--prune",
+            "lats",
+            "--final-threshold",
+            "0.1",
+            "--output-dir",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
     )
     deadline = time.time() + 240
@@ -304,4 +568,8 @@ def test_sigterm_to_the_command_writes_a_checkpoint_and_exits_143(tmp_path):
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "interrupted by SIGTERM" in stderr
     checkpoint = load_checkpoint(out / "checkpoint.pth")
-    assert checkpoint["epoch"] == 0 and checkpoint["epoch_step"] >= 5 and checkpoint["pruner"]["step_count"] == checkpoint["step"]
+    assert (
+        checkpoint["epoch"] == 0
+        and checkpoint["epoch_step"] >= 5
+        and checkpoint["pruner"]["step_count"] == checkpoint["step"]
+    )

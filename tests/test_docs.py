@@ -148,13 +148,27 @@ def test_demo_description_matches_the_recipe():
 
     recipe = yaml.safe_load((ROOT / "models" / "demo_digits.yaml").read_text(encoding="utf-8"))
     text = (ROOT / "docs" / "getting_started.md").read_text(encoding="utf-8")
-    for phrase in (f"{recipe['epochs']} epochs", f"batch {recipe['batch_size']}", f"SGD lr {recipe['lr']}",
-                   f"momentum {recipe['momentum']}", f"`T = {recipe['T']}`", f"width {recipe['width']}",
-                   f"`D = {recipe['final_threshold']}`", f"upsampled to\n  {recipe['image_size']}×{recipe['image_size']}",
-                   f"`--prune {recipe['prune']}`"):
+    for phrase in (
+        f"{recipe['epochs']} epochs",
+        f"batch {recipe['batch_size']}",
+        f"SGD lr {recipe['lr']}",
+        f"momentum {recipe['momentum']}",
+        f"`T = {recipe['T']}`",
+        f"width {recipe['width']}",
+        f"`D = {recipe['final_threshold']}`",
+        f"upsampled to\n  {recipe['image_size']}×{recipe['image_size']}",
+        f"`--prune {recipe['prune']}`",
+    ):
         assert phrase in text, f"getting_started.md should say {phrase!r} (models/demo_digits.yaml)"
     guide = (ROOT / "docs" / "guides.md").read_text(encoding="utf-8")
     ann = re.search(r"snn-lats train --dataset digits .*?--output-dir runs/ann_lats", guide, re.S).group(0)
-    for flag, key in (("--epochs", "epochs"), ("--final-threshold", "final_threshold"), ("-b", "batch_size"),
-                      ("--width", "width"), ("--image-size", "image_size"), ("--lr", "lr"), ("--stem", "stem")):
+    for flag, key in (
+        ("--epochs", "epochs"),
+        ("--final-threshold", "final_threshold"),
+        ("-b", "batch_size"),
+        ("--width", "width"),
+        ("--image-size", "image_size"),
+        ("--lr", "lr"),
+        ("--stem", "stem"),
+    ):
         assert re.search(rf"{re.escape(flag)} {re.escape(str(recipe[key]))}\b", ann), (flag, recipe[key])

@@ -22,8 +22,14 @@ from snn_lats.engine.checkpoint import (
 
 
 def minimal(**extra):
-    return {"model": {"w": torch.arange(4.0)}, "config": {"model": "a", "T": 4}, "epoch": 1, "step": 10,
-            "num_classes": 10, **extra}
+    return {
+        "model": {"w": torch.arange(4.0)},
+        "config": {"model": "a", "T": 4},
+        "epoch": 1,
+        "step": 10,
+        "num_classes": 10,
+        **extra,
+    }
 
 
 def test_round_trip_is_plain_data_loadable_with_weights_only(tmp_path):

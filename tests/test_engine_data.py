@@ -74,7 +74,7 @@ def test_digits_augmentation_only_translates():
     reference = plain.images[5]
     shifts = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)]
     padded = torch.nn.functional.pad(reference, (4, 4, 4, 4), value=-1.0)
-    matches = [torch.equal(image, padded[:, 4 + dy:36 + dy, 4 + dx:36 + dx]) for dy, dx in shifts]
+    matches = [torch.equal(image, padded[:, 4 + dy : 36 + dy, 4 + dx : 36 + dx]) for dy, dx in shifts]
     assert any(matches)
 
 

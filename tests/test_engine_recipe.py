@@ -75,7 +75,10 @@ def test_yaml_exponent_strings_are_numbers_and_types_are_checked(tmp_path):
         ({"prune": "learnable", "final_threshold": 0.1}, "learns its thresholds"),
         ({"prune": "stds-sine", "l1": 0.01}, "set by final_threshold"),
         ({"prune": "constant", "final_threshold": 0.1, "prune_start_epoch": 1}, "no pruning window"),
-        ({"prune": "lats", "l1": 0.1, "prune_start_epoch": 5, "prune_end_epoch": 5}, "prune_start_epoch < prune_end_epoch"),
+        (
+            {"prune": "lats", "l1": 0.1, "prune_start_epoch": 5, "prune_end_epoch": 5},
+            "prune_start_epoch < prune_end_epoch",
+        ),
         ({"prune": "lats", "l1": -1.0}, "l1 must be a finite number > 0"),
         ({"prune": "magnitude"}, "prune must be one of"),
         ({"test_only": True}, "needs a checkpoint"),
@@ -110,8 +113,10 @@ def test_imagefolder_needs_a_data_path():
 def test_every_shipped_recipe_loads_and_validates():
     paths = sorted(MODELS.glob("*.yaml"))
     assert {p.name for p in paths} >= {
-        "sew_resnet18_imagenet_lats.yaml", "resnet50_imagenet_lats.yaml",
-        "mobilenet_v1_imagenet_lats.yaml", "demo_digits.yaml",
+        "sew_resnet18_imagenet_lats.yaml",
+        "resnet50_imagenet_lats.yaml",
+        "mobilenet_v1_imagenet_lats.yaml",
+        "demo_digits.yaml",
     }
     for path in paths:
         assert path.read_text().lstrip().startswith("#"), f"{path.name} must say in comments what it reproduces"
@@ -127,8 +132,9 @@ def test_snn_recipe_is_the_stds_setting_of_the_paper():
     assert (c.lr_scheduler, c.amp, c.prune) == ("cosine", True, "lats")
 
 
-@pytest.mark.parametrize("name, model", [("resnet50_imagenet_lats.yaml", "resnet50"),
-                                         ("mobilenet_v1_imagenet_lats.yaml", "mobilenet_v1")])
+@pytest.mark.parametrize(
+    "name, model", [("resnet50_imagenet_lats.yaml", "resnet50"), ("mobilenet_v1_imagenet_lats.yaml", "mobilenet_v1")]
+)
 def test_ann_recipes_are_the_str_setting_of_the_paper(name, model):
     # METHOD.md §4: 100 epochs, batch 256, SGD lr 0.256, momentum 0.875, 5 warm-up epochs then
     # cosine, weight decay 2^-15 on theta, label smoothing 0.1.
@@ -159,9 +165,14 @@ def test_lambda_lr_scheduler_applies_the_epoch_lrs():
     optimizer = build_optimizer(c, model)
     scheduler = build_lr_scheduler(c, optimizer)
     reference_opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.3)
-    reference = torch.optim.lr_scheduler.SequentialLR(reference_opt, [
-        torch.optim.lr_scheduler.LinearLR(reference_opt, start_factor=0.2, total_iters=3),
-        torch.optim.lr_scheduler.CosineAnnealingLR(reference_opt, T_max=6, eta_min=0.0)], milestones=[3])
+    reference = torch.optim.lr_scheduler.SequentialLR(
+        reference_opt,
+        [
+            torch.optim.lr_scheduler.LinearLR(reference_opt, start_factor=0.2, total_iters=3),
+            torch.optim.lr_scheduler.CosineAnnealingLR(reference_opt, T_max=6, eta_min=0.0),
+        ],
+        milestones=[3],
+    )
     for _ in range(9):
         assert optimizer.param_groups[0]["lr"] == pytest.approx(reference_opt.param_groups[0]["lr"])
         optimizer.step(), reference_opt.step()

@@ -48,10 +48,27 @@ def data_root(tmp_path_factory):
 
 def tiny(data_root, output_dir, **overrides) -> TrainConfig:
     values = dict(
-        dataset="imagefolder", data_path=str(data_root), model="sew_resnet18", T=2, width=4, stem="cifar",
-        train_crop_size=8, val_resize_size=8, val_crop_size=8, batch_size=4, epochs=3, workers=0, lr=0.1,
-        weight_decay=1e-4, prune="lats", final_threshold=0.05, print_freq=2, sops_batches=1,
-        output_dir=str(output_dir), device="cpu", seed=3,
+        dataset="imagefolder",
+        data_path=str(data_root),
+        model="sew_resnet18",
+        T=2,
+        width=4,
+        stem="cifar",
+        train_crop_size=8,
+        val_resize_size=8,
+        val_crop_size=8,
+        batch_size=4,
+        epochs=3,
+        workers=0,
+        lr=0.1,
+        weight_decay=1e-4,
+        prune="lats",
+        final_threshold=0.05,
+        print_freq=2,
+        sops_batches=1,
+        output_dir=str(output_dir),
+        device="cpu",
+        seed=3,
     )
     values.update(overrides)
     return TrainConfig(**values)
@@ -112,8 +129,17 @@ def reference(data_root, tmp_path_factory):
 
 def test_run_writes_its_outputs_and_the_summary_matches_a_fresh_evaluation(reference, data_root):
     out, summary = reference
-    for name in ("config.yaml", "config.json", "checkpoint.pth", "model_best.pth", "summary.json", "sops.json",
-                 "sops.png", "sparsity.json", "training.png"):
+    for name in (
+        "config.yaml",
+        "config.json",
+        "checkpoint.pth",
+        "model_best.pth",
+        "summary.json",
+        "sops.json",
+        "sops.png",
+        "sparsity.json",
+        "training.png",
+    ):
         assert (out / name).is_file(), name
     assert json.loads((out / "summary.json").read_text())["accuracy"] == summary["accuracy"]
     assert TrainConfig.from_dict(json.loads((out / "config.json").read_text())) == tiny(data_root, out)
@@ -135,7 +161,8 @@ def test_run_writes_its_outputs_and_the_summary_matches_a_fresh_evaluation(refer
 
     # Each epoch's recorded lr is the one it trained with: per-epoch cosine, lr 0.1, 3 epochs.
     assert [r["lr"] for r in summary["history"]] == pytest.approx(
-        [0.1 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)])
+        [0.1 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)]
+    )
     # LATS with a final threshold reaches exactly D at the end of the window.
     thresholds = [v for k, v in checkpoint["model"].items() if k.endswith("threshold")]
     assert thresholds and all(float(t) == pytest.approx(0.05, rel=1e-6) for t in thresholds)
@@ -156,9 +183,21 @@ def test_tensorboard_has_the_promised_scalars(reference):
     accumulator = EventAccumulator(str(events[0]))
     accumulator.Reload()
     tags = set(accumulator.Tags()["scalars"])
-    for tag in ("train/loss", "train/acc1", "val/acc1", "val/acc5", "epoch/lr", "epoch/epoch_time_s",
-                "pruning/threshold", "pruning/implied_l1", "sparsity/global", "sparsity/fc", "firing_rate/sn1",
-                "step/loss", "step/threshold"):
+    for tag in (
+        "train/loss",
+        "train/acc1",
+        "val/acc1",
+        "val/acc5",
+        "epoch/lr",
+        "epoch/epoch_time_s",
+        "pruning/threshold",
+        "pruning/implied_l1",
+        "sparsity/global",
+        "sparsity/fc",
+        "firing_rate/sn1",
+        "step/loss",
+        "step/threshold",
+    ):
         assert tag in tags, tag
     acc = [e.value for e in accumulator.Scalars("val/acc1")]
     assert acc == pytest.approx([r["val"]["acc1"] for r in summary["history"]])
@@ -176,14 +215,22 @@ def test_best_checkpoint_is_chosen_at_the_final_sparsity(data_root, tmp_path):
     assert history[0]["sparsity"] < history[1]["sparsity"]
 
 
-@pytest.mark.parametrize("mode, extra", [
-    ("slats", {}), ("stds-sine", {}), ("stds-linear", {}), ("constant", {}), ("pgh", {"beta": 0.3}),
-    ("learnable", {"final_threshold": None}),
-])
+@pytest.mark.parametrize(
+    "mode, extra",
+    [
+        ("slats", {}),
+        ("stds-sine", {}),
+        ("stds-linear", {}),
+        ("constant", {}),
+        ("pgh", {"beta": 0.3}),
+        ("learnable", {"final_threshold": None}),
+    ],
+)
 def test_every_pruning_mode_trains_to_its_final_threshold(data_root, tmp_path, mode, extra):
     summary = train(tiny(data_root, tmp_path, epochs=2, prune=mode, sops_batches=0, **extra))
-    thresholds = [float(v) for k, v in load_checkpoint(tmp_path / "checkpoint.pth")["model"].items()
-                  if k.endswith("threshold")]
+    thresholds = [
+        float(v) for k, v in load_checkpoint(tmp_path / "checkpoint.pth")["model"].items() if k.endswith("threshold")
+    ]
     assert thresholds
     if mode == "learnable":  # STR: d = sigmoid(s), s learned from s_init = -10
         assert all(0 < t < 1e-3 for t in thresholds)
@@ -194,8 +241,7 @@ def test_every_pruning_mode_trains_to_its_final_threshold(data_root, tmp_path, m
 
 @pytest.mark.parametrize("target", [0.9, 0.99])
 def test_target_sparsity_run_ends_at_the_target(data_root, tmp_path, target):
-    summary = train(tiny(data_root, tmp_path, epochs=3, final_threshold=None, target_sparsity=target,
-                         sops_batches=0))
+    summary = train(tiny(data_root, tmp_path, epochs=3, final_threshold=None, target_sparsity=target, sops_batches=0))
     # Oracle: count the zeros of the pruned weights of the saved model, layer by layer.
     model, _ = build_model_from_checkpoint(tmp_path / "checkpoint.pth")
     pruned = [m.weight for m in model.modules() if hasattr(m, "parametrizations")]
@@ -311,22 +357,34 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
     """
     script = tmp_path / "ddp_train.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT))
-    common = dict(augment=False, epochs=2, prune="lats", final_threshold=0.05, weight_decay=1e-3, sops_batches=1,
-                  lr=0.2)
+    common = dict(
+        augment=False, epochs=2, prune="lats", final_threshold=0.05, weight_decay=1e-3, sops_batches=1, lr=0.2
+    )
     two = tiny(data_root, tmp_path / "two", batch_size=4, **common).to_dict()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master-port={free_port()}",
-         str(script), json.dumps(two)],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master-port={free_port()}",
+            str(script),
+            json.dumps(two),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("epoch 1: train loss") == 1  # rank 0 alone logs
     assert len(list((tmp_path / "two" / "tensorboard").iterdir())) == 1  # and writes
 
     one = tiny(data_root, tmp_path / "one", batch_size=8, **common)
-    subprocess.run([sys.executable, str(script), json.dumps(one.to_dict())], check=True, capture_output=True,
-                   timeout=300, env=env)
+    subprocess.run(
+        [sys.executable, str(script), json.dumps(one.to_dict())], check=True, capture_output=True, timeout=300, env=env
+    )
     a, b = load_checkpoint(tmp_path / "two" / "checkpoint.pth"), load_checkpoint(tmp_path / "one" / "checkpoint.pth")
     assert a["step"] == b["step"] == 4
     for key in b["model"]:

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # --- helpers: recording inputs, the brute-force oracle, pruning by hand -----------------------
 
+
 class Recorder:
     """Records (a copy of) every input of every synaptic layer and every output of every neuron."""
 
@@ -35,11 +36,17 @@ class Recorder:
         self.handles = []
         for name, m in model.named_modules():
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-                self.handles.append(m.register_forward_pre_hook(
-                    lambda mod, args, name=name: self.inputs.setdefault(name, []).append(args[0].detach().clone())))
+                self.handles.append(
+                    m.register_forward_pre_hook(
+                        lambda mod, args, name=name: self.inputs.setdefault(name, []).append(args[0].detach().clone())
+                    )
+                )
             elif isinstance(m, neuron_types):
-                self.handles.append(m.register_forward_hook(
-                    lambda mod, args, out, name=name: self.outputs.setdefault(name, []).append(out.detach().clone())))
+                self.handles.append(
+                    m.register_forward_hook(
+                        lambda mod, args, out, name=name: self.outputs.setdefault(name, []).append(out.detach().clone())
+                    )
+                )
 
     def remove(self):
         for h in self.handles:
@@ -54,7 +61,7 @@ def brute_force(module: nn.Module, x: torch.Tensor, count_spikes: bool) -> int:
         xs = xs if count_spikes else (xs != 0).double()
         return int(F.linear(xs, mask).sum().round())
     nd = len(module.kernel_size)
-    xs = x.reshape(-1, *x.shape[-(nd + 1):]).double()
+    xs = x.reshape(-1, *x.shape[-(nd + 1) :]).double()
     xs = xs if count_spikes else (xs != 0).double()
     padding = module.padding
     if module.padding_mode != "zeros":
@@ -79,6 +86,7 @@ def rows_by_name(report):
 
 # --- hand-built spiking networks: SEW-style blocks on SpikingJelly multi-step layers ----------
 
+
 def IF():
     return neuron.IFNode(v_threshold=0.5, step_mode="m", detach_reset=True)
 
@@ -89,7 +97,8 @@ class SEWBlock(nn.Module):
     def __init__(self, cin: int, cout: int, cnf: str, stride: int = 1, groups: int = 1, dilation: int = 1):
         super().__init__()
         self.conv1 = layer.SeqToANNContainer(
-            nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, groups=groups, bias=False))
+            nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, groups=groups, bias=False)
+        )
         self.sn1 = IF()
         self.conv2 = layer.Conv2d(cout, cout, 3, padding=1, bias=False, step_mode="m")  # sees [T, N, C, H, W]
         self.sn2 = IF()
@@ -149,6 +158,7 @@ def init_spiking(model: nn.Module, seed: int) -> torch.Generator:
 
 
 # --- hand-computed specifications ---------------------------------------------------------
+
 
 def test_single_channel_conv_by_hand():
     # 1-channel 3x3 conv, padding 1, on a 4x4 map. Only the top-left tap w[0, 0] is nonzero (the
@@ -213,6 +223,7 @@ def test_strided_conv_by_hand():
 
 
 # --- brute force on random pruned spiking networks ----------------------------------------
+
 
 def is_counts(x: torch.Tensor) -> bool:
     """The spec's rule: a non-negative, integer-valued input is spikes (ACs), anything else MACs."""
@@ -286,9 +297,10 @@ def test_dense_counts_are_brute_force_with_unpruned_weights():
 
 
 def test_conv1d_and_conv3d_spiking():
-    for conv, shape in ((nn.Conv1d(3, 4, 3, stride=2, padding=2, dilation=2, bias=False), (4, 3, 11)),
-                        (nn.Conv3d(2, 4, (2, 3, 3), stride=(1, 2, 1), padding=(0, 1, 1), groups=2, bias=False),
-                         (4, 2, 3, 5, 5))):
+    for conv, shape in (
+        (nn.Conv1d(3, 4, 3, stride=2, padding=2, dilation=2, bias=False), (4, 3, 11)),
+        (nn.Conv3d(2, 4, (2, 3, 3), stride=(1, 2, 1), padding=(0, 1, 1), groups=2, bias=False), (4, 2, 3, 5, 5)),
+    ):
         g = torch.Generator().manual_seed(4)
         with torch.no_grad():
             conv.weight[torch.rand(conv.weight.shape, generator=g) < 0.5] = 0
@@ -302,6 +314,7 @@ def test_conv1d_and_conv3d_spiking():
 
 
 # --- ANNs: MACs of nonzero activation x nonzero weight ------------------------------------
+
 
 class TinyANN(nn.Module):
     T = 1
@@ -348,15 +361,20 @@ def test_pruned_ann_matches_brute_force():
 
 # --- dense layers, binary inputs: ACs = firing rate x dense MACs --------------------------
 
+
 def test_dense_binary_counts_equal_rate_times_dense_macs():
     # Layers where every input element has the same fan-out (Linear; non-overlapping convs
     # covering the input), so ACs = (input firing rate) x (dense MACs of the layer).
     T, N = 4, 3
     model = nn.Sequential(
-        IF(), layer.Linear(10, 7, step_mode="m"), IF(),
+        IF(),
+        layer.Linear(10, 7, step_mode="m"),
+        IF(),
     )
     convs = nn.Sequential(
-        IF(), layer.Conv2d(2, 5, 1, step_mode="m"), IF(),
+        IF(),
+        layer.Conv2d(2, 5, 1, step_mode="m"),
+        IF(),
         layer.Conv2d(5, 3, 2, stride=2, step_mode="m"),
     )
     for net, x, dense_macs in (
@@ -378,6 +396,7 @@ def test_dense_binary_counts_equal_rate_times_dense_macs():
 
 
 # --- accumulation, samples and time steps -------------------------------------------------
+
 
 def test_accumulates_over_batches_and_counts_samples():
     model = TinySEW("ADD", T=2).eval()
@@ -474,8 +493,11 @@ def test_keeps_no_activations():
     model = TinySEW("ADD", T=2).eval()
     init_spiking(model, seed=10)
     refs = []
-    handles = [m.register_forward_pre_hook(lambda mod, args: refs.append(weakref.ref(args[0])))
-               for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [
+        m.register_forward_pre_hook(lambda mod, args: refs.append(weakref.ref(args[0])))
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     with torch.no_grad(), SynapticOpCounter(model) as counter:
         model(torch.randn(2, 2, 8, 8))
         gc.collect()
@@ -529,8 +551,11 @@ class TwoReaders(nn.Module):
 def test_shared_and_inplace_edited_inputs(mode):
     model = TwoReaders()
     x = (torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(11)) < 0.5).float()
-    expected = {"a": brute_force(model.a, x, True), "b": brute_force(model.b, x, True),
-                "c": brute_force(model.c, 2 * x, True)}
+    expected = {
+        "a": brute_force(model.a, x, True),
+        "b": brute_force(model.b, x, True),
+        "c": brute_force(model.c, 2 * x, True),
+    }
     context = torch.no_grad() if mode == "no_grad" else torch.inference_mode()
     with context, SynapticOpCounter(model) as counter:
         model(x.clone())
@@ -564,7 +589,7 @@ class KeepFirstColumns(nn.Module):
         self.n = n
 
     def forward(self, w):
-        return torch.cat((w[:, :self.n], torch.zeros_like(w[:, self.n:])), dim=1)
+        return torch.cat((w[:, : self.n], torch.zeros_like(w[:, self.n :])), dim=1)
 
 
 def test_weight_replacements_are_seen():

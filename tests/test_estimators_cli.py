@@ -22,8 +22,24 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_network_from_flags_on_digits(tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["sops", "--model", "sew_resnet18", *SMALL, "-b", "5", "--batches", "3",
-                 "--json", str(out / "s.json"), "--csv", str(out / "s.csv"), "--plot", str(out / "s.png")])
+    code = main(
+        [
+            "sops",
+            "--model",
+            "sew_resnet18",
+            *SMALL,
+            "-b",
+            "5",
+            "--batches",
+            "3",
+            "--json",
+            str(out / "s.json"),
+            "--csv",
+            str(out / "s.csv"),
+            "--plot",
+            str(out / "s.png"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "layer4.1.conv2" in printed and "uJ per sample" in printed
@@ -39,8 +55,18 @@ def test_network_from_flags_on_digits(tmp_path, capsys):
 
 def test_checkpoint_with_saved_thresholds(tmp_path, capsys):
     # A pruned checkpoint in the engine's format; its thresholds must be the ones counted with.
-    config = TrainConfig(dataset="digits", image_size=16, model="sew_resnet18", T=2, width=4, stem="cifar",
-                         prune="lats", l1=1e-4, batch_size=4, workers=0)
+    config = TrainConfig(
+        dataset="digits",
+        image_size=16,
+        model="sew_resnet18",
+        T=2,
+        width=4,
+        stem="cifar",
+        prune="lats",
+        l1=1e-4,
+        batch_size=4,
+        workers=0,
+    )
     torch.manual_seed(0)
     model = build_model(config, 10)
     attach_for_evaluation(model, config)
@@ -48,8 +74,9 @@ def test_checkpoint_with_saved_thresholds(tmp_path, capsys):
         if hasattr(m, "parametrizations"):
             m.parametrizations.weight[0].set_threshold(0.08)
     path = tmp_path / "model.pth"
-    save_checkpoint(path, {"model": model.state_dict(), "config": config.to_dict(), "epoch": 1, "step": 1,
-                           "num_classes": 10})
+    save_checkpoint(
+        path, {"model": model.state_dict(), "config": config.to_dict(), "epoch": 1, "step": 1, "num_classes": 10}
+    )
     state = model.state_dict()
     thetas = {k: v for k, v in state.items() if k.endswith("parametrizations.weight.original")}
     # Nonzero weights of S_d(theta) with d = 0.08, computed here from theta alone.
@@ -65,14 +92,17 @@ def test_checkpoint_with_saved_thresholds(tmp_path, capsys):
     assert data["totals"]["dense_acs"] > data["totals"]["acs"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([*SMALL, "--batches", "0"], "--batches"),
-    ([*SMALL, "--plot", "OUT/s.bmp"], ".png"),
-    ([*SMALL, "--dataset", "imagefolder", "--data-path", "OUT/missing"], "does not exist"),
-    ([*SMALL, "--model", "vgg16"], "model must be one of"),
-    (["--checkpoint", "OUT/none.pth", "--model", "resnet18"], "--model cannot be combined"),
-    (["--checkpoint", "OUT/none.pth"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([*SMALL, "--batches", "0"], "--batches"),
+        ([*SMALL, "--plot", "OUT/s.bmp"], ".png"),
+        ([*SMALL, "--dataset", "imagefolder", "--data-path", "OUT/missing"], "does not exist"),
+        ([*SMALL, "--model", "vgg16"], "model must be one of"),
+        (["--checkpoint", "OUT/none.pth", "--model", "resnet18"], "--model cannot be combined"),
+        (["--checkpoint", "OUT/none.pth"], "does not exist"),
+    ],
+)
 def test_bad_input_writes_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
     argv = [a.replace("OUT", str(out)) for a in argv]
@@ -89,9 +119,31 @@ def test_no_readable_image_writes_nothing(tmp_path, capsys):
             (tmp_path / "data" / split / cls).mkdir(parents=True)
             (tmp_path / "data" / split / cls / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "out"
-    code = main(["sops", "--model", "resnet18", "--width", "4", "--stem", "cifar", "--data-path", str(tmp_path / "data"),
-                 "--val-resize-size", "16", "--val-crop-size", "16", "--bad-images", "skip", "-j", "0",
-                 "--json", str(out / "s.json"), "--plot", str(out / "s.png")])
+    code = main(
+        [
+            "sops",
+            "--model",
+            "resnet18",
+            "--width",
+            "4",
+            "--stem",
+            "cifar",
+            "--data-path",
+            str(tmp_path / "data"),
+            "--val-resize-size",
+            "16",
+            "--val-crop-size",
+            "16",
+            "--bad-images",
+            "skip",
+            "-j",
+            "0",
+            "--json",
+            str(out / "s.json"),
+            "--plot",
+            str(out / "s.png"),
+        ]
+    )
     assert code == 2
     assert "nothing was counted" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())

@@ -60,8 +60,10 @@ def test_sew_resnet18_pruned_matches_brute_force(cnf):
 
 def test_resnet18_and_mobilenet_pruned_match_brute_force():
     torch.manual_seed(1)
-    for model in (networks.create("resnet18", num_classes=10, width=8, stem="cifar").eval(),
-                  networks.create("mobilenet_v1", num_classes=10, width_mult=0.25, stem="cifar").eval()):
+    for model in (
+        networks.create("resnet18", num_classes=10, width=8, stem="cifar").eval(),
+        networks.create("mobilenet_v1", num_classes=10, width_mult=0.25, stem="cifar").eval(),
+    ):
         prune_randomly(model, 0.5, torch.Generator().manual_seed(1))
         report = check_against_brute_force(model, [torch.randn(2, 3, 16, 16)], (nn.ReLU,))
         assert report.total_acs == 0 and report.total_macs > 0  # an ANN counts MACs only
@@ -90,6 +92,7 @@ def test_soft_threshold_pruning_is_seen():
 
 # --- energy -------------------------------------------------------------------------------
 
+
 def small_report() -> SOPReport:
     model = networks.create("sew_resnet18", num_classes=4, T=2, width=4, stem="cifar").eval()
     with torch.no_grad(), SynapticOpCounter(model) as counter:
@@ -111,6 +114,7 @@ def test_energy_presets_are_horowitz_45nm():
 
 
 # --- rendering ----------------------------------------------------------------------------
+
 
 def test_table_json_csv_roundtrip():
     report = small_report()
@@ -139,6 +143,7 @@ def test_plot_writes_png(tmp_path):
 
 
 # --- bad input ----------------------------------------------------------------------------
+
 
 def test_bad_input():
     with pytest.raises(TypeError, match="model"):

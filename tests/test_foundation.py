@@ -32,8 +32,7 @@ def test_torchvision_is_imported_only_through_the_shim():
         for p in root.rglob("*.py")
         if p.name != "_torchvision.py"
         and any(
-            line.strip().startswith(("import torchvision", "from torchvision"))
-            for line in p.read_text().splitlines()
+            line.strip().startswith(("import torchvision", "from torchvision")) for line in p.read_text().splitlines()
         )
     ]
     assert offenders == []
@@ -60,7 +59,10 @@ def test_report_renders_table_json_and_csv():
     assert Report.from_dict(data).rows == report.rows
 
     rows = list(csv.DictReader(io.StringIO(report.to_csv())))
-    assert rows == [{"name": "conv1", "numel": "1200", "density": "0.25"}, {"name": "fc", "numel": "10", "density": "1.0"}]
+    assert rows == [
+        {"name": "conv1", "numel": "1200", "density": "0.25"},
+        {"name": "fc", "numel": "10", "density": "1.0"},
+    ]
 
 
 def test_report_files_are_written_whole(tmp_path):

@@ -35,8 +35,9 @@ def tiny_kwargs(name):
 
 def spikingjelly_sew(arch, cnf):
     """SpikingJelly's own SEW ResNet with the settings of this project (IF, ATan, detach_reset, 'm')."""
-    model = getattr(sj_sew, arch)(cnf=cnf, spiking_neuron=neuron.IFNode, surrogate_function=surrogate.ATan(),
-                                  detach_reset=True)
+    model = getattr(sj_sew, arch)(
+        cnf=cnf, spiking_neuron=neuron.IFNode, surrogate_function=surrogate.ATan(), detach_reset=True
+    )
     functional.set_step_mode(model, "m")
     return model
 
@@ -57,8 +58,11 @@ def calibrate_batchnorm(model, T=4, batches=2):
 
 def firing_rates(model, x):
     rates = []
-    hooks = [m.register_forward_hook(lambda m, i, o: rates.append(o.mean().item()))
-             for m in model.modules() if isinstance(m, neuron.BaseNode)]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: rates.append(o.mean().item()))
+        for m in model.modules()
+        if isinstance(m, neuron.BaseNode)
+    ]
     with torch.no_grad():
         model(x)
     for h in hooks:
@@ -71,16 +75,27 @@ def firing_rates(model, x):
 
 def test_registry_lists_every_family_and_rejects_unknown_names():
     assert set(networks.names()) == {
-        "sew_resnet18", "sew_resnet34", "sew_resnet50", "sew_resnet101", "sew_resnet152",
-        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "mobilenet_v1"}
+        "sew_resnet18",
+        "sew_resnet34",
+        "sew_resnet50",
+        "sew_resnet101",
+        "sew_resnet152",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "mobilenet_v1",
+    }
     assert isinstance(networks.create("resnet18", num_classes=3, width=4), networks.ResNet)
     with pytest.raises(ValueError, match="sew_resnet18.*mobilenet_v1|mobilenet_v1.*sew_resnet18") as error:
         networks.create("vgg16")
     assert "vgg16" in str(error.value)
 
 
-@pytest.mark.parametrize("name, millions", [("sew_resnet18", 11.69), ("resnet18", 11.69),
-                                            ("resnet50", 25.56), ("mobilenet_v1", 4.23)])
+@pytest.mark.parametrize(
+    "name, millions", [("sew_resnet18", 11.69), ("resnet18", 11.69), ("resnet50", 25.56), ("mobilenet_v1", 4.23)]
+)
 def test_parameter_counts_match_the_published_ones(name, millions):
     with torch.device("meta"):  # no memory, no initialisation cost
         model = networks.create(name, num_classes=1000)
@@ -89,8 +104,11 @@ def test_parameter_counts_match_the_published_ones(name, millions):
 
 def test_parameter_counts_equal_torchvision_and_spikingjelly_exactly():
     with torch.device("meta"):
-        pairs = [(networks.resnet50(), tv_models.resnet50()), (networks.resnet34(), tv_models.resnet34()),
-                 (networks.sew_resnet34(), spikingjelly_sew("sew_resnet34", "ADD"))]
+        pairs = [
+            (networks.resnet50(), tv_models.resnet50()),
+            (networks.resnet34(), tv_models.resnet34()),
+            (networks.sew_resnet34(), spikingjelly_sew("sew_resnet34", "ADD")),
+        ]
         for ours, theirs in pairs:
             assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
 
@@ -127,8 +145,9 @@ def test_sew_state_dict_keys_and_shapes_equal_spikingjelly(arch):
     assert all(ours[k].shape == theirs[k].shape for k in ours)
 
 
-@pytest.mark.parametrize("arch, cnf", [("sew_resnet18", "ADD"), ("sew_resnet18", "AND"), ("sew_resnet18", "IAND"),
-                                       ("sew_resnet50", "ADD")])
+@pytest.mark.parametrize(
+    "arch, cnf", [("sew_resnet18", "ADD"), ("sew_resnet18", "AND"), ("sew_resnet18", "IAND"), ("sew_resnet50", "ADD")]
+)
 def test_sew_loads_spikingjelly_weights_and_gives_identical_outputs(arch, cnf):
     torch.manual_seed(1)
     theirs = calibrate_batchnorm(spikingjelly_sew(arch, cnf)).double().eval()
@@ -176,14 +195,17 @@ def test_bottleneck_and_equals_spikingjelly_and_iand_is_the_papers():
     SpikingJelly's Bottleneck with AND (A * S): IAND = S - AND. (SpikingJelly's own Bottleneck IAND
     computes (1 - S) * A instead.)"""
     torch.manual_seed(3)
-    theirs = sj_sew.Bottleneck(32, 8, cnf="AND", spiking_neuron=neuron.IFNode, surrogate_function=surrogate.ATan(),
-                               detach_reset=True)
+    theirs = sj_sew.Bottleneck(
+        32, 8, cnf="AND", spiking_neuron=neuron.IFNode, surrogate_function=surrogate.ATan(), detach_reset=True
+    )
     functional.set_step_mode(theirs, "m")
     for bn in (theirs.bn1, theirs.bn2, theirs.bn3):
         bn.bias.data.fill_(0.8)  # about half of the neurons spike
     theirs.eval()
-    blocks = {cnf: ours_sew.Bottleneck(32, 8, 1, None, cnf, lambda: networks.make_neuron("if", "torch")).eval()
-              for cnf in ("AND", "IAND")}
+    blocks = {
+        cnf: ours_sew.Bottleneck(32, 8, 1, None, cnf, lambda: networks.make_neuron("if", "torch")).eval()
+        for cnf in ("AND", "IAND")
+    }
     for block in blocks.values():
         block.load_state_dict(theirs.state_dict(), strict=True)
     spikes = (torch.rand(4, 2, 32, 6, 6) < 0.5).float()
@@ -290,31 +312,37 @@ def test_anns_take_one_time_step_only():
         model(x.unsqueeze(0).repeat(2, 1, 1, 1, 1))
 
 
-@pytest.mark.parametrize("name, kwargs, match", [
-    ("sew_resnet18", {"T": 0}, "T must be an integer >= 1"),
-    ("sew_resnet18", {"T": 2.5}, "T must be an integer"),
-    ("sew_resnet18", {"cnf": "OR"}, r"cnf must be one of \('ADD', 'AND', 'IAND'\)"),
-    ("sew_resnet18", {"neuron": "izhikevich"}, r"neuron must be one of \('if', 'lif', 'plif'\)"),
-    ("sew_resnet18", {"backend": "triton"}, r"backend must be one of \('auto', 'cupy', 'torch'\)"),
-    ("sew_resnet18", {"stem": "tiny"}, r"stem must be one of \('imagenet', 'cifar'\)"),
-    ("sew_resnet18", {"num_classes": 0}, "num_classes must be an integer >= 1"),
-    ("resnet50", {"num_classes": 0}, "num_classes must be an integer >= 1"),
-    ("resnet18", {"width": 0}, "width must be an integer >= 1"),
-    ("mobilenet_v1", {"width_mult": 0}, "width_mult must be a number > 0"),
-    ("mobilenet_v1", {"num_classes": -1}, "num_classes must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, match",
+    [
+        ("sew_resnet18", {"T": 0}, "T must be an integer >= 1"),
+        ("sew_resnet18", {"T": 2.5}, "T must be an integer"),
+        ("sew_resnet18", {"cnf": "OR"}, r"cnf must be one of \('ADD', 'AND', 'IAND'\)"),
+        ("sew_resnet18", {"neuron": "izhikevich"}, r"neuron must be one of \('if', 'lif', 'plif'\)"),
+        ("sew_resnet18", {"backend": "triton"}, r"backend must be one of \('auto', 'cupy', 'torch'\)"),
+        ("sew_resnet18", {"stem": "tiny"}, r"stem must be one of \('imagenet', 'cifar'\)"),
+        ("sew_resnet18", {"num_classes": 0}, "num_classes must be an integer >= 1"),
+        ("resnet50", {"num_classes": 0}, "num_classes must be an integer >= 1"),
+        ("resnet18", {"width": 0}, "width must be an integer >= 1"),
+        ("mobilenet_v1", {"width_mult": 0}, "width_mult must be a number > 0"),
+        ("mobilenet_v1", {"num_classes": -1}, "num_classes must be an integer >= 1"),
+    ],
+)
 def test_bad_arguments_name_the_argument_and_the_accepted_values(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         networks.create(name, **kwargs)
 
 
 @pytest.mark.parametrize("name", ["sew_resnet18", "resnet18", "mobilenet_v1"])
-@pytest.mark.parametrize("shape, match", [
-    ((3, 16, 16), r"x must have shape \[N, C, H, W\]"),
-    ((1, 2, 2, 3, 16, 16), r"x must have shape \[N, C, H, W\]"),
-    ((2, 1, 16, 16), "in_channels=3"),
-    ((5, 2, 3, 16, 16), "T=[12] time steps"),
-])
+@pytest.mark.parametrize(
+    "shape, match",
+    [
+        ((3, 16, 16), r"x must have shape \[N, C, H, W\]"),
+        ((1, 2, 2, 3, 16, 16), r"x must have shape \[N, C, H, W\]"),
+        ((2, 1, 16, 16), "in_channels=3"),
+        ((5, 2, 3, 16, 16), "T=[12] time steps"),
+    ],
+)
 def test_bad_input_shapes_are_rejected_with_the_expected_layout(name, shape, match):
     model = networks.create(name, **tiny_kwargs(name))
     with pytest.raises(ValueError, match=match):

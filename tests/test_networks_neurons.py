@@ -33,6 +33,7 @@ def fake_cupy(is_available=True, array_error=None):
         if array_error is not None:
             raise array_error
         return torch.arange(n)
+
     return types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: is_available), arange=arange)
 
 
@@ -129,8 +130,9 @@ def test_explicit_cupy_without_a_usable_cupy_raises_one_clear_error():
 
 
 def test_set_backend_also_serves_spikingjellys_own_models():
-    model = sj_sew.sew_resnet18(cnf="ADD", spiking_neuron=neuron.IFNode, surrogate_function=surrogate.ATan(),
-                                detach_reset=True, num_classes=3)
+    model = sj_sew.sew_resnet18(
+        cnf="ADD", spiking_neuron=neuron.IFNode, surrogate_function=surrogate.ATan(), detach_reset=True, num_classes=3
+    )
     functional.set_step_mode(model, "m")
     networks.set_backend(model, "auto")
     functional.reset_net(model)

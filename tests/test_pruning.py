@@ -182,9 +182,13 @@ def test_any_layer_matches_a_plain_layer_with_the_pruned_weight(kind, gradient):
 # --- which weights -------------------------------------------------------------------------------
 def small_net() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
         nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.ReLU()),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
     )
 
 
@@ -262,7 +266,9 @@ def test_sparsity_report_counts_and_serialises():
     row = report.rows[0]
     assert (row["shape"], row["numel"], row["zeros"], row["threshold"]) == ((6,), 6, 3, D)
     assert row["density"] == pytest.approx(3 / 6)
-    assert SparsityReport.from_dict(__import__("json").loads(report.to_json())).global_sparsity == report.global_sparsity
+    assert (
+        SparsityReport.from_dict(__import__("json").loads(report.to_json())).global_sparsity == report.global_sparsity
+    )
     assert "density" in report.table()
 
 
@@ -348,7 +354,11 @@ BAD = [
     (dict(schedule="lats", l1=1e-3, beta=0.5), ValueError, "beta applies"),
     (dict(schedule="ista"), ValueError, "schedule must be one of"),
     (dict(schedule="slats", final_threshold=0.1), ValueError, "end_step or total_steps"),
-    (dict(schedule="slats", final_threshold=0.1, start_step=5, end_step=5), ValueError, "end_step .5. must be > start_step"),
+    (
+        dict(schedule="slats", final_threshold=0.1, start_step=5, end_step=5),
+        ValueError,
+        "end_step .5. must be > start_step",
+    ),
     (dict(schedule="slats", l1=0.1, final_threshold=0.1, end_step=5), ValueError, "l1 applies"),
     (dict(schedule="constant"), ValueError, "needs final_threshold"),
     (dict(schedule="constant", final_threshold=0.1, start_step=3), ValueError, "no pruning window"),

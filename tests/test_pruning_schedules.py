@@ -66,7 +66,10 @@ def warmup_cosine(optimizer):
     lr = torch.optim.lr_scheduler
     return lr.SequentialLR(
         optimizer,
-        [lr.LinearLR(optimizer, 0.1, 1.0, total_iters=WARMUP), lr.CosineAnnealingLR(optimizer, STEPS - WARMUP, eta_min=1e-3)],
+        [
+            lr.LinearLR(optimizer, 0.1, 1.0, total_iters=WARMUP),
+            lr.CosineAnnealingLR(optimizer, STEPS - WARMUP, eta_min=1e-3),
+        ],
         milestones=[WARMUP],
     )
 
@@ -81,7 +84,9 @@ def planned_warmup_cosine(t):
 def run_lats(lr_schedule, scheduler_first=False, steps=STEPS):
     model = net()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR0, momentum=0.9)
-    pruner = SoftThresholdPruner(model, optimizer, "lats", final_threshold=D, total_steps=STEPS, lr_schedule=lr_schedule)
+    pruner = SoftThresholdPruner(
+        model, optimizer, "lats", final_threshold=D, total_steps=STEPS, lr_schedule=lr_schedule
+    )
     scheduler = warmup_cosine(optimizer)
     x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
     applied, thresholds, implied = [], [], []
@@ -122,11 +127,15 @@ def test_lats_reaches_the_final_threshold_exactly_when_the_planned_lrs_are_the_a
     assert thresholds_first == thresholds
 
 
-@pytest.mark.parametrize("make_scheduler", [
-    lambda opt: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=7, T_mult=2, eta_min=0.01),
-    lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=9, gamma=0.3),
-    lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.5, total_steps=40),
-], ids=["restarts", "step-decay", "one-cycle"])
+@pytest.mark.parametrize(
+    "make_scheduler",
+    [
+        lambda opt: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=7, T_mult=2, eta_min=0.01),
+        lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=9, gamma=0.3),
+        lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.5, total_steps=40),
+    ],
+    ids=["restarts", "step-decay", "one-cycle"],
+)
 def test_lats_threshold_is_l1_times_the_sum_of_applied_lrs_under_any_scheduler(make_scheduler):
     model = net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -182,8 +191,9 @@ def test_pgh_is_lr_driven_geometric_and_equals_lats_at_beta_one():
     def run(schedule, **kwargs):
         model = net()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        pruner = SoftThresholdPruner(model, optimizer, schedule, final_threshold=D, total_steps=steps,
-                                     lr_schedule=planned, **kwargs)
+        pruner = SoftThresholdPruner(
+            model, optimizer, schedule, final_threshold=D, total_steps=steps, lr_schedule=planned, **kwargs
+        )
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
         out = []
         for t in range(steps):
@@ -207,20 +217,26 @@ def test_pgh_is_lr_driven_geometric_and_equals_lats_at_beta_one():
 
 def test_start_and_end_of_the_window_param_groups_and_layer_scale():
     model = net()
-    optimizer = torch.optim.SGD([
-        {"params": model[0].parameters(), "lr": 0.1},
-        {"params": model[2].parameters(), "lr": 0.01},
-    ])
-    pruner = SoftThresholdPruner(model, optimizer, "lats", l1=0.5, start_step=2, end_step=6,
-                                 layer_scale={"2": 3.0})
+    optimizer = torch.optim.SGD(
+        [
+            {"params": model[0].parameters(), "lr": 0.1},
+            {"params": model[2].parameters(), "lr": 0.01},
+        ]
+    )
+    pruner = SoftThresholdPruner(model, optimizer, "lats", l1=0.5, start_step=2, end_step=6, layer_scale={"2": 3.0})
     for k in range(1, 10):
         optimizer.step()
         pruner.step()
         grown = min(max(k - 2, 0), 4)  # steps 2, 3, 4, 5 add λη each
         assert pruner.thresholds()["0"] == pytest.approx(0.5 * 0.1 * grown, abs=1e-15)
         assert pruner.thresholds()["2"] == pytest.approx(3.0 * 0.5 * 0.01 * grown, abs=1e-15)
-    callable_scale = SoftThresholdPruner(net(), torch.optim.SGD(net().parameters(), lr=0.1), "constant",
-                                         final_threshold=0.2, layer_scale=lambda name: 2.0 if name == "0" else 1.0)
+    callable_scale = SoftThresholdPruner(
+        net(),
+        torch.optim.SGD(net().parameters(), lr=0.1),
+        "constant",
+        final_threshold=0.2,
+        layer_scale=lambda name: 2.0 if name == "0" else 1.0,
+    )
     assert callable_scale.thresholds() == pytest.approx({"0": 0.4, "2": 0.2})
 
 
@@ -366,8 +382,10 @@ def test_lats_solves_the_lasso_found_by_scikit_learn(capsys):
     w = layer.weight.detach().squeeze(0).numpy()
     error = float(np.abs(w - reference).max())
     with capsys.disabled():
-        print(f"\nLASSO n=100 p=12 λ={l1}: support LATS {np.flatnonzero(w).tolist()} "
-              f"sklearn {np.flatnonzero(reference).tolist()}, max |w − w_sklearn| = {error:.2e}")
+        print(
+            f"\nLASSO n=100 p=12 λ={l1}: support LATS {np.flatnonzero(w).tolist()} "
+            f"sklearn {np.flatnonzero(reference).tolist()}, max |w − w_sklearn| = {error:.2e}"
+        )
     assert 0 < np.count_nonzero(reference) < len(reference)  # a real sparse solution
     assert np.array_equal(w != 0, reference != 0)
     assert error < 1e-8
@@ -376,8 +394,13 @@ def test_lats_solves_the_lasso_found_by_scikit_learn(capsys):
 # --- exact resumption ------------------------------------------------------------------------------
 def conv_net() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=4), nn.ReLU(),
-        nn.Flatten(), nn.Linear(4 * 4 * 4, 3),
+        nn.Conv2d(2, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, groups=4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 3),
     )
 
 
@@ -417,8 +440,15 @@ def test_resume_from_a_checkpoint_is_exact(schedule):
     train(*first, stop, 0)
     model, optimizer, pruner, scheduler = first
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "pruner": pruner.state_dict()}, buffer)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "pruner": pruner.state_dict(),
+        },
+        buffer,
+    )
     buffer.seek(0)
     checkpoint = torch.load(buffer, weights_only=True)
 

@@ -42,11 +42,15 @@ def test_target_sparsity_lands_with_a_piecewise_constant_l1(target, capsys):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=LR0, momentum=0.9)
-    pruner = SoftThresholdPruner(model, optimizer, "lats", target_sparsity=target, total_steps=STEPS,
-                                 lr_schedule=planned_lr, retarget_every=10)
+    pruner = SoftThresholdPruner(
+        model, optimizer, "lats", target_sparsity=target, total_steps=STEPS, lr_schedule=planned_lr, retarget_every=10
+    )
     lr = torch.optim.lr_scheduler
-    scheduler = lr.SequentialLR(optimizer, [lr.LinearLR(optimizer, 0.1, 1.0, total_iters=WARMUP),
-                                            lr.CosineAnnealingLR(optimizer, STEPS - WARMUP)], milestones=[WARMUP])
+    scheduler = lr.SequentialLR(
+        optimizer,
+        [lr.LinearLR(optimizer, 0.1, 1.0, total_iters=WARMUP), lr.CosineAnnealingLR(optimizer, STEPS - WARMUP)],
+        milestones=[WARMUP],
+    )
     g = torch.Generator().manual_seed(0)
     l1_in_force, implied, thresholds = [pruner.l1], [], []
     for _ in range(STEPS):
@@ -73,8 +77,10 @@ def test_target_sparsity_lands_with_a_piecewise_constant_l1(target, capsys):
     assert correction < 0.05 * thresholds[-1]
     used = [v for v in l1_in_force[1:-1] if v > 0]
     with capsys.disabled():
-        print(f"\ntarget {target}: sparsity {sparsity:.4f} at end_step; λ in [{min(used):.4f}, {max(used):.4f}]; "
-              f"final correction {correction:.2e} of d = {thresholds[-1]:.4f}")
+        print(
+            f"\ntarget {target}: sparsity {sparsity:.4f} at end_step; λ in [{min(used):.4f}, {max(used):.4f}]; "
+            f"final correction {correction:.2e} of d = {thresholds[-1]:.4f}"
+        )
 
 
 BAD = [
@@ -93,15 +99,28 @@ def test_target_sparsity_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
         SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), "lats", **kwargs)
     with pytest.raises(ValueError, match="drives schedule='lats' only"):
-        SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), "stds-sine",
-                            target_sparsity=0.5, final_threshold=0.1, end_step=5)
+        SoftThresholdPruner(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            "stds-sine",
+            target_sparsity=0.5,
+            final_threshold=0.1,
+            end_step=5,
+        )
 
 
 def test_a_target_beyond_the_layers_that_can_be_pruned_is_refused():
     model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 64))  # 32 + 512 weights
     with pytest.raises(ValueError, match=r"hold 32 of the 544 pruned weights \(5.88%\)"):
-        SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), "lats", target_sparsity=0.5,
-                            total_steps=10, lr_schedule=[0.1] * 10, layer_scale={"1": 0.0})
+        SoftThresholdPruner(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            "lats",
+            target_sparsity=0.5,
+            total_steps=10,
+            lr_schedule=[0.1] * 10,
+            layer_scale={"1": 0.0},
+        )
 
 
 def test_a_frozen_param_group_makes_the_target_out_of_reach_with_a_warning():
@@ -109,11 +128,13 @@ def test_a_frozen_param_group_makes_the_target_out_of_reach_with_a_warning():
     # can go. The controller warns, prunes all 32 of them and stays finite (no NaN threshold).
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 64))
-    optimizer = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.1},
-                                 {"params": model[1].parameters(), "lr": 0.0}])
+    optimizer = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 0.1}, {"params": model[1].parameters(), "lr": 0.0}]
+    )
     with pytest.warns(UserWarning, match="out of reach: only 32 of 544"):
-        pruner = SoftThresholdPruner(model, optimizer, "lats", target_sparsity=0.5, total_steps=10,
-                                     lr_schedule=[0.1] * 10, retarget_every=5)
+        pruner = SoftThresholdPruner(
+            model, optimizer, "lats", target_sparsity=0.5, total_steps=10, lr_schedule=[0.1] * 10, retarget_every=5
+        )
         for _ in range(10):
             optimizer.step()
             pruner.step()
@@ -129,8 +150,15 @@ def test_on_still_weights_the_controller_follows_the_constant_lambda_trajectory(
     layer = nn.Linear(100, 100, bias=False)
     optimizer = torch.optim.SGD(layer.parameters(), lr=planned_lr(0))
     target, every = 0.9, 10
-    pruner = SoftThresholdPruner(layer, optimizer, "lats", target_sparsity=target, total_steps=STEPS,
-                                 lr_schedule=planned_lr, retarget_every=every)
+    pruner = SoftThresholdPruner(
+        layer,
+        optimizer,
+        "lats",
+        target_sparsity=target,
+        total_steps=STEPS,
+        lr_schedule=planned_lr,
+        retarget_every=every,
+    )
     total = sum(planned_lr(t) for t in range(STEPS))
     for t in range(STEPS):
         for group in optimizer.param_groups:

@@ -30,8 +30,10 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     file = path / "summary.json" if path.is_dir() else path
     if not file.is_file():
-        raise ValueError(f"{str(path)!r} is not a run directory with a summary.json (written at the end of "
-                         "`snn-lats train`), nor such a file")
+        raise ValueError(
+            f"{str(path)!r} is not a run directory with a summary.json (written at the end of "
+            "`snn-lats train`), nor such a file"
+        )
     try:
         summary = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
@@ -61,8 +63,9 @@ def _numel(shape) -> int:
     return n
 
 
-def compare(paths: Sequence[str | os.PathLike], names: Sequence[str] | None = None,
-            energy_preset: str | None = None) -> tuple[ComparisonReport, Report]:
+def compare(
+    paths: Sequence[str | os.PathLike], names: Sequence[str] | None = None, energy_preset: str | None = None
+) -> tuple[ComparisonReport, Report]:
     """``(runs, layers)``: the per-run comparison, and weight sparsity per layer (one column per run)."""
     from snn_lats.estimators import energy_pj
     from snn_lats.estimators.energy import DEFAULT_PRESET
@@ -78,30 +81,36 @@ def compare(paths: Sequence[str | os.PathLike], names: Sequence[str] | None = No
         totals = sops["totals"] if sops else {}
         rate = firing_rate(sops)
         acs, macs = totals.get("acs_per_sample"), totals.get("macs_per_sample")
-        rows.append({
-            "run": name,
-            "model": s["config"]["model"],
-            "spiking": totals.get("spiking"),
-            "T": totals.get("time_steps"),
-            "acc1": s["accuracy"]["acc1"],
-            "acc5": s["accuracy"]["acc5"],
-            "weight_sparsity": s["sparsity"]["totals"]["sparsity"],
-            "firing_rate": rate,
-            "activation_sparsity": None if rate is None else 1.0 - rate,
-            "acs_per_sample": acs,
-            "macs_per_sample": macs,
-            "energy_pj_per_sample": energy_pj(acs, macs, preset) if sops else None,
-        })
+        rows.append(
+            {
+                "run": name,
+                "model": s["config"]["model"],
+                "spiking": totals.get("spiking"),
+                "T": totals.get("time_steps"),
+                "acc1": s["accuracy"]["acc1"],
+                "acc5": s["accuracy"]["acc5"],
+                "weight_sparsity": s["sparsity"]["totals"]["sparsity"],
+                "firing_rate": rate,
+                "activation_sparsity": None if rate is None else 1.0 - rate,
+                "acs_per_sample": acs,
+                "macs_per_sample": macs,
+                "energy_pj_per_sample": energy_pj(acs, macs, preset) if sops else None,
+            }
+        )
     reference = rows[0]["energy_pj_per_sample"]
     for row in rows:
         energy = row["energy_pj_per_sample"]
         row["energy_vs_first"] = energy / reference if energy is not None and reference else None
     report = ComparisonReport(
-        title=f"Runs compared (energy preset {preset})", rows=rows, totals={"runs": len(rows)},
-        notes=["weight_sparsity: exact zeros of the pruned weights",
-               "firing_rate: spikes per neuron per time step (ANN: fraction of nonzero activations); "
-               "activation_sparsity = 1 - firing_rate",
-               "acs/macs per sample: mask-aware synaptic operations over all time steps (snn_lats.estimators)"],
+        title=f"Runs compared (energy preset {preset})",
+        rows=rows,
+        totals={"runs": len(rows)},
+        notes=[
+            "weight_sparsity: exact zeros of the pruned weights",
+            "firing_rate: spikes per neuron per time step (ANN: fraction of nonzero activations); "
+            "activation_sparsity = 1 - firing_rate",
+            "acs/macs per sample: mask-aware synaptic operations over all time steps (snn_lats.estimators)",
+        ],
     )
 
     layer_names: list[str] = []
@@ -111,8 +120,11 @@ def compare(paths: Sequence[str | os.PathLike], names: Sequence[str] | None = No
         per_run.append(layers)
         layer_names += [n for n in layers if n not in layer_names]
     layer_rows = [{"layer": n, **{name: layers.get(n) for name, layers in zip(names, per_run)}} for n in layer_names]
-    layers_report = Report(title="Weight sparsity per layer", rows=layer_rows,
-                           totals={name: s["sparsity"]["totals"]["sparsity"] for name, s in zip(names, summaries)})
+    layers_report = Report(
+        title="Weight sparsity per layer",
+        rows=layer_rows,
+        totals={name: s["sparsity"]["totals"]["sparsity"] for name, s in zip(names, summaries)},
+    )
     return report, layers_report
 
 
@@ -147,8 +159,13 @@ def plot_comparison(report: ComparisonReport, layers: Report, out_dir: Path) -> 
             continue
         energy_uj = row["energy_pj_per_sample"] / 1e6
         ax.scatter(energy_uj, row["acc1"])
-        ax.annotate(f"{row['run']} ({100 * row['weight_sparsity']:.0f}% sparse)", (energy_uj, row["acc1"]),
-                    fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.annotate(
+            f"{row['run']} ({100 * row['weight_sparsity']:.0f}% sparse)",
+            (energy_uj, row["acc1"]),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
     ax.set_xlabel("energy per sample (uJ)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("Accuracy against energy")
@@ -168,8 +185,10 @@ def _save(fig, path: Path, atomic_open, plt) -> Path:
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "compare", help="compare runs side by side (accuracy, sparsity, firing rates, ACs/MACs, energy)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "compare",
+        help="compare runs side by side (accuracy, sparsity, firing rates, ACs/MACs, energy)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("runs", nargs="+", help="run directories (holding summary.json) or summary.json files")
     parser.add_argument("--names", help="comma-separated names of the runs (default: the directory names)")
@@ -194,5 +213,7 @@ def run(args: argparse.Namespace) -> int:
     print(report.table())
     print()
     print(layers.table())
-    print(f"\nwritten: {', '.join(str(p) for p in [out / 'compare.json', out / 'compare.csv', out / 'compare_layers.json', *plots])}")
+    print(
+        f"\nwritten: {', '.join(str(p) for p in [out / 'compare.json', out / 'compare.csv', out / 'compare_layers.json', *plots])}"
+    )
     return 0

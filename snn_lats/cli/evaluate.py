@@ -14,14 +14,24 @@ import os
 import sys
 
 #: Flags of this command that override the checkpoint's configuration (field names).
-OVERRIDES = ("dataset", "data_path", "batch_size", "workers", "device", "val_resize_size", "val_crop_size",
-             "bad_images")
+OVERRIDES = (
+    "dataset",
+    "data_path",
+    "batch_size",
+    "workers",
+    "device",
+    "val_resize_size",
+    "val_crop_size",
+    "bad_images",
+)
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "evaluate", help="accuracy, sparsity (and --sops) of a checkpoint",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "evaluate",
+        help="accuracy, sparsity (and --sops) of a checkpoint",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by snn-lats train")
     parser.add_argument("--dataset", choices=("imagefolder", "digits"), help="default: the checkpoint's")
@@ -82,9 +92,11 @@ def print_evaluation(result: dict) -> None:
     if sops is not None:
         print(sops.table())
         print()
-    print(f"{result['checkpoint']} (after {result['epoch']} epochs): top-1 {accuracy['acc1']:.2f}%  "
-          f"top-5 {accuracy['acc5']:.2f}%  loss {accuracy['loss']:.4f}  on {accuracy['samples']} images  |  "
-          f"global weight sparsity {100 * sparsity.global_sparsity:.2f}%"
-          + (f"  |  energy {sops.energy_pj() / 1e6:.4g} uJ per sample" if sops is not None else ""))
+    print(
+        f"{result['checkpoint']} (after {result['epoch']} epochs): top-1 {accuracy['acc1']:.2f}%  "
+        f"top-5 {accuracy['acc5']:.2f}%  loss {accuracy['loss']:.4f}  on {accuracy['samples']} images  |  "
+        f"global weight sparsity {100 * sparsity.global_sparsity:.2f}%"
+        + (f"  |  energy {sops.energy_pj() / 1e6:.4g} uJ per sample" if sops is not None else "")
+    )
     if warning := sparsity.warning():
         print(warning)

@@ -14,8 +14,10 @@ import sys
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "export", help="write the finalized pruned model (safetensors + .pth + export.json)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "export",
+        help="write the finalized pruned model (safetensors + .pth + export.json)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by snn-lats train")
     parser.add_argument("--out", required=True, help="output directory")
@@ -31,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"snn-lats export: error: {error}", file=sys.stderr)
         return 2
     accuracy = info["accuracy"]
-    print(f"exported {info['architecture']['model']} (epoch {info['epoch']}) to {args.out}: "
-          f"global weight sparsity {100 * info['sparsity']['global']:.2f}%"
-          + (f", top-1 {accuracy['acc1']:.2f}%" if accuracy else ""))
+    print(
+        f"exported {info['architecture']['model']} (epoch {info['epoch']}) to {args.out}: "
+        f"global weight sparsity {100 * info['sparsity']['global']:.2f}%"
+        + (f", top-1 {accuracy['acc1']:.2f}%" if accuracy else "")
+    )
     return 0

@@ -24,8 +24,17 @@ import sys
 #: Flags naming the network; with --checkpoint the network is the checkpoint's.
 ARCHITECTURE_FLAGS = ("model", "T", "neuron", "cnf", "backend", "width", "width_mult", "stem")
 #: Data flags (TrainConfig field names) that override the checkpoint's or the defaults.
-DATA_FLAGS = ("dataset", "data_path", "image_size", "val_resize_size", "val_crop_size", "bad_images",
-              "batch_size", "workers", "device")
+DATA_FLAGS = (
+    "dataset",
+    "data_path",
+    "image_size",
+    "val_resize_size",
+    "val_crop_size",
+    "bad_images",
+    "batch_size",
+    "workers",
+    "device",
+)
 
 
 def add_parser(subparsers) -> None:
@@ -34,20 +43,27 @@ def add_parser(subparsers) -> None:
     from snn_lats.estimators.energy import DEFAULT_PRESET
 
     parser = subparsers.add_parser(
-        "sops", help="synaptic operations (mask-aware), firing rates and energy of a network",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "sops",
+        help="synaptic operations (mask-aware), firing rates and energy of a network",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", help="a checkpoint written by snn-lats train")
-    parser.add_argument("--recipe", help="a YAML recipe (models/*.yaml) naming the network and data (without --checkpoint)")
+    parser.add_argument(
+        "--recipe", help="a YAML recipe (models/*.yaml) naming the network and data (without --checkpoint)"
+    )
     parser.add_argument("--batches", type=int, default=4, help="validation batches to count (default: 4)")
 
     g = parser.add_argument_group("network (without --checkpoint)")
     add_network_arguments(g, model_help="a name of snn_lats.networks.names() (default: sew_resnet18)")
 
     g = parser.add_argument_group("data (default: the checkpoint's)")
-    g.add_argument("--dataset", choices=("imagefolder", "digits"),
-                   help="imagefolder (--data-path) or the offline digits (default without a checkpoint: "
-                        "imagefolder if --data-path is given, else digits)")
+    g.add_argument(
+        "--dataset",
+        choices=("imagefolder", "digits"),
+        help="imagefolder (--data-path) or the offline digits (default without a checkpoint: "
+        "imagefolder if --data-path is given, else digits)",
+    )
     g.add_argument("--data-path", help="root holding train/<class>/* and val/<class>/*")
     g.add_argument("--image-size", type=int, help="digits only: side of the upsampled images (default: 32)")
     g.add_argument("--val-resize-size", type=int, help="image folders: resize before the centre crop (default: 256)")
@@ -58,8 +74,12 @@ def add_parser(subparsers) -> None:
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: auto")
 
     g = parser.add_argument_group("output")
-    g.add_argument("--preset", default=DEFAULT_PRESET, choices=tuple(ENERGY_PRESETS),
-                   help=f"energy per operation (Horowitz, ISSCC 2014, 45 nm) (default: {DEFAULT_PRESET})")
+    g.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=tuple(ENERGY_PRESETS),
+        help=f"energy per operation (Horowitz, ISSCC 2014, 45 nm) (default: {DEFAULT_PRESET})",
+    )
     g.add_argument("--json", help="write the report as JSON to this file")
     g.add_argument("--csv", help="write the per-layer rows as CSV to this file")
     g.add_argument("--plot", help="write a figure of per-layer operations and firing rates (.png, .pdf, .svg)")
@@ -114,8 +134,12 @@ def count(args: argparse.Namespace):
         config = resolve_config(given, args.recipe)
     device = resolve_device(config.device)
     _, val_set, num_classes = build_datasets(
-        config.dataset, config.data_path, val_resize_size=config.val_resize_size,
-        val_crop_size=config.val_crop_size, image_size=config.image_size, bad_images=config.bad_images,
+        config.dataset,
+        config.data_path,
+        val_resize_size=config.val_resize_size,
+        val_crop_size=config.val_crop_size,
+        image_size=config.image_size,
+        bad_images=config.bad_images,
         augment=False,
     )
     if checkpoint is not None:
@@ -154,7 +178,9 @@ def count(args: argparse.Namespace):
             stack.enter_context(atomic_open(path, mode)).write(content)
 
     energy = report.energy_pj(args.preset)
-    summary = (f"{source}: {report.acs_per_sample:.4g} ACs + {report.macs_per_sample:.4g} MACs per sample "
-               f"({report.samples} samples, {report.totals['time_steps']} time steps); "
-               f"energy {energy / 1e6:.4g} uJ per sample ({args.preset})")
+    summary = (
+        f"{source}: {report.acs_per_sample:.4g} ACs + {report.macs_per_sample:.4g} MACs per sample "
+        f"({report.samples} samples, {report.totals['time_steps']} time steps); "
+        f"energy {energy / 1e6:.4g} uJ per sample ({args.preset})"
+    )
     return report, report.table() + "\n\n" + summary

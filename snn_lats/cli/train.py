@@ -48,17 +48,25 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     opt("--recipe", help="a YAML recipe (models/*.yaml) supplying defaults for every flag below")
 
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", choices=("imagefolder", "digits"),
-                   help="imagefolder: --data-path with train/ and val/ class folders (ImageNet layout); digits: "
-                        "scikit-learn's offline handwritten digits" + _default("dataset"))
+    g.add_argument(
+        "--dataset",
+        choices=("imagefolder", "digits"),
+        help="imagefolder: --data-path with train/ and val/ class folders (ImageNet layout); digits: "
+        "scikit-learn's offline handwritten digits" + _default("dataset"),
+    )
     g.add_argument("--data-path", help="root holding train/<class>/* and val/<class>/*")
     g.add_argument("--image-size", type=int, help="digits only: side of the upsampled images" + _default("image_size"))
     g.add_argument("--train-crop-size", type=int, help=_default("train_crop_size").strip())
     g.add_argument("--val-resize-size", type=int, help=_default("val_resize_size").strip())
     g.add_argument("--val-crop-size", type=int, help=_default("val_crop_size").strip())
-    g.add_argument("--augment", action=flag, help="random crops (and flips for image folders) in training (default: on)")
-    g.add_argument("--bad-images", choices=("skip", "fail"),
-                   help="an unreadable image: skip it (warn, count in the log) or fail" + _default("bad_images"))
+    g.add_argument(
+        "--augment", action=flag, help="random crops (and flips for image folders) in training (default: on)"
+    )
+    g.add_argument(
+        "--bad-images",
+        choices=("skip", "fail"),
+        help="an unreadable image: skip it (warn, count in the log) or fail" + _default("bad_images"),
+    )
     g.add_argument("-j", "--workers", type=int, help="data loading processes per rank" + _default("workers"))
 
     g = parser.add_argument_group("network")
@@ -69,8 +77,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help=_default("epochs").strip())
     g.add_argument("--lr", type=float, help="initial learning rate" + _default("lr"))
     g.add_argument("--momentum", type=float, help=_default("momentum").strip())
-    g.add_argument("--wd", "--weight-decay", type=float, dest="weight_decay",
-                   help="weight decay of theta and every non-norm parameter" + _default("weight_decay"))
+    g.add_argument(
+        "--wd",
+        "--weight-decay",
+        type=float,
+        dest="weight_decay",
+        help="weight decay of theta and every non-norm parameter" + _default("weight_decay"),
+    )
     g.add_argument("--norm-weight-decay", type=float, help="weight decay of normalisation layers (default: --wd)")
     g.add_argument("--label-smoothing", type=float, help=_default("label_smoothing").strip())
     g.add_argument("--lr-scheduler", choices=LR_SCHEDULERS, help="per-epoch schedule" + _default("lr_scheduler"))
@@ -87,11 +100,18 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--prune", choices=PRUNE_MODES, help="threshold schedule" + _default("prune"))
     g.add_argument("--l1", type=float, help="lats/pgh: the constant L1 coefficient lambda; d grows by lambda * lr")
     g.add_argument("--final-threshold", type=float, help="the final threshold D (instead of --l1)")
-    g.add_argument("--target-sparsity", type=float,
-                   help="lats: the global weight sparsity to end the pruning window at, e.g. 0.95 (instead of "
-                        "--l1/--final-threshold); lambda is re-estimated 32 times over the window")
-    g.add_argument("--beta", type=float, help="pgh: lambda is scaled by beta**x over the window, > 0 (< 1 prunes early, 1 is LATS)")
-    g.add_argument("--prune-start-epoch", type=int, help="dense training before this epoch" + _default("prune_start_epoch"))
+    g.add_argument(
+        "--target-sparsity",
+        type=float,
+        help="lats: the global weight sparsity to end the pruning window at, e.g. 0.95 (instead of "
+        "--l1/--final-threshold); lambda is re-estimated 32 times over the window",
+    )
+    g.add_argument(
+        "--beta", type=float, help="pgh: lambda is scaled by beta**x over the window, > 0 (< 1 prunes early, 1 is LATS)"
+    )
+    g.add_argument(
+        "--prune-start-epoch", type=int, help="dense training before this epoch" + _default("prune_start_epoch")
+    )
     g.add_argument("--prune-end-epoch", type=int, help="the threshold stops growing here (default: --epochs)")
     g.add_argument("--dense-first-last", action=flag, help="keep the first conv and the classifier dense")
     g.add_argument("--gradient", choices=GRADIENTS, help="d w/d theta" + _default("gradient"))
@@ -103,9 +123,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--print-freq", type=int, help="steps between log lines" + _default("print_freq"))
     g.add_argument("--seed", type=int, help=_default("seed").strip())
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help=_default("device").strip())
-    g.add_argument("--sops-batches", type=int,
-                   help="validation batches (rank 0) counted for firing rates and synaptic operations"
-                        + _default("sops_batches"))
+    g.add_argument(
+        "--sops-batches",
+        type=int,
+        help="validation batches (rank 0) counted for firing rates and synaptic operations" + _default("sops_batches"),
+    )
 
 
 def explicit_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -115,8 +137,10 @@ def explicit_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "train", help="train and prune a network (torchrun for several processes)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train",
+        help="train and prune a network (torchrun for several processes)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_training_arguments(parser)
     parser.set_defaults(func=run)

@@ -51,8 +51,13 @@ def rng_state() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
-                  "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_cached)},
+        "numpy": {
+            "name": np_name,
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_cached),
+        },
         "python": {"version": int(version), "state": list(mt_state), "gauss_next": gauss_next},
     }
 
@@ -63,7 +68,9 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
 
@@ -104,22 +111,28 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             "checkpoints come from `snn-lats train`"
         )
     if content.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint {str(path)!r} has format version {content.get('version')!r}; "
-                              f"this snn-lats reads version {VERSION}")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format version {content.get('version')!r}; "
+            f"this snn-lats reads version {VERSION}"
+        )
     missing = [k for k in ("model", "config", "epoch", "step", "num_classes") if k not in content]
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}")
     return content
 
 
-def check_architecture(checkpoint: Mapping[str, Any], config: Mapping[str, Any], num_classes: int | None = None,
-                       source: str = "checkpoint") -> None:
+def check_architecture(
+    checkpoint: Mapping[str, Any], config: Mapping[str, Any], num_classes: int | None = None, source: str = "checkpoint"
+) -> None:
     """:class:`CheckpointError` if ``checkpoint`` was trained on another architecture than ``config``."""
     from snn_lats.engine.recipe import ARCHITECTURE_FIELDS
 
     saved = checkpoint["config"]
-    diffs = [f"{k}: {saved.get(k)!r} in the {source}, {config.get(k)!r} here"
-             for k in ARCHITECTURE_FIELDS if saved.get(k) != config.get(k)]
+    diffs = [
+        f"{k}: {saved.get(k)!r} in the {source}, {config.get(k)!r} here"
+        for k in ARCHITECTURE_FIELDS
+        if saved.get(k) != config.get(k)
+    ]
     if num_classes is not None and checkpoint["num_classes"] != num_classes:
         diffs.append(f"num_classes: {checkpoint['num_classes']} in the {source}, {num_classes} here")
     if diffs:

@@ -49,21 +49,25 @@ class Batch(NamedTuple):
 
 
 def train_transform(crop_size: int = 224) -> Any:
-    return transforms.Compose([
-        transforms.RandomResizedCrop(crop_size),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(crop_size),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def val_transform(resize_size: int = 256, crop_size: int = 224) -> Any:
-    return transforms.Compose([
-        transforms.Resize(resize_size),
-        transforms.CenterCrop(crop_size),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return transforms.Compose(
+        [
+            transforms.Resize(resize_size),
+            transforms.CenterCrop(crop_size),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def check_image_folder(root: str | os.PathLike) -> list[str]:
@@ -78,14 +82,15 @@ def check_image_folder(root: str | os.PathLike) -> list[str]:
     empty = []
     for name in classes:
         found = any(
-            f.lower().endswith(IMAGE_EXTENSIONS) for _, _, files in os.walk(root / name, followlinks=True) for f in files
+            f.lower().endswith(IMAGE_EXTENSIONS)
+            for _, _, files in os.walk(root / name, followlinks=True)
+            for f in files
         )
         if not found:
             empty.append(name)
     if empty:
         raise DataError(
-            f"class folder(s) with no image file ({', '.join(IMAGE_EXTENSIONS)}) in {str(root)!r}: "
-            + ", ".join(empty)
+            f"class folder(s) with no image file ({', '.join(IMAGE_EXTENSIONS)}) in {str(root)!r}: " + ", ".join(empty)
         )
     return classes
 
@@ -142,12 +147,12 @@ class DigitsDataset(Dataset):
         targets = torch.tensor(digits.target, dtype=torch.int64)
         in_val = digits_val_mask(digits.target)
         keep = torch.from_numpy(in_val if split == "val" else ~in_val)
-        images = F.interpolate(images[keep][:, None], size=(image_size, image_size), mode="bilinear", align_corners=False)
+        images = F.interpolate(
+            images[keep][:, None], size=(image_size, image_size), mode="bilinear", align_corners=False
+        )
         self.images = ((images - 0.5) / 0.5).expand(-1, 3, -1, -1).contiguous()
         self.targets = targets[keep]
-        self.transform = (
-            transforms.RandomCrop(image_size, padding=image_size // 8, fill=-1.0) if augment else None
-        )
+        self.transform = transforms.RandomCrop(image_size, padding=image_size // 8, fill=-1.0) if augment else None
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -248,8 +253,12 @@ def build_loaders(
     common = dict(num_workers=workers, collate_fn=collate, pin_memory=pin_memory, persistent_workers=False)
     # The generator seeds the workers' RNGs (random augmentation); set_epoch reseeds it.
     train_loader = DataLoader(
-        train_set, batch_size=batch_size, sampler=train_sampler, drop_last=False,
-        generator=torch.Generator().manual_seed(seed), **common,
+        train_set,
+        batch_size=batch_size,
+        sampler=train_sampler,
+        drop_last=False,
+        generator=torch.Generator().manual_seed(seed),
+        **common,
     )
     val_loader = DataLoader(val_set, batch_size=batch_size, sampler=val_sampler, **common)
     return train_loader, val_loader
@@ -263,7 +272,7 @@ class ShardSampler(DistributedSampler):
         self.skip = 0  # samples of this rank's shard already consumed in the current epoch
 
     def __iter__(self):
-        return iter(list(super().__iter__())[self.skip:])
+        return iter(list(super().__iter__())[self.skip :])
 
     def __len__(self) -> int:
         return self.num_samples - self.skip

@@ -65,7 +65,10 @@ def init_distributed(device: str = "auto") -> DistributedContext:
         backend = "nccl" if device == "cuda" else "gloo"
         # MASTER_ADDR/MASTER_PORT (or torchrun's rendezvous) come from the environment.
         dist.init_process_group(
-            backend=backend, init_method="env://", rank=rank, world_size=world_size,
+            backend=backend,
+            init_method="env://",
+            rank=rank,
+            world_size=world_size,
             **({"device_id": torch_device} if device == "cuda" else {}),
         )
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)

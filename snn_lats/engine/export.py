@@ -46,14 +46,20 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike)
     last = history[-1]["val"] if history else None
     info = {
         "source_checkpoint": str(checkpoint),
-        "architecture": {"model": config["model"], "num_classes": content["num_classes"], **model_kwargs(config),
-                         "spiking": bool(getattr(model, "spiking", False))},
+        "architecture": {
+            "model": config["model"],
+            "num_classes": content["num_classes"],
+            **model_kwargs(config),
+            "spiking": bool(getattr(model, "spiking", False)),
+        },
         "epoch": content["epoch"],
         "accuracy": {"acc1": last["acc1"], "acc5": last["acc5"]} if last else None,
         "accuracy_note": "validation accuracy of the checkpoint's last completed epoch (as trained)",
-        "sparsity": {"global": sparsity.global_sparsity,
-                     "layers": {row["name"]: 1.0 - row["density"] for row in sparsity.rows},
-                     "thresholds": {row["name"]: row["threshold"] for row in sparsity.rows}},
+        "sparsity": {
+            "global": sparsity.global_sparsity,
+            "layers": {row["name"]: 1.0 - row["density"] for row in sparsity.rows},
+            "thresholds": {row["name"]: row["threshold"] for row in sparsity.rows},
+        },
         "pruning": {k: config.get(k) for k in ("prune", "l1", "final_threshold", "beta", "dense_first_last")},
         "files": ["model.safetensors", "model.pth"],
         "load": "snn_lats.networks.create(architecture.model, num_classes=..., **options).load_state_dict(...)",

@@ -16,8 +16,9 @@ from tqdm import tqdm
 class RunLogger:
     """Rank-0 output of a run. On other ranks (``enabled=False``) every method does nothing."""
 
-    def __init__(self, output_dir: str | os.PathLike | None, enabled: bool = True, tensorboard: bool = True,
-                 print_freq: int = 10):
+    def __init__(
+        self, output_dir: str | os.PathLike | None, enabled: bool = True, tensorboard: bool = True, print_freq: int = 10
+    ):
         self.enabled = enabled
         self.print_freq = print_freq
         self.tty = enabled and sys.stderr.isatty()
@@ -60,8 +61,17 @@ class Progress:
         self.logger = logger
         self.total = total
         self.desc = desc
-        self.bar = tqdm(iterable, total=total, initial=start, desc=desc, disable=not logger.tty, leave=False,
-                        dynamic_ncols=True, mininterval=0.5, unit="batch")
+        self.bar = tqdm(
+            iterable,
+            total=total,
+            initial=start,
+            desc=desc,
+            disable=not logger.tty,
+            leave=False,
+            dynamic_ncols=True,
+            mininterval=0.5,
+            unit="batch",
+        )
         self.count = start  # items done, including those of an interrupted run before a resume
 
     def __iter__(self) -> Iterator:

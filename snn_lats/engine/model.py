@@ -38,7 +38,10 @@ def build_model(config: TrainConfig | Mapping[str, Any], num_classes: int) -> nn
 
 
 def build_pruner(
-    config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    steps_per_epoch: int,
     planned_step_lrs: Sequence[float],
 ) -> SoftThresholdPruner | None:
     """The :class:`SoftThresholdPruner` of ``config.prune`` (None for ``"none"``).
@@ -51,8 +54,9 @@ def build_pruner(
         return None
     kwargs: dict[str, Any] = dict(dense_first_last=config.dense_first_last, gradient=config.gradient)
     if config.prune not in ("constant", "learnable"):  # these two have no pruning window
-        kwargs.update(start_step=config.prune_start_epoch * steps_per_epoch,
-                      end_step=config.pruning_end_epoch * steps_per_epoch)
+        kwargs.update(
+            start_step=config.prune_start_epoch * steps_per_epoch, end_step=config.pruning_end_epoch * steps_per_epoch
+        )
     if config.l1 is not None:
         kwargs["l1"] = config.l1
     if config.final_threshold is not None:
@@ -72,8 +76,12 @@ def attach_for_evaluation(model: nn.Module, config: TrainConfig | Mapping[str, A
     values = config.to_dict() if isinstance(config, TrainConfig) else config
     if values["prune"] == "none":
         return
-    attach(model, dense_first_last=values["dense_first_last"], gradient=values["gradient"],
-           learnable=values["prune"] == "learnable")
+    attach(
+        model,
+        dense_first_last=values["dense_first_last"],
+        gradient=values["gradient"],
+        learnable=values["prune"] == "learnable",
+    )
 
 
 def build_model_from_checkpoint(

@@ -39,7 +39,9 @@ def parameter_groups(model: nn.Module, weight_decay: float, norm_weight_decay: f
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.SGD:
     return torch.optim.SGD(
         parameter_groups(model, config.weight_decay, config.norm_weight_decay),
-        lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
     )
 
 

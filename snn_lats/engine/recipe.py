@@ -114,6 +114,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`RecipeError` naming the first bad field; return ``self``."""
+
         def choice(name: str, allowed: tuple) -> None:
             if getattr(self, name) not in allowed:
                 raise RecipeError(f"{name} must be one of {', '.join(map(str, allowed))}; got {getattr(self, name)!r}")
@@ -131,13 +132,31 @@ class TrainConfig:
         choice("prune", PRUNE_MODES)
         choice("gradient", GRADIENTS)
         choice("device", ("auto", "cpu", "cuda"))
-        for name in ("batch_size", "epochs", "print_freq", "image_size", "train_crop_size",
-                     "val_resize_size", "val_crop_size", "lr_step_size"):
+        for name in (
+            "batch_size",
+            "epochs",
+            "print_freq",
+            "image_size",
+            "train_crop_size",
+            "val_resize_size",
+            "val_crop_size",
+            "lr_step_size",
+        ):
             at_least(name, 1)
         if not self.lr > 0:
             raise RecipeError(f"lr must be > 0; got {self.lr!r}")
-        for name in ("workers", "lr", "momentum", "weight_decay", "label_smoothing", "lr_warmup_epochs",
-                     "lr_min", "prune_start_epoch", "sops_batches", "lr_gamma"):
+        for name in (
+            "workers",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "label_smoothing",
+            "lr_warmup_epochs",
+            "lr_min",
+            "prune_start_epoch",
+            "sops_batches",
+            "lr_gamma",
+        ):
             at_least(name, 0)
         at_least("norm_weight_decay", 0, optional=True)
         at_least("T", 1, optional=True)
@@ -154,24 +173,31 @@ class TrainConfig:
         pruning = self.prune != "none"
         strengths = [name for name in STRENGTH_FIELDS if getattr(self, name) is not None]
         if len(strengths) > 1:
-            raise RecipeError(f"give one of l1 (--l1), final_threshold (--final-threshold) or target_sparsity "
-                              f"(--target-sparsity), not {' and '.join(strengths)}: each determines the others")
+            raise RecipeError(
+                f"give one of l1 (--l1), final_threshold (--final-threshold) or target_sparsity "
+                f"(--target-sparsity), not {' and '.join(strengths)}: each determines the others"
+            )
         if not pruning and (strengths or self.beta is not None):
-            raise RecipeError("l1, final_threshold, target_sparsity and beta need a pruning mode (--prune ...); "
-                              "prune is 'none'")
+            raise RecipeError(
+                "l1, final_threshold, target_sparsity and beta need a pruning mode (--prune ...); prune is 'none'"
+            )
         if pruning and self.prune != "learnable" and not strengths:
             raise RecipeError(f"prune={self.prune!r} needs --l1, --final-threshold or --target-sparsity")
         if self.prune == "learnable" and strengths:
             raise RecipeError(f"prune='learnable' learns its thresholds (STR); drop {', '.join(strengths)}")
         if self.target_sparsity is not None:
             if self.prune != "lats":
-                raise RecipeError(f"target_sparsity (--target-sparsity) drives prune='lats' only; prune is {self.prune!r}")
+                raise RecipeError(
+                    f"target_sparsity (--target-sparsity) drives prune='lats' only; prune is {self.prune!r}"
+                )
             value = self.target_sparsity
             if not (isinstance(value, (int, float)) and 0 < value < 1):
                 raise RecipeError(f"target_sparsity must be a fraction in (0, 1), e.g. 0.9; got {value!r}")
         if self.prune in ("slats", "stds-sine", "stds-linear", "constant") and self.l1 is not None:
-            raise RecipeError(f"prune={self.prune!r} is set by final_threshold (--final-threshold), not l1; "
-                              "l1 applies to 'lats' and 'pgh'")
+            raise RecipeError(
+                f"prune={self.prune!r} is set by final_threshold (--final-threshold), not l1; "
+                "l1 applies to 'lats' and 'pgh'"
+            )
         for name in ("l1", "final_threshold"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -183,12 +209,16 @@ class TrainConfig:
                 raise RecipeError(f"beta (--beta) applies to prune='pgh' only; prune is {self.prune!r}")
             if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta > 0):
                 raise RecipeError(f"beta must be a finite number > 0 (1 is LATS, < 1 prunes early); got {self.beta!r}")
-        if self.prune in ("constant", "learnable") and (self.prune_start_epoch != 0 or self.prune_end_epoch is not None):
+        if self.prune in ("constant", "learnable") and (
+            self.prune_start_epoch != 0 or self.prune_end_epoch is not None
+        ):
             raise RecipeError(f"prune={self.prune!r} has no pruning window: drop prune_start_epoch/prune_end_epoch")
         end = self.epochs if self.prune_end_epoch is None else self.prune_end_epoch
         if pruning and not self.prune_start_epoch < end <= self.epochs:
-            raise RecipeError(f"need prune_start_epoch < prune_end_epoch <= epochs; got "
-                              f"{self.prune_start_epoch}, {end}, {self.epochs}")
+            raise RecipeError(
+                f"need prune_start_epoch < prune_end_epoch <= epochs; got "
+                f"{self.prune_start_epoch}, {end}, {self.epochs}"
+            )
         if self.test_only and not self.resume:
             raise RecipeError("test_only (--test-only) needs a checkpoint to evaluate (--resume PATH)")
         return self
@@ -249,15 +279,21 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     return values
 
 
-def resolve_config(explicit: Mapping[str, Any], recipe: str | os.PathLike | None = None,
-                   base: Mapping[str, Any] | None = None) -> TrainConfig:
+def resolve_config(
+    explicit: Mapping[str, Any], recipe: str | os.PathLike | None = None, base: Mapping[str, Any] | None = None
+) -> TrainConfig:
     """Defaults, overridden by ``base`` (a resumed checkpoint's configuration), by the recipe, then
     by ``explicit`` (the flags actually given: ``None`` values count as "not given").
     """
     values: dict[str, Any] = {}
     if base is not None:
-        values.update({k: v for k, v in _check_keys(base, "the checkpoint's configuration").items()
-                       if k not in ("resume", "test_only")})
+        values.update(
+            {
+                k: v
+                for k, v in _check_keys(base, "the checkpoint's configuration").items()
+                if k not in ("resume", "test_only")
+            }
+        )
     if recipe is not None:
         values.update(load_recipe(recipe))
         values["recipe"] = str(recipe)

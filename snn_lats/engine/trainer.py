@@ -90,20 +90,32 @@ def train(config: TrainConfig, build_model_fn: ModelBuilder | None = None) -> di
         dist_utils.cleanup_distributed()
 
 
-def _train(config: TrainConfig, ctx: dist_utils.DistributedContext, build_model_fn: ModelBuilder,
-           stop: "_StopOnSignal") -> dict[str, Any]:
+def _train(
+    config: TrainConfig, ctx: dist_utils.DistributedContext, build_model_fn: ModelBuilder, stop: "_StopOnSignal"
+) -> dict[str, Any]:
     device = ctx.device
     output_dir = Path(config.output_dir)
 
     # -- data, and the checkpoint to resume from: both checked before anything is written -------
     train_set, val_set, num_classes = build_datasets(
-        config.dataset, config.data_path, train_crop_size=config.train_crop_size,
-        val_resize_size=config.val_resize_size, val_crop_size=config.val_crop_size,
-        image_size=config.image_size, bad_images=config.bad_images, augment=config.augment,
+        config.dataset,
+        config.data_path,
+        train_crop_size=config.train_crop_size,
+        val_resize_size=config.val_resize_size,
+        val_crop_size=config.val_crop_size,
+        image_size=config.image_size,
+        bad_images=config.bad_images,
+        augment=config.augment,
     )
     train_loader, val_loader = build_loaders(
-        train_set, val_set, config.batch_size, config.workers, rank=ctx.rank, world_size=ctx.world_size,
-        seed=config.seed, pin_memory=device.type == "cuda",
+        train_set,
+        val_set,
+        config.batch_size,
+        config.workers,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        seed=config.seed,
+        pin_memory=device.type == "cuda",
     )
     steps_per_epoch = len(train_loader)
     checkpoint = None
@@ -137,8 +149,10 @@ def _train(config: TrainConfig, ctx: dist_utils.DistributedContext, build_model_
         atomic_write_text(output_dir / "config.yaml", config.to_yaml())
         atomic_write_text(output_dir / "config.json", config.to_json())
         console.print("Configuration:\n" + _indent(config.to_yaml()))
-        console.print(f"{ctx.world_size} process(es) on {device}; {len(train_set)} training and "
-                      f"{len(val_set)} validation images, {num_classes} classes; {steps_per_epoch} steps per epoch")
+        console.print(
+            f"{ctx.world_size} process(es) on {device}; {len(train_set)} training and "
+            f"{len(val_set)} validation images, {num_classes} classes; {steps_per_epoch} steps per epoch"
+        )
 
     # DDP after the pruner: the parametrizations are part of the module DDP wraps.
     train_model = model
@@ -154,20 +168,55 @@ def _train(config: TrainConfig, ctx: dist_utils.DistributedContext, build_model_
         _seed_epoch(config.seed, epoch, ctx.rank, state)
         set_epoch(train_loader, epoch, config.seed, skip_batches=state.epoch_step)
         train_metrics = train_one_epoch(
-            train_model, criterion, optimizer, pruner, scaler, train_loader, ctx, config, epoch, state,
-            logger, stop, lambda: _save(output_dir / "checkpoint.pth", ctx, config, num_classes, model,
-                                        optimizer, lr_scheduler, pruner, scaler, state),
+            train_model,
+            criterion,
+            optimizer,
+            pruner,
+            scaler,
+            train_loader,
+            ctx,
+            config,
+            epoch,
+            state,
+            logger,
+            stop,
+            lambda: _save(
+                output_dir / "checkpoint.pth",
+                ctx,
+                config,
+                num_classes,
+                model,
+                optimizer,
+                lr_scheduler,
+                pruner,
+                scaler,
+                state,
+            ),
         )
         epoch_lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
         lr_scheduler.step()
         # Firing rates and SOPs are counted on rank 0 only (hooks, no collective).
-        metrics, sops = evaluate(train_model, val_loader, criterion, ctx, config, logger, count_model=model,
-                                 count_batches=config.sops_batches if ctx.is_main else 0)
+        metrics, sops = evaluate(
+            train_model,
+            val_loader,
+            criterion,
+            ctx,
+            config,
+            logger,
+            count_model=model,
+            count_batches=config.sops_batches if ctx.is_main else 0,
+        )
         state.epoch, state.epoch_step = epoch + 1, 0
         sparsity = sparsity_report(model)
-        record = {"epoch": epoch, "train": train_metrics, "val": metrics, "lr": epoch_lr,
-                  "threshold": pruner.threshold if pruner else 0.0, "sparsity": sparsity.global_sparsity,
-                  "epoch_time_s": time.time() - started}
+        record = {
+            "epoch": epoch,
+            "train": train_metrics,
+            "val": metrics,
+            "lr": epoch_lr,
+            "threshold": pruner.threshold if pruner else 0.0,
+            "sparsity": sparsity.global_sparsity,
+            "epoch_time_s": time.time() - started,
+        }
         state.history.append(record)
 
         # "Best" only among epochs at the final sparsity: once pruning has ended.
@@ -176,14 +225,33 @@ def _train(config: TrainConfig, ctx: dist_utils.DistributedContext, build_model_
         if is_best:
             state.best = {"epoch": epoch, "acc1": metrics["acc1"], "sparsity": sparsity.global_sparsity}
         _log_epoch(logger, record, sparsity, sops, pruner, is_best)
-        _save(output_dir / "checkpoint.pth", ctx, config, num_classes, model, optimizer, lr_scheduler,
-              pruner, scaler, state, best_copy=output_dir / "model_best.pth" if is_best else None)
+        _save(
+            output_dir / "checkpoint.pth",
+            ctx,
+            config,
+            num_classes,
+            model,
+            optimizer,
+            lr_scheduler,
+            pruner,
+            scaler,
+            state,
+            best_copy=output_dir / "model_best.pth" if is_best else None,
+        )
         if _any_rank(stop.signum is not None, device):
             raise TrainingInterrupted(stop.signum or signal.SIGTERM, str(output_dir / "checkpoint.pth"))
 
     if state.epoch == start_epoch:  # resumed after the last epoch: no evaluation yet
-        metrics, sops = evaluate(train_model, val_loader, criterion, ctx, config, console, count_model=model,
-                                 count_batches=config.sops_batches if ctx.is_main else 0)
+        metrics, sops = evaluate(
+            train_model,
+            val_loader,
+            criterion,
+            ctx,
+            config,
+            console,
+            count_model=model,
+            count_batches=config.sops_batches if ctx.is_main else 0,
+        )
     logger.close()
     return _final_summary(config, ctx, model, metrics, sops, state, output_dir, console, write=True)
 
@@ -201,8 +269,15 @@ class RunState:
         self.skipped_images = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "step": self.step, "epoch_step": self.epoch_step, "partial": dict(self.partial),
-                "history": self.history, "best": self.best, "skipped_images": self.skipped_images}
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "epoch_step": self.epoch_step,
+            "partial": dict(self.partial),
+            "history": self.history,
+            "best": self.best,
+            "skipped_images": self.skipped_images,
+        }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,16 +285,27 @@ class RunState:
 
 
 def train_one_epoch(
-    model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, pruner: SoftThresholdPruner | None,
-    scaler: torch.amp.GradScaler, loader, ctx: dist_utils.DistributedContext, config: TrainConfig, epoch: int,
-    state: RunState, logger: RunLogger, stop: "_StopOnSignal", save_checkpoint_fn: Callable[[], None],
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    pruner: SoftThresholdPruner | None,
+    scaler: torch.amp.GradScaler,
+    loader,
+    ctx: dist_utils.DistributedContext,
+    config: TrainConfig,
+    epoch: int,
+    state: RunState,
+    logger: RunLogger,
+    stop: "_StopOnSignal",
+    save_checkpoint_fn: Callable[[], None],
 ) -> dict[str, float]:
     """One pass over this rank's shard; returns loss and top-1 accuracy averaged over all ranks."""
     model.train()
     device = ctx.device
     sums = {"loss": 0.0, "correct": 0.0, "samples": 0.0, "skipped": 0.0, **state.partial}
-    progress = logger.progress(loader, total=state.epoch_step + len(loader), desc=f"epoch {epoch}",
-                               start=state.epoch_step)
+    progress = logger.progress(
+        loader, total=state.epoch_step + len(loader), desc=f"epoch {epoch}", start=state.epoch_step
+    )
     started, seen = time.time(), 0
     for images, targets, skipped in progress:
         sums["skipped"] += skipped
@@ -237,7 +323,8 @@ def train_one_epoch(
             raise NonFiniteLossError(
                 f"the loss is not finite at epoch {epoch}, step {state.epoch_step} of the epoch ({state.step} in "
                 f"all; this rank's loss: {loss_value}); training stopped before updating the weights. The last "
-                f"checkpoint in {config.output_dir} (if any) is kept. Try a lower --lr, or without --amp.")
+                f"checkpoint in {config.output_dir} (if any) is kept. Try a lower --lr, or without --amp."
+            )
 
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -255,15 +342,25 @@ def train_one_epoch(
         sums["samples"] += n
         state.partial = dict(sums)
         if progress.count % config.print_freq == 0 or progress.count == progress.total:
-            figures = {"loss": loss_value, "acc1": 100.0 * sums["correct"] / sums["samples"],
-                       "img/s": seen * ctx.world_size / max(time.time() - started, 1e-9),
-                       "lr": optimizer.param_groups[0]["lr"]}
+            figures = {
+                "loss": loss_value,
+                "acc1": 100.0 * sums["correct"] / sums["samples"],
+                "img/s": seen * ctx.world_size / max(time.time() - started, 1e-9),
+                "lr": optimizer.param_groups[0]["lr"],
+            }
             if pruner is not None:
                 figures.update(threshold=pruner.threshold, sparsity=pruner.sparsity().global_sparsity)
             progress.update(figures)
-            logger.scalars(state.step, {"loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
-                                        "threshold": figures.get("threshold"),
-                                        "implied_l1": pruner.implied_l1() if pruner else None}, prefix="step/")
+            logger.scalars(
+                state.step,
+                {
+                    "loss": loss_value,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "threshold": figures.get("threshold"),
+                    "implied_l1": pruner.implied_l1() if pruner else None,
+                },
+                prefix="step/",
+            )
         # Checked after a completed step and before the next batch is drawn, so that the
         # checkpoint's RNG state is the one the next batch starts from.
         if _any_rank(stop.signum is not None, device):
@@ -271,17 +368,28 @@ def train_one_epoch(
             raise TrainingInterrupted(stop.signum or signal.SIGTERM, str(Path(config.output_dir) / "checkpoint.pth"))
     progress.close()
     loss_sum, correct, samples, skipped = dist_utils.all_reduce_sum(
-        [sums["loss"], sums["correct"], sums["samples"], sums["skipped"]], device)
+        [sums["loss"], sums["correct"], sums["samples"], sums["skipped"]], device
+    )
     state.partial = {}
     state.skipped_images += int(skipped)
-    return {"loss": loss_sum / max(samples, 1), "acc1": 100.0 * correct / max(samples, 1),
-            "skipped_images": int(skipped), "images_per_s": seen * ctx.world_size / max(time.time() - started, 1e-9)}
+    return {
+        "loss": loss_sum / max(samples, 1),
+        "acc1": 100.0 * correct / max(samples, 1),
+        "skipped_images": int(skipped),
+        "images_per_s": seen * ctx.world_size / max(time.time() - started, 1e-9),
+    }
 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader, criterion: nn.Module, ctx: dist_utils.DistributedContext, config: TrainConfig,
-    logger: RunLogger, count_model: nn.Module | None = None, count_batches: int = 0,
+    model: nn.Module,
+    loader,
+    criterion: nn.Module,
+    ctx: dist_utils.DistributedContext,
+    config: TrainConfig,
+    logger: RunLogger,
+    count_model: nn.Module | None = None,
+    count_batches: int = 0,
 ) -> tuple[dict[str, float], SOPReport | None]:
     """Loss, top-1 and top-5 accuracy (%) over the whole validation set (all ranks), and the
     synaptic operations and firing rates of ``count_model`` over this rank's first ``count_batches``."""
@@ -308,16 +416,24 @@ def evaluate(
         samples += targets.numel()
     progress.close()
     loss_sum, correct1, correct5, samples, skipped = dist_utils.all_reduce_sum(
-        [loss_sum, correct1, correct5, samples, skipped], device)
+        [loss_sum, correct1, correct5, samples, skipped], device
+    )
     if samples == 0:
         raise RuntimeError("no validation image could be read")
-    metrics = {"loss": loss_sum / samples, "acc1": 100.0 * correct1 / samples, "acc5": 100.0 * correct5 / samples,
-               "samples": int(samples), "skipped_images": int(skipped)}
+    metrics = {
+        "loss": loss_sum / samples,
+        "acc1": 100.0 * correct1 / samples,
+        "acc5": 100.0 * correct5 / samples,
+        "samples": int(samples),
+        "skipped_images": int(skipped),
+    }
     return metrics, (counter.report() if counter is not None and counter.samples else None)
 
 
 def evaluate_checkpoint(
-    path: str, config: TrainConfig | None = None, ctx: dist_utils.DistributedContext | None = None,
+    path: str,
+    config: TrainConfig | None = None,
+    ctx: dist_utils.DistributedContext | None = None,
 ) -> dict[str, Any]:
     """Accuracy, sparsity and (``config.sops_batches`` > 0) synaptic operations of a checkpoint,
     evaluated with its own saved thresholds; also runs sharded under torchrun.
@@ -334,23 +450,42 @@ def evaluate_checkpoint(
     if ctx is None:
         ctx = dist_utils.DistributedContext(device=dist_utils.resolve_device(config.device))
     _, val_set, num_classes = build_datasets(
-        config.dataset, config.data_path, train_crop_size=config.train_crop_size,
-        val_resize_size=config.val_resize_size, val_crop_size=config.val_crop_size,
-        image_size=config.image_size, bad_images=config.bad_images, augment=False,
+        config.dataset,
+        config.data_path,
+        train_crop_size=config.train_crop_size,
+        val_resize_size=config.val_resize_size,
+        val_crop_size=config.val_crop_size,
+        image_size=config.image_size,
+        bad_images=config.bad_images,
+        augment=False,
     )
     if num_classes != checkpoint["num_classes"]:
         raise CheckpointError(f"the checkpoint has {checkpoint['num_classes']} classes, the data {num_classes}")
-    _, val_loader = build_loaders(val_set, val_set, config.batch_size, config.workers, rank=ctx.rank,
-                                  world_size=ctx.world_size, seed=config.seed)
+    _, val_loader = build_loaders(
+        val_set, val_set, config.batch_size, config.workers, rank=ctx.rank, world_size=ctx.world_size, seed=config.seed
+    )
     model, _ = build_model_from_checkpoint(checkpoint, ctx.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     console = RunLogger(None, enabled=ctx.is_main, tensorboard=False, print_freq=config.print_freq)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    metrics, sops = evaluate(model, val_loader, criterion, ctx, config, console, count_model=model,
-                             count_batches=config.sops_batches if ctx.is_main else 0)
-    return {"checkpoint": str(path), "epoch": checkpoint["epoch"], "accuracy": metrics,
-            "sparsity": sparsity_report(model), "sops": sops}
+    metrics, sops = evaluate(
+        model,
+        val_loader,
+        criterion,
+        ctx,
+        config,
+        console,
+        count_model=model,
+        count_batches=config.sops_batches if ctx.is_main else 0,
+    )
+    return {
+        "checkpoint": str(path),
+        "epoch": checkpoint["epoch"],
+        "accuracy": metrics,
+        "sparsity": sparsity_report(model),
+        "sops": sops,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -379,8 +514,19 @@ def _seed_epoch(seed: int, epoch: int, rank: int, state: RunState) -> None:
     random.seed(value)
 
 
-def _save(path: Path, ctx, config: TrainConfig, num_classes: int, model: nn.Module, optimizer, lr_scheduler,
-          pruner: SoftThresholdPruner | None, scaler, state: RunState, best_copy: Path | None = None) -> None:
+def _save(
+    path: Path,
+    ctx,
+    config: TrainConfig,
+    num_classes: int,
+    model: nn.Module,
+    optimizer,
+    lr_scheduler,
+    pruner: SoftThresholdPruner | None,
+    scaler,
+    state: RunState,
+    best_copy: Path | None = None,
+) -> None:
     if not ctx.is_main:
         return
     content = {
@@ -427,8 +573,11 @@ def _log_epoch(logger: RunLogger, record: dict, sparsity, sops: SOPReport | None
     epoch, train_m, val_m = record["epoch"], record["train"], record["val"]
     logger.scalars(epoch, {"loss": train_m["loss"], "acc1": train_m["acc1"]}, prefix="train/")
     logger.scalars(epoch, {"loss": val_m["loss"], "acc1": val_m["acc1"], "acc5": val_m["acc5"]}, prefix="val/")
-    logger.scalars(epoch, {"lr": record["lr"], "epoch_time_s": record["epoch_time_s"],
-                           "images_per_s": train_m["images_per_s"]}, prefix="epoch/")
+    logger.scalars(
+        epoch,
+        {"lr": record["lr"], "epoch_time_s": record["epoch_time_s"], "images_per_s": train_m["images_per_s"]},
+        prefix="epoch/",
+    )
     if pruner is not None:
         logger.scalars(epoch, {"threshold": pruner.threshold, "implied_l1": pruner.implied_l1()}, prefix="pruning/")
     logger.scalars(epoch, {"global": sparsity.global_sparsity}, prefix="sparsity/")
@@ -443,12 +592,22 @@ def _log_epoch(logger: RunLogger, record: dict, sparsity, sops: SOPReport | None
         f"{val_m['loss']:.4f} acc1 {val_m['acc1']:.2f} acc5 {val_m['acc5']:.2f}  |  sparsity "
         f"{100 * record['sparsity']:.2f}%{threshold}  lr {record['lr']:.4g}  "
         f"{train_m['images_per_s']:.0f} img/s  {record['epoch_time_s']:.1f}s"
-        + (f"  ({skipped} unreadable images skipped)" if skipped else "") + ("  *best*" if is_best else "")
+        + (f"  ({skipped} unreadable images skipped)" if skipped else "")
+        + ("  *best*" if is_best else "")
     )
 
 
-def _final_summary(config: TrainConfig, ctx, model: nn.Module, metrics: dict, sops: SOPReport | None,
-                   state: RunState, output_dir: Path, console: RunLogger, write: bool) -> dict[str, Any]:
+def _final_summary(
+    config: TrainConfig,
+    ctx,
+    model: nn.Module,
+    metrics: dict,
+    sops: SOPReport | None,
+    state: RunState,
+    output_dir: Path,
+    console: RunLogger,
+    write: bool,
+) -> dict[str, Any]:
     sparsity = sparsity_report(model)
     summary = {
         "config": config.to_dict(),
@@ -486,8 +645,10 @@ def _final_summary(config: TrainConfig, ctx, model: nn.Module, metrics: dict, so
     if warning := sparsity.warning():
         console.print(warning)
     if write:
-        console.print(f"run directory: {output_dir} (checkpoint.pth, model_best.pth, summary.json, sops.png, "
-                      f"training.png, tensorboard/)")
+        console.print(
+            f"run directory: {output_dir} (checkpoint.pth, model_best.pth, summary.json, sops.png, "
+            f"training.png, tensorboard/)"
+        )
     return summary
 
 

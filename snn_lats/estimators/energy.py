@@ -40,9 +40,7 @@ def energy_preset(preset: str) -> EnergyPreset:
     try:
         return ENERGY_PRESETS[preset]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"preset must be one of {', '.join(map(repr, ENERGY_PRESETS))}, got {preset!r}"
-        ) from None
+        raise ValueError(f"preset must be one of {', '.join(map(repr, ENERGY_PRESETS))}, got {preset!r}") from None
 
 
 def energy_pj(acs: float, macs: float, preset: str = DEFAULT_PRESET) -> float:

@@ -60,8 +60,17 @@ def render_report(report: "SOPReport", fmt: str = "png") -> bytes:
         ax_ops.bar(xs, acs, width=0.8, color="#1f77b4", label="ACs (spike inputs)")
     ax_ops.bar(xs, macs, width=0.8, bottom=acs, color="#ff7f0e", label="MACs (real-valued inputs)")
     # The unpruned count on top, as an outline: the gap above a bar is what pruning saved.
-    ax_ops.bar(xs, dense, width=0.8, facecolor="none", edgecolor="0.2", linewidth=0.8,
-               linestyle="--", label="unpruned weights", zorder=3)
+    ax_ops.bar(
+        xs,
+        dense,
+        width=0.8,
+        facecolor="none",
+        edgecolor="0.2",
+        linewidth=0.8,
+        linestyle="--",
+        label="unpruned weights",
+        zorder=3,
+    )
     if any(v > 0 for v in dense):
         ax_ops.set_yscale("log")
     ax_ops.set_ylabel("operations per sample")
@@ -77,8 +86,7 @@ def render_report(report: "SOPReport", fmt: str = "png") -> bytes:
 
     rates = [r["firing_rate"] for r in neurons]
     ax_rate.bar(range(len(neurons)), rates, width=0.8, color="#2ca02c")
-    ax_rate.set_ylabel("firing rate\n(spikes / neuron / step)" if report.spiking else
-                       "fraction of nonzero activations")
+    ax_rate.set_ylabel("firing rate\n(spikes / neuron / step)" if report.spiking else "fraction of nonzero activations")
     ax_rate.set_xticks(list(range(len(neurons))), [r["name"] for r in neurons], rotation=90, fontsize=7)
     ax_rate.set_xlim(-0.6, max(len(neurons), 1) - 0.4)
     ax_rate.set_ylim(0, max([1.0, *rates]))

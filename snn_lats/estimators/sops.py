@@ -47,8 +47,23 @@ SYNAPTIC_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d,
 # The neuron layers of an ANN: element-wise activation modules. Their "firing rate" is the
 # fraction of nonzero outputs (activation sparsity); functional activations (F.relu) are not seen.
 ANN_ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
-    nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardtanh, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
 )
 
 _F32_EXACT = 2**24  # float32 represents every integer below this exactly
@@ -275,8 +290,7 @@ class SynapticOpCounter:
         synaptic = [m for _, m, s in self._layers if isinstance(s, _SynapseStats)]
         if not synaptic:
             raise ValueError(
-                f"model has no synaptic layer ({', '.join(t.__name__ for t in SYNAPTIC_LAYERS)}); "
-                "nothing to count"
+                f"model has no synaptic layer ({', '.join(t.__name__ for t in SYNAPTIC_LAYERS)}); nothing to count"
             )
         # One dimension more than this is a [T, N, ...] sequence.
         self._static_ndim = _sample_ndim(synaptic[0]) + 1
@@ -318,7 +332,7 @@ class SynapticOpCounter:
     def _count_synapses(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         x = args[0] if args else next(iter(kwargs.values()))
         cache = self._caches[id(module)]
-        shape = tuple(x.shape[-cache.sample_ndim:])
+        shape = tuple(x.shape[-cache.sample_ndim :])
         k = math.prod(shape)
         if x.numel() == 0 or k == 0:
             return
@@ -411,8 +425,13 @@ class SynapticOpCounter:
                 )
             else:
                 row.update(
-                    params=None, nonzero_params=None, input_event_rate=None, acs=None, macs=None,
-                    dense_acs=None, dense_macs=None,
+                    params=None,
+                    nonzero_params=None,
+                    input_event_rate=None,
+                    acs=None,
+                    macs=None,
+                    dense_acs=None,
+                    dense_macs=None,
                     firing_rate=stats.spikes / stats.elements if stats.elements else None,
                 )
             rows.append(row)
@@ -420,8 +439,17 @@ class SynapticOpCounter:
 
 
 _COLUMNS = (
-    "name", "type", "input_shape", "params", "nonzero_params", "input_event_rate",
-    "acs", "macs", "dense_acs", "dense_macs", "firing_rate",
+    "name",
+    "type",
+    "input_shape",
+    "params",
+    "nonzero_params",
+    "input_event_rate",
+    "acs",
+    "macs",
+    "dense_acs",
+    "dense_macs",
+    "firing_rate",
 )
 
 

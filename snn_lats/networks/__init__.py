@@ -19,8 +19,19 @@ from .sew_resnet import CNFS, SEWResNet, sew_resnet18, sew_resnet34, sew_resnet5
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     fn.__name__: fn
-    for fn in (sew_resnet18, sew_resnet34, sew_resnet50, sew_resnet101, sew_resnet152,
-               resnet18, resnet34, resnet50, resnet101, resnet152, mobilenet_v1)
+    for fn in (
+        sew_resnet18,
+        sew_resnet34,
+        sew_resnet50,
+        sew_resnet101,
+        sew_resnet152,
+        resnet18,
+        resnet34,
+        resnet50,
+        resnet101,
+        resnet152,
+        mobilenet_v1,
+    )
 }
 
 
@@ -37,9 +48,26 @@ def create(name: str, **kwargs: Any) -> nn.Module:
 
 
 __all__ = [
-    "create", "names",
-    "SEWResNet", "sew_resnet18", "sew_resnet34", "sew_resnet50", "sew_resnet101", "sew_resnet152", "CNFS",
-    "ResNet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-    "MobileNetV1", "mobilenet_v1",
-    "make_neuron", "set_backend", "cupy_usable", "NEURONS", "BACKENDS",
+    "create",
+    "names",
+    "SEWResNet",
+    "sew_resnet18",
+    "sew_resnet34",
+    "sew_resnet50",
+    "sew_resnet101",
+    "sew_resnet152",
+    "CNFS",
+    "ResNet",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "MobileNetV1",
+    "mobilenet_v1",
+    "make_neuron",
+    "set_backend",
+    "cupy_usable",
+    "NEURONS",
+    "BACKENDS",
 ]

@@ -35,14 +35,19 @@ def as_sequence(x: torch.Tensor, T: int, in_channels: int) -> tuple[torch.Tensor
     elif x.dim() == 5:
         static = False
         if x.shape[0] != T:
-            raise ValueError(f"x of shape [T, N, C, H, W] must have T={T} time steps (the network's T), "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x of shape [T, N, C, H, W] must have T={T} time steps (the network's T), got shape {tuple(x.shape)}"
+            )
     else:
-        raise ValueError(f"x must have shape [N, C, H, W] (static images) or [T, N, C, H, W] "
-                         f"(a sequence of T={T} steps), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have shape [N, C, H, W] (static images) or [T, N, C, H, W] "
+            f"(a sequence of T={T} steps), got shape {tuple(x.shape)}"
+        )
     if x.shape[2] != in_channels:
-        raise ValueError(f"x must have in_channels={in_channels} channels (dimension C), "
-                         f"got shape {tuple(x.shape[1:] if static else x.shape)}")
+        raise ValueError(
+            f"x must have in_channels={in_channels} channels (dimension C), "
+            f"got shape {tuple(x.shape[1:] if static else x.shape)}"
+        )
     return x, static
 
 

@@ -12,8 +12,19 @@ from ._common import STEMS, as_sequence, check_choice, check_positive_int, init_
 
 # (output channels, stride) of the 13 depthwise-separable blocks, after a 32-channel 3x3/2 stem conv.
 BLOCKS: tuple[tuple[int, int], ...] = (
-    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
 )
 
 
@@ -46,8 +57,7 @@ class MobileNetV1(nn.Module):
     T = 1
     spiking = False
 
-    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, stem: str = "imagenet",
-                 in_channels: int = 3):
+    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, stem: str = "imagenet", in_channels: int = 3):
         super().__init__()
         check_positive_int("num_classes", num_classes)
         check_positive_int("in_channels", in_channels)

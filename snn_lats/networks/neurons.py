@@ -114,8 +114,10 @@ def make_neuron(neuron: str = "if", backend: str = "auto", **neuron_kwargs: Any)
     _check_backend(backend)
     for fixed in ("step_mode", "backend"):
         if fixed in neuron_kwargs:
-            raise TypeError(f"neuron_kwargs may not set {fixed!r}: networks run neurons multi-step, "
-                            "and the backend is the backend= argument")
+            raise TypeError(
+                f"neuron_kwargs may not set {fixed!r}: networks run neurons multi-step, "
+                "and the backend is the backend= argument"
+            )
     kwargs = {"detach_reset": True, **neuron_kwargs}
     # A fresh surrogate per layer (as SpikingJelly's own models deep-copy theirs).
     kwargs["surrogate_function"] = copy.deepcopy(kwargs.get("surrogate_function") or surrogate.ATan())
@@ -147,5 +149,4 @@ def reset_state(model: nn.Module) -> None:
             m.reset()
 
 
-__all__ = ["NEURONS", "BACKENDS", "make_neuron", "set_backend", "cupy_usable", "cupy_unusable_reason",
-           "reset_state"]
+__all__ = ["NEURONS", "BACKENDS", "make_neuron", "set_backend", "cupy_usable", "cupy_unusable_reason", "reset_state"]

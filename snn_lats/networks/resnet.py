@@ -80,8 +80,16 @@ class ResNet(nn.Module):
     T = 1
     spiking = False
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000,
-                 width: int = 64, stem: str = "imagenet", in_channels: int = 3, zero_init_residual: bool = False):
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: list[int],
+        num_classes: int = 1000,
+        width: int = 64,
+        stem: str = "imagenet",
+        in_channels: int = 3,
+        zero_init_residual: bool = False,
+    ):
         super().__init__()
         check_positive_int("num_classes", num_classes)
         check_positive_int("width", width)
@@ -109,8 +117,9 @@ class ResNet(nn.Module):
     def _make_layer(self, block, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
+            downsample = nn.Sequential(
+                conv1x1(self.inplanes, planes * block.expansion, stride), nn.BatchNorm2d(planes * block.expansion)
+            )
         layers = [block(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes * block.expansion
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]

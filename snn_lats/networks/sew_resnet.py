@@ -58,8 +58,15 @@ def norm(planes: int) -> layer.BatchNorm2d:
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Module | None,
-                 cnf: str, spiking_neuron: Callable[[], nn.Module]):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int,
+        downsample: nn.Module | None,
+        cnf: str,
+        spiking_neuron: Callable[[], nn.Module],
+    ):
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = norm(planes)
@@ -85,8 +92,15 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Module | None,
-                 cnf: str, spiking_neuron: Callable[[], nn.Module]):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int,
+        downsample: nn.Module | None,
+        cnf: str,
+        spiking_neuron: Callable[[], nn.Module],
+    ):
         super().__init__()
         self.conv1 = conv1x1(inplanes, planes)
         self.bn1 = norm(planes)
@@ -133,10 +147,21 @@ class SEWResNet(nn.Module):
 
     spiking = True
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000,
-                 T: int = 4, cnf: str = "ADD", neuron: str = "if", backend: str = "auto", width: int = 64,
-                 stem: str = "imagenet", in_channels: int = 3, zero_init_residual: bool = False,
-                 neuron_kwargs: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: list[int],
+        num_classes: int = 1000,
+        T: int = 4,
+        cnf: str = "ADD",
+        neuron: str = "if",
+        backend: str = "auto",
+        width: int = 64,
+        stem: str = "imagenet",
+        in_channels: int = 3,
+        zero_init_residual: bool = False,
+        neuron_kwargs: dict[str, Any] | None = None,
+    ):
         super().__init__()
         check_positive_int("num_classes", num_classes)
         check_positive_int("T", T)
@@ -165,12 +190,14 @@ class SEWResNet(nn.Module):
 
         init_weights(self, (BasicBlock, Bottleneck) if zero_init_residual else ())
 
-    def _make_layer(self, block, planes: int, blocks: int, stride: int, cnf: str,
-                    spiking_neuron: Callable[[], nn.Module]) -> nn.Sequential:
+    def _make_layer(
+        self, block, planes: int, blocks: int, stride: int, cnf: str, spiking_neuron: Callable[[], nn.Module]
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       norm(planes * block.expansion))
+            downsample = nn.Sequential(
+                conv1x1(self.inplanes, planes * block.expansion, stride), norm(planes * block.expansion)
+            )
         layers = [block(self.inplanes, planes, stride, downsample, cnf, spiking_neuron)]
         self.inplanes = planes * block.expansion
         layers += [block(self.inplanes, planes, 1, None, cnf, spiking_neuron) for _ in range(1, blocks)]

@@ -13,7 +13,9 @@ def check_gradient(gradient: str) -> str:
     return gradient
 
 
-def soft_threshold(theta: torch.Tensor, threshold: float | torch.Tensor, gradient: str = "straight-through") -> torch.Tensor:
+def soft_threshold(
+    theta: torch.Tensor, threshold: float | torch.Tensor, gradient: str = "straight-through"
+) -> torch.Tensor:
     """``w = S_d(θ) = sign(θ)·max(|θ| − d, 0)``, written as ``θ − clamp(θ, −d, d)``.
 
     The dead zone ``|θ| ≤ d`` gives exact zeros (``θ − θ``). Gradient with respect to θ:

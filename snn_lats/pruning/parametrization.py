@@ -153,9 +153,7 @@ def _split_selector(selector: Selector, argument: str) -> tuple[tuple[type, ...]
         elif isinstance(item, str):
             patterns.append(item)
         else:
-            raise TypeError(
-                f"{argument} takes nn.Module subclasses and/or fnmatch name patterns, got {item!r}"
-            )
+            raise TypeError(f"{argument} takes nn.Module subclasses and/or fnmatch name patterns, got {item!r}")
     return tuple(types), tuple(patterns)
 
 
@@ -244,7 +242,9 @@ def attach(
             what = "a soft threshold" if soft_threshold_of(module) is not None else "a parametrization"
             raise ValueError(f"the weight of {name!r} already has {what}; attach once, to plain weights")
         if id(module.weight) in seen:
-            raise ValueError(f"{name!r} shares its weight with {seen[id(module.weight)]!r}; tied weights cannot be pruned")
+            raise ValueError(
+                f"{name!r} shares its weight with {seen[id(module.weight)]!r}; tied weights cannot be pruned"
+            )
         seen[id(module.weight)] = name
     for module in layers.values():
         p = SoftThreshold(gradient, learnable, s_init, device=module.weight.device)

@@ -194,8 +194,11 @@ class SoftThresholdPruner:
             self._planned_remaining = remaining[::-1]
         if self.target_sparsity is not None:
             window = self.end_step - self.start_step
-            self.retarget_every = (max(1, window // RE_ESTIMATES) if retarget_every is None
-                                   else _step_index(retarget_every, "retarget_every", 1))
+            self.retarget_every = (
+                max(1, window // RE_ESTIMATES)
+                if retarget_every is None
+                else _step_index(retarget_every, "retarget_every", 1)
+            )
         elif retarget_every is not None:
             raise ValueError("retarget_every applies to target_sparsity only")
 
@@ -291,11 +294,19 @@ class SoftThresholdPruner:
             if final_threshold is None:
                 raise ValueError(f"schedule={schedule!r} needs final_threshold (the final threshold D)")
             if l1 is not None:
-                raise ValueError(f"schedule={schedule!r} is set by final_threshold; l1 applies to 'lats' and 'pgh' only")
-        if lr_schedule is not None and (schedule not in LR_DRIVEN or (final_threshold is None and self.target_sparsity is None)):
-            raise ValueError("lr_schedule is only used with final_threshold or target_sparsity, and schedule 'lats' or 'pgh'")
+                raise ValueError(
+                    f"schedule={schedule!r} is set by final_threshold; l1 applies to 'lats' and 'pgh' only"
+                )
+        if lr_schedule is not None and (
+            schedule not in LR_DRIVEN or (final_threshold is None and self.target_sparsity is None)
+        ):
+            raise ValueError(
+                "lr_schedule is only used with final_threshold or target_sparsity, and schedule 'lats' or 'pgh'"
+            )
         if lr_schedule is not None and not (callable(lr_schedule) or isinstance(lr_schedule, Sequence)):
-            raise TypeError(f"lr_schedule must be a sequence of lrs or a callable step -> lr, got {type(lr_schedule).__name__}")
+            raise TypeError(
+                f"lr_schedule must be a sequence of lrs or a callable step -> lr, got {type(lr_schedule).__name__}"
+            )
         if schedule == "pgh" and beta is None:
             raise ValueError("schedule='pgh' needs beta > 0 (beta = 1 is LATS, beta < 1 prunes early)")
         if beta is not None and schedule != "pgh":
@@ -329,7 +340,9 @@ class SoftThresholdPruner:
             return {n: _number(layer_scale.get(n, 1.0), f"layer_scale[{n!r}]") for n in names}
         if callable(layer_scale):
             return {n: _number(layer_scale(n), f"layer_scale({n!r})") for n in names}
-        raise TypeError(f"layer_scale must be a dict name -> factor or a callable name -> factor, got {type(layer_scale).__name__}")
+        raise TypeError(
+            f"layer_scale must be a dict name -> factor or a callable name -> factor, got {type(layer_scale).__name__}"
+        )
 
     def _param_groups(self, optimizer, layers: dict[str, nn.Module]) -> dict[str, int]:
         index = {id(p): g for g, group in enumerate(optimizer.param_groups) for p in group["params"]}

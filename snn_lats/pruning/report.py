@@ -34,8 +34,10 @@ class SparsityReport(Report):
         empty = self.empty_layers
         if not empty:
             return None
-        return (f"warning: every weight is pruned in {', '.join(empty)}; such a layer passes "
-                "nothing on (--dense-first-last keeps the first conv and the classifier dense)")
+        return (
+            f"warning: every weight is pruned in {', '.join(empty)}; such a layer passes "
+            "nothing on (--dense-first-last keeps the first conv and the classifier dense)"
+        )
 
 
 @torch.no_grad()
