@@ -11,12 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from snn_lats._torchvision import models as tv_models  # before spikingjelly.model imports torchvision
 from snn_lats import networks
+from snn_lats._torchvision import models as tv_models  # before spikingjelly.model imports torchvision
+from snn_lats.networks import registry
 from snn_lats.networks import sew_resnet as ours_sew
-from spikingjelly.activation_based import base, functional, neuron, surrogate
-from spikingjelly.activation_based.model import sew_resnet as sj_sew
 
+# isort: split
+from spikingjelly.activation_based import functional, neuron, surrogate
+from spikingjelly.activation_based.model import sew_resnet as sj_sew
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -91,6 +93,39 @@ def test_registry_lists_every_family_and_rejects_unknown_names():
     with pytest.raises(ValueError, match="sew_resnet18.*mobilenet_v1|mobilenet_v1.*sew_resnet18") as error:
         networks.create("vgg16")
     assert "vgg16" in str(error.value)
+
+
+def test_families_register_their_constructors_in_import_order_and_names_are_unique(monkeypatch):
+    assert networks.names() == [
+        "sew_resnet18",
+        "sew_resnet34",
+        "sew_resnet50",
+        "sew_resnet101",
+        "sew_resnet152",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "mobilenet_v1",
+    ]
+    monkeypatch.setattr(registry, "_NETWORKS", dict(registry._NETWORKS))  # registrations below are undone
+
+    @networks.register()
+    def tiny_resnet(**kwargs):
+        return networks.resnet18(width=4, **kwargs)
+
+    assert networks.names()[-1] == "tiny_resnet"
+    assert isinstance(networks.create("tiny_resnet", num_classes=3), networks.ResNet)
+    assert networks.register("alias")(tiny_resnet) is tiny_resnet  # the decorator returns the constructor
+    assert networks.create("alias", num_classes=3).fc.out_features == 3
+    with pytest.raises(
+        ValueError, match=r"'resnet18' is already registered \(by snn_lats\.networks\.resnet\.resnet18\)"
+    ):
+        networks.register()(networks.resnet18)
+    with pytest.raises(ValueError, match="'tiny_resnet' is already registered"):
+        networks.register("tiny_resnet")(networks.resnet34)
+    assert registry._NETWORKS["tiny_resnet"] is tiny_resnet
 
 
 @pytest.mark.parametrize(
@@ -347,3 +382,13 @@ def test_bad_input_shapes_are_rejected_with_the_expected_layout(name, shape, mat
     model = networks.create(name, **tiny_kwargs(name))
     with pytest.raises(ValueError, match=match):
         model(torch.rand(shape))
+
+
+def test_an_unknown_connect_function_is_rejected_not_taken_for_iand():
+    spikes = (torch.rand(2, 1, 4, 3, 3) < 0.5).float()
+    with pytest.raises(ValueError, match=r"cnf must be one of \('ADD', 'AND', 'IAND'\), got 'OR'"):
+        ours_sew.sew_function(spikes, spikes, "OR")
+    block = ours_sew.BasicBlock(4, 4, 1, None, "IAND", lambda: networks.make_neuron("if", "torch"))
+    block.cnf = "iand"  # set after the constructor's check
+    with pytest.raises(ValueError, match="got 'iand'"):
+        block(spikes)

@@ -9,14 +9,13 @@ import types
 
 import pytest
 import torch
-from torch import nn
-
-from snn_lats._torchvision import torchvision  # noqa: F401  (before spikingjelly.model imports it)
-from snn_lats import networks
-from snn_lats.networks import neurons
 from spikingjelly.activation_based import base, functional, neuron, surrogate
 from spikingjelly.activation_based.model import sew_resnet as sj_sew
+from torch import nn
 
+from snn_lats import networks
+from snn_lats._torchvision import torchvision  # noqa: F401  (before spikingjelly.model imports it)
+from snn_lats.networks import neurons
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,50 +6,22 @@ forward, and has the attributes ``T`` (int) and ``spiking`` (bool). The CLI and 
 by name: ``create("sew_resnet18", num_classes=10, T=4, width=16, stem="cifar")``.
 """
 
-from __future__ import annotations
-
-from typing import Any, Callable
-
-from torch import nn
-
-from .mobilenet import MobileNetV1, mobilenet_v1
+from ._common import STEMS
 from .neurons import BACKENDS, NEURONS, cupy_usable, make_neuron, set_backend
-from .resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
+from .registry import create, names, register
+
+# isort: off
+# The import order of the families is their registration order, so the order of names().
 from .sew_resnet import CNFS, SEWResNet, sew_resnet18, sew_resnet34, sew_resnet50, sew_resnet101, sew_resnet152
+from .resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
+from .mobilenet import MobileNetV1, mobilenet_v1
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {
-    fn.__name__: fn
-    for fn in (
-        sew_resnet18,
-        sew_resnet34,
-        sew_resnet50,
-        sew_resnet101,
-        sew_resnet152,
-        resnet18,
-        resnet34,
-        resnet50,
-        resnet101,
-        resnet152,
-        mobilenet_v1,
-    )
-}
-
-
-def names() -> list[str]:
-    """Names accepted by :func:`create`."""
-    return list(_REGISTRY)
-
-
-def create(name: str, **kwargs: Any) -> nn.Module:
-    """Build the network called ``name`` (one of :func:`names`) with the constructor's ``kwargs``."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown network name {name!r}; accepted names: {', '.join(names())}")
-    return _REGISTRY[name](**kwargs)
-
+# isort: on
 
 __all__ = [
     "create",
     "names",
+    "register",
     "SEWResNet",
     "sew_resnet18",
     "sew_resnet34",
@@ -70,4 +42,5 @@ __all__ = [
     "cupy_usable",
     "NEURONS",
     "BACKENDS",
+    "STEMS",
 ]

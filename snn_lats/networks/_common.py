@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+__all__ = ["STEMS", "check_choice", "check_positive_int", "as_sequence", "static_batch", "init_weights"]
 
 #: Stems accepted by ``stem=``. "imagenet": 7x7 stride-2 conv then 3x3 stride-2 max-pool (ResNet;
 #: MobileNet: 3x3 stride-2 conv). "cifar": 3x3 stride-1 conv and no pooling, for 32x32 images.
@@ -49,6 +51,16 @@ def as_sequence(x: torch.Tensor, T: int, in_channels: int) -> tuple[torch.Tensor
             f"got shape {tuple(x.shape[1:] if static else x.shape)}"
         )
     return x, static
+
+
+def static_batch(x: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Check the input of a T = 1 network (an ANN) and return its single step ``[N, C, H, W]``.
+
+    Takes ``[N, C, H, W]`` or a one-step sequence ``[1, N, C, H, W]``; rejects anything else
+    with the errors of :func:`as_sequence`.
+    """
+    x_seq, _ = as_sequence(x, 1, in_channels)
+    return x_seq[0]
 
 
 def init_weights(model: nn.Module, zero_init_residual_of: tuple[type, ...] = ()) -> None:

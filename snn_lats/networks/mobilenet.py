@@ -5,10 +5,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from ._common import STEMS, as_sequence, check_choice, check_positive_int, init_weights
+from ._common import STEMS, check_choice, check_positive_int, init_weights, static_batch
+from .registry import register
+
+__all__ = ["MobileNetV1", "mobilenet_v1"]
 
 # (output channels, stride) of the 13 depthwise-separable blocks, after a 32-channel 3x3/2 stem conv.
 BLOCKS: tuple[tuple[int, int], ...] = (
@@ -40,8 +45,13 @@ class DepthwiseSeparable(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(x)))
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+
+        x = self.conv2(x)
+        x = self.bn2(x)
+        return self.relu(x)
 
 
 class MobileNetV1(nn.Module):
@@ -83,12 +93,24 @@ class MobileNetV1(nn.Module):
 
         init_weights(self)
 
+    def _forward_impl(self, x: torch.Tensor) -> torch.Tensor:
+        x = static_batch(x, self.in_channels)
+
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+
+        x = self.layers(x)
+
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.fc(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = as_sequence(x, self.T, self.in_channels)[0][0]  # T = 1: the single step [N, C, H, W]
-        x = self.layers(self.relu(self.bn1(self.conv1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self._forward_impl(x)
 
 
-def mobilenet_v1(**kwargs) -> MobileNetV1:
+@register()
+def mobilenet_v1(**kwargs: Any) -> MobileNetV1:
     """MobileNet-V1 (4.23 M parameters at 1000 classes, width_mult=1). Arguments: :class:`MobileNetV1`."""
     return MobileNetV1(**kwargs)

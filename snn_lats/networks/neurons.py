@@ -24,9 +24,11 @@ import functools
 from typing import Any
 
 import torch
-from torch import nn
 from spikingjelly.activation_based import base, surrogate
 from spikingjelly.activation_based import neuron as sj_neuron
+from torch import nn
+
+__all__ = ["NEURONS", "BACKENDS", "make_neuron", "set_backend", "cupy_usable", "cupy_unusable_reason", "reset_state"]
 
 #: Neuron kinds accepted by ``neuron=``: integrate-and-fire, leaky IF, parametric LIF (learned tau).
 NEURONS: dict[str, type[sj_neuron.BaseNode]] = {
@@ -40,7 +42,7 @@ BACKENDS: tuple[str, ...] = ("auto", "cupy", "torch")
 _CUPY_DTYPES = (torch.float32, torch.float16)  # the dtypes SpikingJelly's CuPy kernels implement
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cupy_unusable_reason() -> str | None:
     """Why SpikingJelly's CuPy backend cannot run here, or None when it can. Checked once, cached.
 
@@ -147,6 +149,3 @@ def reset_state(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, base.MemoryModule):
             m.reset()
-
-
-__all__ = ["NEURONS", "BACKENDS", "make_neuron", "set_backend", "cupy_usable", "cupy_unusable_reason", "reset_state"]

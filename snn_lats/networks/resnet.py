@@ -12,7 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._common import STEMS, as_sequence, check_choice, check_positive_int, init_weights
+from ._common import STEMS, check_choice, check_positive_int, init_weights, static_batch
+from .registry import register
+
+__all__ = ["ResNet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -36,10 +39,20 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        identity = x
+
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+
+        if self.downsample is not None:
+            identity = self.downsample(x)
+
+        out = out + identity
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -57,11 +70,24 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        identity = x
+
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.relu(out)
+
+        out = self.conv3(out)
+        out = self.bn3(out)
+
+        if self.downsample is not None:
+            identity = self.downsample(x)
+
+        out = out + identity
+        return self.relu(out)
 
 
 class ResNet(nn.Module):
@@ -125,33 +151,52 @@ class ResNet(nn.Module):
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
+    def _forward_impl(self, x: torch.Tensor) -> torch.Tensor:
+        x = static_batch(x, self.in_channels)
+
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+        x = self.maxpool(x)
+
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
+
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.fc(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = as_sequence(x, self.T, self.in_channels)[0][0]  # T = 1: the single step [N, C, H, W]
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self._forward_impl(x)
 
 
+@register()
 def resnet18(**kwargs: Any) -> ResNet:
     """ResNet-18 (11.69 M parameters at 1000 classes). Arguments: :class:`ResNet`."""
     return ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
 
 
+@register()
 def resnet34(**kwargs: Any) -> ResNet:
     """ResNet-34. Arguments: :class:`ResNet`."""
     return ResNet(BasicBlock, [3, 4, 6, 3], **kwargs)
 
 
+@register()
 def resnet50(**kwargs: Any) -> ResNet:
     """ResNet-50 (25.56 M parameters at 1000 classes). Arguments: :class:`ResNet`."""
     return ResNet(Bottleneck, [3, 4, 6, 3], **kwargs)
 
 
+@register()
 def resnet101(**kwargs: Any) -> ResNet:
     """ResNet-101. Arguments: :class:`ResNet`."""
     return ResNet(Bottleneck, [3, 4, 23, 3], **kwargs)
 
 
+@register()
 def resnet152(**kwargs: Any) -> ResNet:
     """ResNet-152. Arguments: :class:`ResNet`."""
     return ResNet(Bottleneck, [3, 8, 36, 3], **kwargs)

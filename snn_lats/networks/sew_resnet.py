@@ -20,14 +20,18 @@ Two deliberate differences from SpikingJelly's module:
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
-from torch import nn
 from spikingjelly.activation_based import layer
+from torch import nn
 
 from ._common import STEMS, as_sequence, check_choice, check_positive_int, init_weights
 from .neurons import make_neuron, reset_state
+from .registry import register
+
+__all__ = ["CNFS", "SEWResNet", "sew_resnet18", "sew_resnet34", "sew_resnet50", "sew_resnet101", "sew_resnet152"]
 
 #: Connect functions accepted by ``cnf=``.
 CNFS: tuple[str, ...] = ("ADD", "AND", "IAND")
@@ -35,12 +39,14 @@ CNFS: tuple[str, ...] = ("ADD", "AND", "IAND")
 
 def sew_function(identity: torch.Tensor, out: torch.Tensor, cnf: str) -> torch.Tensor:
     """The spike-element-wise connection g(A, S), A = residual-branch spikes, S = identity spikes:
-    ADD: A + S; AND: A * S; IAND: (1 - A) * S (SEW paper, Table 1)."""
+    ADD: A + S; AND: A * S; IAND: (1 - A) * S (SEW paper, Table 1). ValueError for another ``cnf``."""
     if cnf == "ADD":
         return out + identity
     if cnf == "AND":
         return out * identity
-    return (1.0 - out) * identity
+    if cnf == "IAND":
+        return (1.0 - out) * identity
+    raise ValueError(f"cnf must be one of {CNFS}, got {cnf!r}")
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> layer.Conv2d:
@@ -80,9 +86,20 @@ class BasicBlock(nn.Module):
         self.cnf = cnf
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.sn1(self.bn1(self.conv1(x)))
-        out = self.sn2(self.bn2(self.conv2(out)))
-        identity = x if self.downsample is None else self.downsample_sn(self.downsample(x))
+        identity = x
+
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.sn1(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.sn2(out)
+
+        if self.downsample is not None:
+            identity = self.downsample(x)
+            identity = self.downsample_sn(identity)
+
         return sew_function(identity, out, self.cnf)
 
     def extra_repr(self) -> str:
@@ -117,10 +134,24 @@ class Bottleneck(nn.Module):
         self.cnf = cnf
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.sn1(self.bn1(self.conv1(x)))
-        out = self.sn2(self.bn2(self.conv2(out)))
-        out = self.sn3(self.bn3(self.conv3(out)))
-        identity = x if self.downsample is None else self.downsample_sn(self.downsample(x))
+        identity = x
+
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.sn1(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.sn2(out)
+
+        out = self.conv3(out)
+        out = self.bn3(out)
+        out = self.sn3(out)
+
+        if self.downsample is not None:
+            identity = self.downsample(x)
+            identity = self.downsample_sn(identity)
+
         return sew_function(identity, out, self.cnf)
 
     def extra_repr(self) -> str:
@@ -203,38 +234,56 @@ class SEWResNet(nn.Module):
         layers += [block(self.inplanes, planes, 1, None, cnf, spiking_neuron) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_impl(self, x: torch.Tensor) -> torch.Tensor:
         x, static = as_sequence(x, self.T, self.in_channels)
         reset_state(self)  # no membrane potential leaks from the previous batch
-        x = self.bn1(self.conv1(x))
+
+        x = self.conv1(x)
+        x = self.bn1(x)
         if static:  # the encoding of a static image is the same at every step: compute once, repeat
             x = x.repeat(self.T, 1, 1, 1, 1)
-        x = self.maxpool(self.sn1(x))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = self.avgpool(x).flatten(2)  # [T, N, features]
-        return self.fc(x.mean(0))
+        x = self.sn1(x)
+        x = self.maxpool(x)
+
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
+
+        x = self.avgpool(x)
+        x = x.flatten(2)  # [T, N, features]
+        x = x.mean(0)  # fc(mean_t x[t]) = mean_t fc(x[t]): one fc on the time-mean
+        return self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward_impl(x)
 
 
+@register()
 def sew_resnet18(**kwargs: Any) -> SEWResNet:
     """SEW ResNet-18 (11.69 M parameters at 1000 classes with IF neurons). Arguments: :class:`SEWResNet`."""
     return SEWResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
 
 
+@register()
 def sew_resnet34(**kwargs: Any) -> SEWResNet:
     """SEW ResNet-34. Arguments: :class:`SEWResNet`."""
     return SEWResNet(BasicBlock, [3, 4, 6, 3], **kwargs)
 
 
+@register()
 def sew_resnet50(**kwargs: Any) -> SEWResNet:
     """SEW ResNet-50. Arguments: :class:`SEWResNet`."""
     return SEWResNet(Bottleneck, [3, 4, 6, 3], **kwargs)
 
 
+@register()
 def sew_resnet101(**kwargs: Any) -> SEWResNet:
     """SEW ResNet-101. Arguments: :class:`SEWResNet`."""
     return SEWResNet(Bottleneck, [3, 4, 23, 3], **kwargs)
 
 
+@register()
 def sew_resnet152(**kwargs: Any) -> SEWResNet:
     """SEW ResNet-152. Arguments: :class:`SEWResNet`."""
     return SEWResNet(Bottleneck, [3, 8, 36, 3], **kwargs)
