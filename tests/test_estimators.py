@@ -20,7 +20,6 @@ from torch.nn.utils import parametrize
 
 from snn_lats.estimators import SynapticOpCounter, is_spiking
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -13,10 +13,12 @@ from torch import nn
 
 from snn_lats import networks
 from snn_lats.estimators import ENERGY_PRESETS, SOPReport, SynapticOpCounter
+from snn_lats.estimators.plot import render_report
 from snn_lats.pruning import attach
+from snn_lats.report import Report
 
+# isort: split
 from test_estimators import Recorder, expected_ops, prune_randomly, rows_by_name
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -140,6 +142,12 @@ def test_plot_writes_png(tmp_path):
     with pytest.raises(ValueError, match=r"\.png"):
         report.plot(tmp_path / "sops.bmp")
     assert not (tmp_path / "sops.bmp").exists()
+
+
+def test_plot_reads_only_the_rows_and_totals_of_the_json_layout():
+    report = small_report()
+    data = json.loads(report.to_json())
+    assert render_report(Report.from_dict(data)) == render_report(report)  # a plain Report: duck-typed
 
 
 # --- bad input ----------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """Measurements of a network: mask-aware synaptic operations, firing rates and energy.
 
-:class:`SynapticOpCounter` hooks any model while it runs; its :class:`SOPReport` has one row per
-synaptic and neuron layer, totals, and :meth:`SOPReport.energy_pj` from :data:`ENERGY_PRESETS`.
+:class:`SynapticOpCounter` (:mod:`.sops`) hooks any model while it runs; its :class:`SOPReport`
+(:mod:`.report`) has one row per synaptic and neuron layer, totals, and
+:meth:`SOPReport.energy_pj` from :data:`ENERGY_PRESETS` (:mod:`.energy`); :mod:`.plot` draws it.
 """
 
 from snn_lats.estimators.energy import ENERGY_PRESETS, EnergyPreset, energy_pj
-from snn_lats.estimators.sops import ANN_ACTIVATIONS, SYNAPTIC_LAYERS, SOPReport, SynapticOpCounter, is_spiking
+from snn_lats.estimators.report import SOPReport
+from snn_lats.estimators.sops import ANN_ACTIVATIONS, SYNAPTIC_LAYERS, SynapticOpCounter, is_spiking
 
 __all__ = [
     "ANN_ACTIVATIONS",

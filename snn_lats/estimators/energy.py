@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+__all__ = ["EnergyPreset", "ENERGY_PRESETS", "DEFAULT_PRESET", "energy_preset", "energy_pj"]
+
 
 class EnergyPreset(NamedTuple):
     """Energy of one accumulate and of one multiply-accumulate, in picojoules."""

@@ -1,7 +1,8 @@
-"""Mask-aware synaptic operations (ACs, MACs), firing rates and energy of any network.
+"""The synaptic-operation counter: mask-aware ACs and MACs, and firing rates, of any network.
 
-Counting rule (METHOD.md section 5). For a synaptic layer (``nn.Conv1d/2d/3d``, ``nn.Linear``)
-with weight mask ``M = 1[w != 0]`` and input ``x`` (one sample: input elements ``i``):
+Counting rule (docs/concepts.md, "Counting synaptic operations"). For a synaptic layer
+(``nn.Conv1d/2d/3d``, ``nn.Linear``) with weight mask ``M = 1[w != 0]`` and input ``x`` (one
+sample: input elements ``i``):
 
     fan_out[i] = number of NONZERO weights that connect input element i to an output
                = (d / dx_i) sum(layer(x; M))                 (a transposed conv of ones with M)
@@ -24,7 +25,8 @@ values add up to integers in every column: never for spikes, images or pooled fe
 ``fan_out`` depends only on the mask and the input shape: it is computed once per (shape, weight
 version) and cached. A forward costs one column sum over each synaptic layer's input, added to a
 running [K] sum; the ops are the dot products of those sums with the cached pruned and dense
-fan-outs, taken when a report is asked for or the weight changes.
+fan-outs, taken when a report is asked for or the weight changes. The counts become a
+:class:`~snn_lats.estimators.report.SOPReport`.
 """
 
 from __future__ import annotations
@@ -32,15 +34,16 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from spikingjelly.activation_based.neuron import BaseNode
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from snn_lats.estimators.energy import DEFAULT_PRESET, energy_pj as _energy_pj, energy_preset
-from snn_lats.report import Report
+from snn_lats.estimators.report import SOPReport
+
+__all__ = ["SYNAPTIC_LAYERS", "ANN_ACTIVATIONS", "SynapticOpCounter", "fan_out", "is_spiking"]
 
 SYNAPTIC_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -84,16 +87,14 @@ def _sample_ndim(module: nn.Module) -> int:
 
 
 def _all_counts(x: Tensor) -> bool:
-    """Whether every element of ``x`` is a non-negative integer (a spike count), exactly.
+    """Whether every element of ``x`` is an integer (a spike count), exactly.
 
-    For x >= 0, frac(x) >= 0, and a float sum of non-negative terms is 0 only if every term is,
-    so ``sum(frac(x)) == 0`` is exact. frac(inf) and frac(NaN) are NaN: not counts.
+    ``x`` is a float tensor with no negative element: :meth:`SynapticOpCounter._classify` settles
+    bool, integer and negative inputs before it asks. For x >= 0, frac(x) >= 0, and a float sum
+    of non-negative terms is 0 only if every term is, so ``sum(frac(x)) == 0`` is exact.
+    frac(inf) and frac(NaN) are NaN: not counts.
     """
-    if x.dtype == torch.bool:
-        return True
-    if torch.amin(x).item() < 0:
-        return False
-    return not x.dtype.is_floating_point or x.frac().sum().item() == 0
+    return x.frac().sum().item() == 0
 
 
 def _exact_total(y: Tensor) -> float:
@@ -152,6 +153,7 @@ def fan_out(module: nn.Module, mask: Tensor, sample_shape: tuple[int, ...], devi
 
 @dataclass
 class _SynapseStats:
+    kind: ClassVar[str] = "synaptic"
     acs: int = 0
     macs: int = 0
     dense_acs: int = 0
@@ -162,12 +164,39 @@ class _SynapseStats:
     params: int | None = None
     nonzero_params: int | None = None
 
+    def figures(self) -> dict[str, Any]:
+        """The figures of this layer's report row; ``input_event_rate`` = events / input elements."""
+        return {
+            "params": self.params,
+            "nonzero_params": self.nonzero_params,
+            "input_event_rate": self.events / self.elements if self.elements else None,
+            "acs": self.acs,
+            "macs": self.macs,
+            "dense_acs": self.dense_acs,
+            "dense_macs": self.dense_macs,
+            "firing_rate": None,
+        }
+
 
 @dataclass
 class _NeuronStats:
+    kind: ClassVar[str] = "neuron"
     spikes: float = 0.0  # spikes (SNN) or nonzero activations (ANN)
     elements: int = 0
     sample_shape: tuple[int, ...] | None = None
+
+    def figures(self) -> dict[str, Any]:
+        """The figures of this layer's report row; ``firing_rate`` = spikes / output elements."""
+        return {
+            "params": None,
+            "nonzero_params": None,
+            "input_event_rate": None,
+            "acs": None,
+            "macs": None,
+            "dense_acs": None,
+            "dense_macs": None,
+            "firing_rate": self.spikes / self.elements if self.elements else None,
+        }
 
 
 class _FanOutCache:
@@ -301,7 +330,7 @@ class SynapticOpCounter:
 
     # -- hooks ---------------------------------------------------------------------------------
 
-    def __enter__(self) -> "SynapticOpCounter":
+    def __enter__(self) -> SynapticOpCounter:
         if self._handles:
             raise RuntimeError("this SynapticOpCounter is already attached (nested `with`)")
         self._handles.append(self.model.register_forward_pre_hook(self._count_samples, with_kwargs=True))
@@ -354,7 +383,7 @@ class SynapticOpCounter:
         stats.elements += x.numel()
 
     @staticmethod
-    def _classify(cache: "_FanOutCache", shape: tuple[int, ...], xv: Tensor) -> tuple[bool, Tensor | None]:
+    def _classify(cache: _FanOutCache, shape: tuple[int, ...], xv: Tensor) -> tuple[bool, Tensor | None]:
         """(counts, column sums): whether ``xv`` [B, K] is spikes, and then its exact sums over B.
 
         Non-negativity is tested element by element on every call. Integrality too on the
@@ -395,7 +424,7 @@ class SynapticOpCounter:
 
     # -- report --------------------------------------------------------------------------------
 
-    def report(self) -> "SOPReport":
+    def report(self) -> SOPReport:
         """The counts so far, as a :class:`SOPReport` (one row per layer, in network order)."""
         if self.samples == 0:
             raise ValueError(
@@ -404,176 +433,9 @@ class SynapticOpCounter:
             )
         for cache in self._caches.values():
             cache.flush()
-        rows: list[dict[str, Any]] = []
-        for name, module, stats in self._layers:
-            row: dict[str, Any] = {
-                "name": name,
-                "type": type(module).__name__,
-                "kind": "synaptic" if isinstance(stats, _SynapseStats) else "neuron",
-                "input_shape": stats.sample_shape,
-            }
-            if isinstance(stats, _SynapseStats):
-                row.update(
-                    params=stats.params,
-                    nonzero_params=stats.nonzero_params,
-                    input_event_rate=stats.events / stats.elements if stats.elements else None,
-                    acs=stats.acs,
-                    macs=stats.macs,
-                    dense_acs=stats.dense_acs,
-                    dense_macs=stats.dense_macs,
-                    firing_rate=None,
-                )
-            else:
-                row.update(
-                    params=None,
-                    nonzero_params=None,
-                    input_event_rate=None,
-                    acs=None,
-                    macs=None,
-                    dense_acs=None,
-                    dense_macs=None,
-                    firing_rate=stats.spikes / stats.elements if stats.elements else None,
-                )
-            rows.append(row)
-        return SOPReport.build(rows, self.samples, self.sample_steps, self.spiking, type(self.model).__name__)
-
-
-_COLUMNS = (
-    "name",
-    "type",
-    "input_shape",
-    "params",
-    "nonzero_params",
-    "input_event_rate",
-    "acs",
-    "macs",
-    "dense_acs",
-    "dense_macs",
-    "firing_rate",
-)
-
-
-@dataclass
-class SOPReport(Report):
-    """Per-layer synaptic operations and firing rates; totals and energy.
-
-    Rows (``synaptic`` layers and ``neuron`` layers, in network order): ``acs``/``macs`` and
-    their unpruned ``dense_acs``/``dense_macs`` are totals over every counted sample and time
-    step; ``input_event_rate`` is input events per input element per time step; ``firing_rate``
-    is mean spikes per neuron per time step (ANN: fraction of nonzero activations).
-    """
-
-    @classmethod
-    def build(
-        cls, rows: list[dict[str, Any]], samples: int, sample_steps: int, spiking: bool, model_name: str
-    ) -> "SOPReport":
-        synaptic = [r for r in rows if r["kind"] == "synaptic"]
-        total = {k: sum(r[k] for r in synaptic) for k in ("acs", "macs", "dense_acs", "dense_macs")}
-        params = sum(r["params"] for r in synaptic)
-        nonzero = sum(r["nonzero_params"] or 0 for r in synaptic)
-        steps = sample_steps / samples
-        totals: dict[str, Any] = {
-            "spiking": spiking,
-            "samples": samples,
-            "time_steps": int(steps) if steps == int(steps) else steps,
-            "sample_steps": sample_steps,
-            "params": params,
-            "nonzero_params": nonzero,
-            "acs": total["acs"],
-            "macs": total["macs"],
-            "dense_acs": total["dense_acs"],
-            "dense_macs": total["dense_macs"],
-            "acs_per_sample": total["acs"] / samples,
-            "macs_per_sample": total["macs"] / samples,
-            "acs_per_step": total["acs"] / sample_steps,
-            "macs_per_step": total["macs"] / sample_steps,
-            f"energy_pj_per_sample ({DEFAULT_PRESET})": _energy_pj(
-                total["acs"] / samples, total["macs"] / samples, DEFAULT_PRESET
-            ),
-        }
-        kind = "spiking" if spiking else "ANN"
-        notes = [
-            "pruned synapses (zero weights) are not counted; dense_acs/dense_macs count every synapse",
-            "acs, macs and dense_* are totals over all samples and time steps; a module called several "
-            "times per forward (a shared nn.ReLU) is one row over all its calls",
+        rows = [
+            {"name": name, "type": type(module).__name__, "kind": stats.kind, "input_shape": stats.sample_shape}
+            | stats.figures()
+            for name, module, stats in self._layers
         ]
-        if spiking:
-            notes += [
-                "ACs: inputs that are non-negative integers (spikes); a SEW-ADD input of k counts as "
-                "k spikes. MACs: real-valued inputs (encoding layer, average-pooled features), nonzero only",
-                "firing_rate: mean spikes per neuron per time step (SpikingJelly neurons)",
-            ]
-        else:
-            notes += [
-                "ANN: MACs of nonzero activation x nonzero weight pairs only",
-                "firing_rate: fraction of nonzero outputs of activation modules (nn.ReLU etc.)",
-            ]
-        title = f"Synaptic operations: {model_name} ({kind}, {samples} samples x {totals['time_steps']} time steps)"
-        return cls(title=title, rows=rows, totals=totals, columns=_COLUMNS, notes=notes)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SOPReport":
-        """The report of :meth:`to_dict` / JSON, with its table columns."""
-        report = super().from_dict(data)
-        report.columns = _COLUMNS
-        return report
-
-    @property
-    def total_acs(self) -> int:
-        return self.totals["acs"]
-
-    @property
-    def total_macs(self) -> int:
-        return self.totals["macs"]
-
-    @property
-    def total_dense_acs(self) -> int:
-        return self.totals["dense_acs"]
-
-    @property
-    def total_dense_macs(self) -> int:
-        return self.totals["dense_macs"]
-
-    @property
-    def spiking(self) -> bool:
-        return self.totals["spiking"]
-
-    @property
-    def samples(self) -> int:
-        return self.totals["samples"]
-
-    @property
-    def acs_per_sample(self) -> float:
-        return self.totals["acs_per_sample"]
-
-    @property
-    def macs_per_sample(self) -> float:
-        return self.totals["macs_per_sample"]
-
-    @property
-    def acs_per_step(self) -> float:
-        """ACs per sample per time step."""
-        return self.totals["acs_per_step"]
-
-    @property
-    def macs_per_step(self) -> float:
-        """MACs per sample per time step."""
-        return self.totals["macs_per_step"]
-
-    def energy_pj(self, preset: str = DEFAULT_PRESET) -> float:
-        """Energy per sample (one inference over all its time steps), in picojoules:
-        ``acs_per_sample * E_AC + macs_per_sample * E_MAC`` with E from :data:`ENERGY_PRESETS`."""
-        energy_preset(preset)  # ValueError naming the presets
-        return _energy_pj(self.acs_per_sample, self.macs_per_sample, preset)
-
-    def synaptic_rows(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["kind"] == "synaptic"]
-
-    def neuron_rows(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["kind"] == "neuron"]
-
-    def plot(self, path: str) -> None:
-        """Per-layer bars of ACs/MACs per sample and firing rates; written atomically to ``path``."""
-        from snn_lats.estimators.plot import plot_report
-
-        plot_report(self, path)
+        return SOPReport.build(rows, self.samples, self.sample_steps, self.spiking, type(self.model).__name__)
