@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from snn_lats._io import atomic_open
-from snn_lats.pruning import SoftThresholdPruner
+from snn_lats.pruning import SoftThresholdPruner, pruner_arguments
 
 FINAL_THRESHOLD = 0.05
 BASE_LR = 0.1
@@ -48,12 +48,8 @@ def run_schedule(schedule: str, steps: int, warmup: int, **extra) -> dict[str, l
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=BASE_LR, momentum=0.9)
     planned = [BASE_LR * lr_factor(t, steps, warmup) for t in range(steps)]
-    kwargs = dict(final_threshold=FINAL_THRESHOLD, total_steps=steps, **extra)
-    if schedule in ("lats", "pgh"):
-        kwargs["lr_schedule"] = planned
-    if schedule == "constant":
-        kwargs.pop("total_steps")
-    pruner = SoftThresholdPruner(model, optimizer, schedule, **kwargs)
+    kwargs = pruner_arguments(schedule, final_threshold=FINAL_THRESHOLD, end_step=steps, planned_lrs=planned, **extra)
+    pruner = SoftThresholdPruner(model, optimizer, **kwargs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: lr_factor(t, steps, warmup))
     x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
     out: dict[str, list[float]] = {"lr": [], "threshold": [], "implied_l1": []}
@@ -77,7 +73,7 @@ def plot(curves: dict[str, dict[str, list[float]]], steps: int, warmup: int) -> 
     top, bottom = fig.subplots(2, 1, sharex=True)
     colors = ["#d62728", "#ff7f0e", "#2ca02c", "#98df8a", "#1f77b4", "#9467bd", "#7f7f7f"]
     t = list(range(1, steps + 1))
-    for (label, data), color in zip(curves.items(), colors):
+    for (label, data), color in zip(curves.items(), colors, strict=True):
         width = 3.0 if label == "lats" else 1.6
         top.plot(
             [0] + t,
@@ -86,9 +82,9 @@ def plot(curves: dict[str, dict[str, list[float]]], steps: int, warmup: int) -> 
             lw=width,
             label=label,
         )
-        positive = [(s, v) for s, v in zip(t, data["implied_l1"]) if v > 0]
+        positive = [(s, v) for s, v in zip(t, data["implied_l1"], strict=True) if v > 0]
         if positive:
-            bottom.plot(*zip(*positive), color=color, lw=width, label=label)
+            bottom.plot(*zip(*positive, strict=True), color=color, lw=width, label=label)
         else:  # the whole jump happens before step 1: d goes 0 -> D at t = 0
             bottom.axvline(0, color=color, lw=2.5, ls="--", label=f"{label}: spike at t = 0 (λ = 0 after)")
     lr = curves[next(iter(curves))]["lr"]

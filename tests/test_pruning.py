@@ -321,7 +321,7 @@ def test_ddp_gradients_match_single_process(tmp_path):
         F.cross_entropy(twin(x), y).backward()
     finally:
         dist.destroy_process_group()
-    for a, b in zip(net.parameters(), twin.parameters()):
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-6)
 
 

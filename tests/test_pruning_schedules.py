@@ -17,13 +17,14 @@ from scipy.integrate import quad
 from torch import nn
 
 from snn_lats.pruning import (
+    SCHEDULES,
     SoftThresholdPruner,
     pgh_fraction,
+    pruner_arguments,
     slats_fraction,
     stds_linear_fraction,
     stds_sine_fraction,
 )
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -53,7 +54,7 @@ def test_closed_forms_match_numeric_integration(x):
     assert stds_sine_fraction(x) == pytest.approx(normalised_integral(lambda s: math.sin(math.pi * s), x), abs=1e-12)
     assert stds_linear_fraction(x) == pytest.approx(normalised_integral(lambda s: 1.0, x), abs=1e-12)
     for beta in (1e-3, 0.2, 1 - 1e-9, 1.0, 1 + 1e-9, 5.0):
-        expected = normalised_integral(lambda s: (1 + math.cos(math.pi * s)) * beta**s, x)
+        expected = normalised_integral(lambda s, beta=beta: (1 + math.cos(math.pi * s)) * beta**s, x)
         assert pgh_fraction(x, beta) == pytest.approx(expected, abs=1e-11), beta
     assert pgh_fraction(x, 1.0) == pytest.approx(slats_fraction(x), abs=1e-15)
 
@@ -196,7 +197,7 @@ def test_pgh_is_lr_driven_geometric_and_equals_lats_at_beta_one():
         )
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
         out = []
-        for t in range(steps):
+        for _ in range(steps):
             optimizer.step()
             scheduler.step()
             pruner.step()
@@ -317,9 +318,41 @@ def test_learnable_thresholds_are_trained_by_the_optimizer():
         optimizer.step()
         pruner.step()
     assert all(float(s.detach()) != -3.0 for s in logits)
-    expected = {n: float(torch.sigmoid(s.detach())) for n, s in zip(("0", "2"), logits)}
+    expected = {n: float(torch.sigmoid(s.detach())) for n, s in zip(("0", "2"), logits, strict=True)}
     assert pruner.thresholds() == pytest.approx(expected)
     assert model.state_dict()["0.parametrizations.weight.0.threshold"].item() == pytest.approx(expected["0"])
+
+
+# --- a schedule and its settings as pruner arguments -------------------------------------------
+def test_pruner_arguments_keep_the_window_and_the_planned_lrs_where_the_schedule_uses_them():
+    planned = (0.1, 0.2, 0.3, 0.4)  # a tuple: handed on as a list
+    window = dict(start_step=1, end_step=4)
+    args = {
+        "lats-D": pruner_arguments("lats", final_threshold=0.1, planned_lrs=planned, **window),
+        "lats-l1": pruner_arguments("lats", l1=0.5, planned_lrs=planned, **window),
+        "target": pruner_arguments("lats", target_sparsity=0.5, planned_lrs=planned, **window),
+        "pgh": pruner_arguments("pgh", final_threshold=0.1, beta=0.3, planned_lrs=planned, **window),
+        "slats": pruner_arguments("slats", final_threshold=0.1, planned_lrs=planned, **window),
+        "constant": pruner_arguments("constant", final_threshold=0.1, planned_lrs=planned, **window),
+        "learnable": pruner_arguments("learnable", planned_lrs=planned, gradient="exact", **window),
+    }
+    lrs = [0.1, 0.2, 0.3, 0.4]
+    assert args == {
+        "lats-D": dict(schedule="lats", final_threshold=0.1, lr_schedule=lrs, **window),
+        "lats-l1": dict(schedule="lats", l1=0.5, **window),
+        "target": dict(schedule="lats", target_sparsity=0.5, lr_schedule=lrs, **window),
+        "pgh": dict(schedule="pgh", final_threshold=0.1, beta=0.3, lr_schedule=lrs, **window),
+        "slats": dict(schedule="slats", final_threshold=0.1, **window),
+        "constant": dict(schedule="constant", final_threshold=0.1),
+        "learnable": dict(schedule="learnable", gradient="exact"),
+    }
+    assert {a["schedule"] for a in args.values()} == set(SCHEDULES) - {"stds-sine", "stds-linear"}
+    for kwargs in args.values():  # each is a pruner the constructor accepts
+        model = net()
+        SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), **kwargs)
+    assert pruner_arguments("lats", final_threshold=0.1, planned_lrs=cosine(0.1, 4))["lr_schedule"](0) == 0.1
+    with pytest.raises(TypeError, match="as planned_lrs, not lr_schedule"):
+        pruner_arguments("lats", final_threshold=0.1, lr_schedule=lrs)
 
 
 # --- ISTA and LASSO -------------------------------------------------------------------------------

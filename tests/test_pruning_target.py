@@ -5,6 +5,7 @@ Oracle: the exact zeros of the pruned weights, counted here, on scikit-learn's o
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
@@ -13,7 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from snn_lats.pruning import SoftThresholdPruner
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,7 +72,7 @@ def test_target_sparsity_lands_with_a_piecewise_constant_l1(target, capsys):
         assert implied[t] == pytest.approx(l1_in_force[t], rel=1e-6, abs=1e-12), t
     assert len(set(l1_in_force[:-1])) <= STEPS // 10 + 1
     # ... so the threshold never shrinks before the final correction, and that correction is small.
-    assert all(b >= a for a, b in zip(thresholds[:-2], thresholds[1:-1]))
+    assert all(b >= a for a, b in zip(thresholds[:-2], thresholds[1:-1], strict=True))
     correction = abs(thresholds[-1] - thresholds[-2])
     assert correction < 0.05 * thresholds[-1]
     used = [v for v in l1_in_force[1:-1] if v > 0]
@@ -171,3 +171,144 @@ def test_on_still_weights_the_controller_follows_the_constant_lambda_trajectory(
             odds = target / (1 - target) * c**1.4
             expected = target if t + 1 == STEPS else odds / (1 + odds)
             assert counted_sparsity(pruner.layers) == pytest.approx(expected, abs=1.5e-4), t
+
+
+# --- checkpoints written before the controller had its own state (pruner state version 2) ------
+V2_KEYS = {
+    "version",
+    "schedule",
+    "step_count",
+    "lr_sum",
+    "pending",
+    "implied_l1",
+    "last_threshold",
+    "l1",
+    "anchor_threshold",
+    "anchor_lr_sum",
+    "drift_origin",
+    "thresholds",
+}
+V3_KEYS = {
+    "version",
+    "schedule",
+    "step_count",
+    "lr_sum",
+    "pending",
+    "implied_l1",
+    "last_threshold",
+    "thresholds",
+    "controller",
+}
+RESUME_STEPS, RESUME_STOP = 20, 7
+RESUME_RUNS = {
+    # re-estimates at window steps 0, 3, 6 before the stop (drift origin set), 9, 12 and the snap at 15
+    "target": dict(
+        target_sparsity=0.6, total_steps=RESUME_STEPS, end_step=15, lr_schedule=planned_lr, retarget_every=3
+    ),
+    "lats": dict(final_threshold=0.05, total_steps=RESUME_STEPS, lr_schedule=planned_lr),
+}
+
+
+def resume_run(run, seed):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR0, momentum=0.9)
+    pruner = SoftThresholdPruner(model, optimizer, "lats", **RESUME_RUNS[run])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: planned_lr(t) / LR0)
+    return model, optimizer, pruner, scheduler
+
+
+def resume_train(model, optimizer, pruner, scheduler, start, stop):
+    """Train steps [start, stop); per step: every layer's threshold, the global one, λ and λ_t."""
+    trace = []
+    for t in range(start, stop):
+        g = torch.Generator().manual_seed(t)
+        x, y = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        scheduler.step()
+        pruner.step()
+        trace.append((pruner.thresholds(), pruner.threshold, pruner.l1, pruner.implied_l1()))
+    return trace
+
+
+def version_2_layout(pruner) -> dict:
+    """The pruner's state written out as a version-2 checkpoint held it: everything flat, λ and
+    anchors for every schedule (zero anchors and no drift origin without target_sparsity)."""
+    groups = len(pruner.optimizer.param_groups)
+    state = pruner.state_dict()
+    controller = state["controller"] or {
+        "l1": pruner.l1,
+        "anchor_threshold": [0.0] * groups,
+        "anchor_lr_sum": [0.0] * groups,
+        "drift_origin": {},
+    }
+    return {
+        "version": 2,
+        "schedule": state["schedule"],
+        "step_count": state["step_count"],
+        "lr_sum": state["lr_sum"],
+        "pending": state["pending"],
+        "implied_l1": state["implied_l1"],
+        "last_threshold": state["last_threshold"],
+        "l1": controller["l1"],
+        "anchor_threshold": controller["anchor_threshold"],
+        "anchor_lr_sum": controller["anchor_lr_sum"],
+        "drift_origin": controller["drift_origin"],
+        "thresholds": state["thresholds"],
+    }
+
+
+@pytest.mark.parametrize("run", list(RESUME_RUNS))
+def test_a_version_2_checkpoint_resumes_exactly(run):
+    uninterrupted = resume_run(run, seed=0)
+    expected = resume_train(*uninterrupted, 0, RESUME_STEPS)
+
+    first = resume_run(run, seed=0)
+    resume_train(*first, 0, RESUME_STOP)
+    model, optimizer, pruner, scheduler = first
+    assert set(pruner.state_dict()) == V3_KEYS and pruner.state_dict()["version"] == 3
+    old = version_2_layout(pruner)
+    assert set(old) == V2_KEYS
+    if run == "target":
+        assert set(old["drift_origin"]) == {"0", "2"}  # the stop falls between re-estimates with drift
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "pruner": old,
+        },
+        buffer,
+    )
+    buffer.seek(0)
+    checkpoint = torch.load(buffer, weights_only=True)
+
+    resumed = resume_run(run, seed=123)  # other initial weights: everything must come from the file
+    model, optimizer, pruner, scheduler = resumed
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    pruner.load_state_dict(checkpoint["pruner"])
+    trace = resume_train(*resumed, RESUME_STOP, RESUME_STEPS)
+
+    assert len(trace) == len(expected[RESUME_STOP:])
+    for t, (got, want) in enumerate(zip(trace, expected[RESUME_STOP:], strict=True), start=RESUME_STOP):
+        assert got == want, t  # float by float: thresholds, d, λ and λ_t
+    a, b = uninterrupted[0].state_dict(), resumed[0].state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed[2].step_count == RESUME_STEPS
+
+
+def test_a_state_with_or_without_the_controller_loads_only_into_its_kind():
+    target, lats = resume_run("target", seed=0)[2], resume_run("lats", seed=0)[2]
+    with pytest.raises(ValueError, match="saved without target_sparsity, this pruner runs with it"):
+        target.load_state_dict(lats.state_dict())
+    with pytest.raises(ValueError, match="saved with target_sparsity, this pruner runs without it"):
+        lats.load_state_dict(target.state_dict())
+    with pytest.raises(ValueError, match="unsupported pruner state version 1"):
+        lats.load_state_dict({**lats.state_dict(), "version": 1})

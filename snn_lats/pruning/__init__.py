@@ -2,9 +2,12 @@
 threshold schedules of the unified framework (LATS, S-LATS, PGH, STDS, constant, STR).
 
 ``attach`` adds the reparameterisation (``torch.nn.utils.parametrize``), ``SoftThresholdPruner``
-drives the thresholds during training, ``finalize`` bakes the pruned weights into plain ones.
+drives the thresholds during training (with ``target_sparsity``, through a
+``TargetSparsityController`` that picks λ), ``finalize`` bakes the pruned weights into plain ones.
+``pruner_arguments`` turns a schedule and its settings into the pruner's keyword arguments.
 """
 
+from snn_lats.pruning.controller import TargetSparsityController
 from snn_lats.pruning.functional import GRADIENTS, soft_threshold
 from snn_lats.pruning.parametrization import SoftThreshold, attach, finalize, pruned_layers, select_layers
 from snn_lats.pruning.pruner import SoftThresholdPruner
@@ -12,6 +15,7 @@ from snn_lats.pruning.report import SparsityReport, sparsity_report
 from snn_lats.pruning.schedules import (
     SCHEDULES,
     pgh_fraction,
+    pruner_arguments,
     slats_fraction,
     stds_linear_fraction,
     stds_sine_fraction,
@@ -19,6 +23,8 @@ from snn_lats.pruning.schedules import (
 
 __all__ = [
     "SoftThresholdPruner",
+    "TargetSparsityController",
+    "pruner_arguments",
     "attach",
     "finalize",
     "sparsity_report",

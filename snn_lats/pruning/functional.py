@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["soft_threshold", "GRADIENTS", "check_gradient"]
+
+#: The gradients S_d(θ) can carry to θ (see :func:`soft_threshold`).
 GRADIENTS = ("straight-through", "exact")
 
 

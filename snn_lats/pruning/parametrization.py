@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import weakref
-from typing import Iterable, Union
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -19,10 +19,21 @@ from torch.nn.utils import parametrize
 
 from snn_lats.pruning.functional import _CachedSoftThreshold, check_gradient, soft_threshold
 
+__all__ = [
+    "SoftThreshold",
+    "attach",
+    "finalize",
+    "select_layers",
+    "pruned_layers",
+    "soft_threshold_of",
+    "Selector",
+    "DEFAULT_TYPES",
+]
+
 #: What ``attach`` prunes when ``include`` names no type.
 DEFAULT_TYPES: tuple[type, ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
-Selector = Union[type, str, Iterable[Union[type, str]], None]
+Selector = type | str | Iterable[type | str] | None
 
 
 class SoftThreshold(nn.Module):

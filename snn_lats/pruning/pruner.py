@@ -3,45 +3,32 @@
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Sequence
-from typing import Any, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from snn_lats.pruning.controller import TargetSparsityController, check_target_sparsity
 from snn_lats.pruning.functional import check_gradient
 from snn_lats.pruning.parametrization import Selector, SoftThreshold, attach, finalize, select_layers, soft_threshold_of
 from snn_lats.pruning.report import SparsityReport, sparsity_report
-from snn_lats.pruning.schedules import LR_DRIVEN, PROGRESS_FRACTIONS, SCHEDULES, check_beta
+from snn_lats.pruning.schedules import (
+    LR_DRIVEN,
+    PROGRESS_FRACTIONS,
+    SCHEDULES,
+    WINDOWLESS,
+    check_beta,
+    check_number,
+    check_step_index,
+)
 
-_STATE_VERSION = 2
-# target_sparsity: constant-λ LATS runs follow logit s(c) ≈ logit s* + 1.4·log c (c: fraction of
-# the planned lr spent) on the digits benchmark; the controller tracks that trajectory
-TRAJECTORY_EXPONENT = 1.4
-# ... and about half of a weight's recent drift carries on (1 overshot the trajectory, 0 lagged it)
-DRIFT_PERSISTENCE = 0.5
-# ... re-estimating λ this many times over the window (default ``retarget_every``): with 8 (one
-# per epoch on digits) the sparsity lagged and was caught up at small lrs; with 128 the per-weight
-# drift over each short stretch was mostly noise and the runs at 99 % collapsed
-RE_ESTIMATES = 32
+__all__ = ["SoftThresholdPruner"]
 
-
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return value
-
-
-def _step_index(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+# 3: the target-sparsity controller's state under "controller"; 2 (read too) had it flat
+_STATE_VERSION = 3
+# the flat version-2 keys that are the controller's state now
+_V2_CONTROLLER_KEYS = ("l1", "anchor_threshold", "anchor_lr_sum", "drift_origin")
 
 
 class SoftThresholdPruner:
@@ -71,12 +58,13 @@ class SoftThresholdPruner:
       optimizer in a new param group: build lr schedulers after the pruner.
 
     Target sparsity (``schedule="lats"``, ``target_sparsity=s``, with ``lr_schedule`` and
-    ``end_step``/``total_steps``, instead of ``l1``/``final_threshold``): a controller picks λ.
-    Every ``retarget_every`` window steps (default: ``RE_ESTIMATES`` = 32 times over the window)
-    it sets λ so that the sparsity at the next re-estimate follows the trajectory of
-    constant-λ LATS, ``logit s(c) = logit s + TRAJECTORY_EXPONENT·log c`` (``c``: fraction of the
-    planned lr spent), predicting each weight from its recent drift
-    (:meth:`_retarget`). Guarantees:
+    ``end_step``/``total_steps``, instead of ``l1``/``final_threshold``): a
+    :class:`TargetSparsityController` picks λ. Every ``retarget_every`` window steps (default:
+    ``RE_ESTIMATES`` = 32 times over the window) it sets λ so that the sparsity at the next
+    re-estimate follows the trajectory of constant-λ LATS,
+    ``logit s(c) = logit s + TRAJECTORY_EXPONENT·log c`` (``c``: fraction of the planned lr
+    spent), predicting each weight from its recent drift
+    (:meth:`TargetSparsityController.retarget`). Guarantees:
     between re-estimates λ is constant (ISTA on a fixed ``L + λ‖w‖₁``) and ``λ ≥ 0``, so the
     threshold never shrinks inside the window; at ``end_step`` the thresholds are set to the
     exact quantile of the final θ, so the sparsity at ``end_step`` is ``s`` (up to ties: at most
@@ -151,24 +139,21 @@ class SoftThresholdPruner:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         check_gradient(gradient)
         self.schedule = schedule
-        self.l1 = None if l1 is None else _number(l1, "l1")
-        self.final_threshold = None if final_threshold is None else _number(final_threshold, "final_threshold")
+        self._l1 = None if l1 is None else check_number(l1, "l1")
+        self.final_threshold = None if final_threshold is None else check_number(final_threshold, "final_threshold")
         self.beta = None
-        self.target_sparsity = None
         if target_sparsity is not None:
-            if isinstance(target_sparsity, bool) or not isinstance(target_sparsity, (int, float)):
-                raise TypeError(f"target_sparsity must be a number in (0, 1), got {target_sparsity!r}")
-            if not 0 < target_sparsity < 1:
-                raise ValueError(f"target_sparsity must be in (0, 1), got {target_sparsity}")
-            self.target_sparsity = float(target_sparsity)
-        self._check_arguments(l1, final_threshold, lr_schedule, beta, s_init, layer_scale, start_step, end_step)
+            target_sparsity = check_target_sparsity(target_sparsity)
+        self._check_arguments(
+            l1, final_threshold, target_sparsity, lr_schedule, beta, s_init, layer_scale, start_step, end_step
+        )
         if schedule == "pgh":
             self.beta = check_beta(beta)
-        self.start_step = _step_index(start_step, "start_step", 0)
+        self.start_step = check_step_index(start_step, "start_step", 0)
         if total_steps is not None:
-            _step_index(total_steps, "total_steps", 1)
+            check_step_index(total_steps, "total_steps", 1)
         if end_step is not None:
-            _step_index(end_step, "end_step", 1)
+            check_step_index(end_step, "end_step", 1)
             if total_steps is not None and end_step > total_steps:
                 raise ValueError(f"end_step ({end_step}) must be <= total_steps ({total_steps})")
         if end_step is None:
@@ -182,46 +167,30 @@ class SoftThresholdPruner:
         if self.end_step is not None and self.end_step <= self.start_step:
             raise ValueError(f"end_step ({self.end_step}) must be > start_step ({self.start_step})")
         self._planned_sum = None
-        self._planned_remaining: list[float] = []  # [k]: Σ weighted planned lrs of window steps >= start + k
+        planned: list[float] = []
         if lr_schedule is not None:
             planned = self._planned_lrs(lr_schedule)
             self._planned_sum = sum(planned)
             if not self._planned_sum > 0:
                 raise ValueError("lr_schedule plans no learning rate over the pruning window (sum of lrs is 0)")
-            remaining = [0.0]
-            for lr in reversed(planned):
-                remaining.append(remaining[-1] + lr)
-            self._planned_remaining = remaining[::-1]
-        if self.target_sparsity is not None:
-            window = self.end_step - self.start_step
-            self.retarget_every = (
-                max(1, window // RE_ESTIMATES)
-                if retarget_every is None
-                else _step_index(retarget_every, "retarget_every", 1)
+        self._controller: TargetSparsityController | None = None
+        if target_sparsity is not None:
+            self._controller = TargetSparsityController(
+                target_sparsity, planned, groups=len(optimizer.param_groups), retarget_every=retarget_every
             )
         elif retarget_every is not None:
             raise ValueError("retarget_every applies to target_sparsity only")
 
-        #: λ of "lats" (λ0 of "pgh"): given, or final_threshold / Σ planned lrs, or the controller's
-        #: current estimate (target_sparsity); None for the other schedules.
         if schedule not in LR_DRIVEN:
-            self.l1 = None
+            self._l1 = None
         elif self.final_threshold is not None:
-            self.l1 = self.final_threshold / self._planned_sum
-        elif self.target_sparsity is not None:
-            self.l1 = 0.0
+            self._l1 = self.final_threshold / self._planned_sum
 
         # Which weights: selected and checked before anything is modified.
         candidates = select_layers(model, include, exclude, dense_first_last)
         scale = self._layer_scales(layer_scale, list(candidates))
-        if self.target_sparsity is not None:
-            total = sum(m.weight.numel() for m in candidates.values())
-            prunable = sum(m.weight.numel() for n, m in candidates.items() if scale[n] > 0)
-            if self.target_sparsity * total > prunable:
-                raise ValueError(
-                    f"target_sparsity={self.target_sparsity} cannot be reached: the layers with layer_scale > 0 "
-                    f"hold {prunable} of the {total} pruned weights ({prunable / total:.2%})"
-                )
+        if self._controller is not None:
+            self._controller.check_reachable({n: m.weight.numel() for n, m in candidates.items()}, scale)
         group_of = self._param_groups(optimizer, candidates)
 
         learnable = schedule == "learnable"
@@ -239,11 +208,6 @@ class SoftThresholdPruner:
 
         self.step_count = 0
         self._lr_sum = [0.0] * len(optimizer.param_groups)
-        # target_sparsity: d_g = anchor_threshold[g] + λ·(lr_sum[g] − anchor_lr_sum[g]), re-anchored at each re-estimate
-        self._anchor_threshold = [0.0] * len(optimizer.param_groups)
-        self._anchor_lr_sum = [0.0] * len(optimizer.param_groups)
-        # target_sparsity: |θ| of every pruned layer at the last re-estimate (the anchor)
-        self._drift_origin: dict[str, torch.Tensor] = {}
         self._pending: list[list[float]] = []
         self._implied = math.nan
         self._finalized = False
@@ -255,18 +219,50 @@ class SoftThresholdPruner:
                     module.weight = module.parametrizations.weight.original.detach().clone()
         if schedule in ("constant", "learnable"):
             self._last_threshold = self.threshold
-        if self.target_sparsity is not None and self.start_step == 0:
-            self._retarget(snap=False)
+        if self._controller is not None:
+            self._control()  # λ for the first stretch when the window starts at step 0
         self._hooks = [
             optimizer.register_step_pre_hook(self._before_optimizer_step),
             optimizer.register_step_post_hook(self._after_optimizer_step),
         ]
 
+    # --- λ and the target-sparsity controller ---------------------------------------------------
+    @property
+    def l1(self) -> float | None:
+        """λ of "lats" (λ0 of "pgh"): given, or final_threshold / Σ planned lrs, or the controller's
+        current estimate (target_sparsity); None for the other schedules."""
+        return self._l1 if self._controller is None else self._controller.l1
+
+    @property
+    def target_sparsity(self) -> float | None:
+        """The sparsity the window ends at (None without target_sparsity)."""
+        return None if self._controller is None else self._controller.target_sparsity
+
+    @property
+    def retarget_every(self) -> int | None:
+        """Window steps between the controller's re-estimates of λ (None without target_sparsity)."""
+        return None if self._controller is None else self._controller.retarget_every
+
+    def _control(self) -> None:
+        """Let the controller re-estimate λ when it is due, from the θ of every pruned layer now."""
+        k = self.step_count - self.start_step
+        if not self._controller.due(k):
+            return
+        layers = {
+            name: (module.parametrizations.weight.original, self._group_of[name], self._scale[name])
+            for name, module in self.layers.items()
+        }
+        self._controller.retarget(
+            k, lrs=self._group_lrs(), lr_sum=self._lr_sum, ref_group=self._ref_group, layers=layers
+        )
+
     # --- argument checks ---------------------------------------------------------------------
-    def _check_arguments(self, l1, final_threshold, lr_schedule, beta, s_init, layer_scale, start_step, end_step):
+    def _check_arguments(
+        self, l1, final_threshold, target_sparsity, lr_schedule, beta, s_init, layer_scale, start_step, end_step
+    ):
         schedule = self.schedule
         given = [n for n, v in (("l1", l1), ("final_threshold", final_threshold)) if v is not None]
-        if self.target_sparsity is not None:
+        if target_sparsity is not None:
             if schedule != "lats":
                 raise ValueError(f"target_sparsity drives schedule='lats' only, not {schedule!r}")
             if given:
@@ -298,7 +294,7 @@ class SoftThresholdPruner:
                     f"schedule={schedule!r} is set by final_threshold; l1 applies to 'lats' and 'pgh' only"
                 )
         if lr_schedule is not None and (
-            schedule not in LR_DRIVEN or (final_threshold is None and self.target_sparsity is None)
+            schedule not in LR_DRIVEN or (final_threshold is None and target_sparsity is None)
         ):
             raise ValueError(
                 "lr_schedule is only used with final_threshold or target_sparsity, and schedule 'lats' or 'pgh'"
@@ -315,7 +311,7 @@ class SoftThresholdPruner:
             raise ValueError(f"s_init applies to schedule='learnable' only, not {schedule!r}")
         if layer_scale is not None and schedule == "learnable":
             raise ValueError("layer_scale does not apply to schedule='learnable'")
-        if schedule in ("constant", "learnable") and (start_step != 0 or end_step is not None):
+        if schedule in WINDOWLESS and (start_step != 0 or end_step is not None):
             raise ValueError(f"schedule={schedule!r} has no pruning window: drop start_step/end_step")
 
     def _planned_lrs(self, lr_schedule) -> list[float]:
@@ -327,7 +323,9 @@ class SoftThresholdPruner:
             planned = [lr_schedule[t] for t in steps]
         else:
             planned = [lr_schedule(t) for t in steps]
-        return [self._lr_weight(t) * _number(lr, f"lr_schedule[{t}]") for t, lr in zip(steps, planned)]
+        return [
+            self._lr_weight(t) * check_number(lr, f"lr_schedule[{t}]") for t, lr in zip(steps, planned, strict=True)
+        ]
 
     @staticmethod
     def _layer_scales(layer_scale, names: list[str]) -> dict[str, float]:
@@ -337,9 +335,9 @@ class SoftThresholdPruner:
             unknown = sorted(set(layer_scale) - set(names))
             if unknown:
                 raise ValueError(f"layer_scale names layers that are not pruned: {unknown}")
-            return {n: _number(layer_scale.get(n, 1.0), f"layer_scale[{n!r}]") for n in names}
+            return {n: check_number(layer_scale.get(n, 1.0), f"layer_scale[{n!r}]") for n in names}
         if callable(layer_scale):
-            return {n: _number(layer_scale(n), f"layer_scale({n!r})") for n in names}
+            return {n: check_number(layer_scale(n), f"layer_scale({n!r})") for n in names}
         raise TypeError(
             f"layer_scale must be a dict name -> factor or a callable name -> factor, got {type(layer_scale).__name__}"
         )
@@ -388,11 +386,11 @@ class SoftThresholdPruner:
 
     def _group_threshold(self, group: int) -> float:
         if self.schedule in LR_DRIVEN:
-            if self.target_sparsity is not None:
-                return self._anchor_threshold[group] + self.l1 * (self._lr_sum[group] - self._anchor_lr_sum[group])
+            if self._controller is not None:
+                return self._controller.threshold(group, self._lr_sum)
             if self.final_threshold is not None:
                 return self.final_threshold * (self._lr_sum[group] / self._planned_sum)
-            return self.l1 * self._lr_sum[group]
+            return self._l1 * self._lr_sum[group]
         if self.schedule == "constant":
             return self.final_threshold
         if self.schedule == "learnable":
@@ -429,82 +427,6 @@ class SoftThresholdPruner:
             d = self._group_threshold(self._group_of.get(name, self._ref_group))
             p.set_threshold(self._scale[name] * d)
 
-    @torch.no_grad()
-    def _retarget(self, snap: bool) -> None:
-        """Target-sparsity controller: re-estimate λ (``snap``: set the final thresholds).
-
-        Between re-estimates each layer grows as ``d_l(λ) = d_l + λ·H·r_l``: ``H`` is the planned
-        lr until the next re-estimate, ``r_l`` the layer's scale × its group's lr relative to the
-        reference group. The controller tracks the sparsity trajectory of constant-λ LATS,
-        ``logit s(c) = logit s* + TRAJECTORY_EXPONENT·log c`` (``c``: fraction of the planned lr
-        spent; ``s(1) = s*``): it picks the λ that reaches ``s(c_next)`` at the next
-        re-estimate. Weight ``i`` is pruned then iff ``θ̂_i ≤ d_l(λ)``, with the prediction
-        ``θ̂_i = |θ_i| + DRIFT_PERSISTENCE·ρ_i·H`` (``ρ_i``: change of ``|θ_i|`` per unit lr since
-        the last re-estimate; 0 at the first), i.e. iff ``v_i = (θ̂_i − d_l) / (H·r_l) ≤ λ``;
-        so λ is the k-th smallest ``v`` (``k = ⌈s(c_next)·N⌉``), clamped at 0 so thresholds never
-        shrink inside the window. At
-        ``end_step`` (``snap``) the quantile of the final θ with ``H = 1`` is applied at once,
-        in either direction.
-        """
-        lrs = self._group_lrs()
-        ref_lr = lrs[self._ref_group]
-        ratio = [lr / ref_lr if ref_lr > 0 else 1.0 for lr in lrs]
-        window = self.end_step - self.start_step
-        now_k = self.step_count - self.start_step
-        next_k = min(window, now_k + self.retarget_every)
-        if snap:
-            horizon, goal = 1.0, self.target_sparsity
-        else:
-            horizon = self._planned_remaining[now_k] - self._planned_remaining[next_k]
-            spent = 1.0 - self._planned_remaining[next_k] / self._planned_sum
-            goal = self.target_sparsity
-            if next_k < window and spent < 1.0:
-                odds = self.target_sparsity / (1.0 - self.target_sparsity)
-                odds *= max(spent, 1e-12) ** TRAJECTORY_EXPONENT
-                goal = odds / (1.0 + odds)
-        if horizon <= 0:
-            return  # no lr planned before the next re-estimate: keep λ
-        past = self._lr_sum[self._ref_group] - self._anchor_lr_sum[self._ref_group]  # lr since the anchor
-        drift = not snap and self._drift_origin and past > 0
-        values, origin = [], {}
-        for name, p in self._params.items():
-            g = self._group_of[name]
-            theta = self.layers[name].parametrizations.weight.original.detach().abs().flatten()  # a new tensor
-            origin[name] = theta
-            predicted = theta.double()
-            if drift:
-                moved = predicted - self._drift_origin[name].to(predicted)
-                predicted = predicted + DRIFT_PERSISTENCE * (horizon / past) * moved
-            rate = self._scale[name] * ratio[g] * horizon
-            now = self._scale[name] * self._group_threshold(g)
-            values.append((predicted - now) / rate if rate > 0 else torch.full_like(predicted, math.inf))
-        values = torch.cat(values)
-        k = max(1, math.ceil(goal * values.numel() - 1e-9))
-        reachable = int(torch.isfinite(values).sum())  # weights whose threshold can still grow
-        if reachable == 0:
-            return
-        if k > reachable:  # a param group's lr is 0 now (beyond-reach layer_scale 0 is refused at construction)
-            warnings.warn(
-                f"target_sparsity={self.target_sparsity} is out of reach: only {reachable} of "
-                f"{values.numel()} pruned weights have a threshold that grows (the others have layer_scale 0 "
-                f"or a param group whose lr is 0); the controller prunes as many as it can",
-                stacklevel=3,
-            )
-            k = reachable
-        quantile = float(values.kthvalue(k).values)
-        groups = set(self._group_of.values())
-        if snap:
-            for g in groups:
-                self._anchor_threshold[g] = max(0.0, self._group_threshold(g) + quantile * ratio[g])
-                self._anchor_lr_sum[g] = self._lr_sum[g]
-            self._drift_origin = {}
-            return
-        for g in groups:
-            self._anchor_threshold[g] = self._group_threshold(g)
-            self._anchor_lr_sum[g] = self._lr_sum[g]
-        self._drift_origin = origin
-        self.l1 = max(0.0, quantile)
-
     def step(self) -> bool:
         """Advance the thresholds by the optimizer steps applied since the last call.
 
@@ -529,12 +451,8 @@ class SoftThresholdPruner:
                     self._lr_sum[g] += weight * lr
             eta += lrs[self._ref_group]
             self.step_count += 1
-            if self.target_sparsity is not None:
-                k = self.step_count - self.start_step
-                if k == self.end_step - self.start_step:
-                    self._retarget(snap=True)
-                elif 0 <= k < self.end_step - self.start_step and k % self.retarget_every == 0:
-                    self._retarget(snap=False)
+            if self._controller is not None:
+                self._control()
         self._pending.clear()
         self._apply_thresholds()
         now = self.threshold
@@ -552,7 +470,7 @@ class SoftThresholdPruner:
         """Everything needed to resume exactly, besides ``model.state_dict()`` (θ, the threshold
         buffers and learnable ``s``) and ``optimizer.state_dict()``. Plain Python values and, with
         ``target_sparsity``, one ``|θ|`` tensor per layer: ``torch.load(..., weights_only=True)``
-        reads it."""
+        reads it. ``"controller"``: the :class:`TargetSparsityController`'s state, or None."""
         return {
             "version": _STATE_VERSION,
             "schedule": self.schedule,
@@ -561,14 +479,25 @@ class SoftThresholdPruner:
             "pending": [list(p) for p in self._pending],
             "implied_l1": self._implied,
             "last_threshold": self._last_threshold,
-            "l1": self.l1,
-            "anchor_threshold": list(self._anchor_threshold),
-            "anchor_lr_sum": list(self._anchor_lr_sum),
-            "drift_origin": dict(self._drift_origin),
             "thresholds": self.thresholds(),
+            "controller": None if self._controller is None else self._controller.state_dict(),
         }
 
+    def _upgrade_state(self, state: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A version-2 state in the version-3 layout. Version 2 kept λ, the anchors and the drift
+        origin flat, for every schedule: they become the controller's state; without
+        target_sparsity they are dropped (λ follows from the constructor's arguments)."""
+        if state.get("version") != 2:
+            return state
+        state = dict(state)
+        controller = {key: state.pop(key) for key in _V2_CONTROLLER_KEYS}
+        state["controller"] = None if self._controller is None else controller
+        state["version"] = 3
+        return state
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict` (version 3, or version 2 of older checkpoints)."""
+        state = self._upgrade_state(state)
         if state.get("version") != _STATE_VERSION:
             raise ValueError(f"unsupported pruner state version {state.get('version')!r}")
         if state["schedule"] != self.schedule:
@@ -577,15 +506,16 @@ class SoftThresholdPruner:
             raise ValueError("state was saved for a different set of pruned layers")
         if len(state["lr_sum"]) != len(self._lr_sum):
             raise ValueError("state was saved with a different number of optimizer param groups")
+        if (state["controller"] is None) != (self._controller is None):
+            saved, runs = ("without", "with") if state["controller"] is None else ("with", "without")
+            raise ValueError(f"state was saved {saved} target_sparsity, this pruner runs {runs} it")
+        if self._controller is not None:
+            self._controller.load_state_dict(state["controller"])
         self.step_count = int(state["step_count"])
         self._lr_sum = [float(v) for v in state["lr_sum"]]
         self._pending = [[float(v) for v in p] for p in state["pending"]]
         self._implied = float(state["implied_l1"])
         self._last_threshold = float(state["last_threshold"])
-        self.l1 = state["l1"]
-        self._anchor_threshold = [float(v) for v in state["anchor_threshold"]]
-        self._anchor_lr_sum = [float(v) for v in state["anchor_lr_sum"]]
-        self._drift_origin = {name: t.detach().clone() for name, t in state["drift_origin"].items()}
         if self.schedule != "learnable":
             for name, p in self._params.items():
                 p.set_threshold(state["thresholds"][name])

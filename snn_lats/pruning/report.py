@@ -8,6 +8,8 @@ from torch import nn
 from snn_lats.pruning.parametrization import pruned_layers, select_layers, soft_threshold_of
 from snn_lats.report import Report
 
+__all__ = ["SparsityReport", "sparsity_report"]
+
 
 class SparsityReport(Report):
     """Rows ``name, shape, numel, zeros, density, threshold``; totals ``numel, zeros, sparsity``.
@@ -19,6 +21,10 @@ class SparsityReport(Report):
     @property
     def global_sparsity(self) -> float:
         return float(self.totals["sparsity"])
+
+    def layer_sparsity(self) -> dict[str, float]:
+        """The fraction of exact zeros of every layer's weight, by name."""
+        return {r["name"]: r["zeros"] / r["numel"] if r["numel"] else 0.0 for r in self.rows}
 
     @property
     def empty_layers(self) -> list[str]:

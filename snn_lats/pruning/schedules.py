@@ -9,6 +9,23 @@ learning rate the optimizer actually applied.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = [
+    "SCHEDULES",
+    "LR_DRIVEN",
+    "WINDOWLESS",
+    "PROGRESS_FRACTIONS",
+    "pruner_arguments",
+    "slats_fraction",
+    "pgh_fraction",
+    "stds_sine_fraction",
+    "stds_linear_fraction",
+    "check_beta",
+    "check_number",
+    "check_step_index",
+]
 
 #: Schedule names accepted by :class:`~snn_lats.pruning.SoftThresholdPruner`.
 SCHEDULES: tuple[str, ...] = ("lats", "slats", "pgh", "stds-sine", "stds-linear", "constant", "learnable")
@@ -16,12 +33,32 @@ SCHEDULES: tuple[str, ...] = ("lats", "slats", "pgh", "stds-sine", "stds-linear"
 #: Schedules whose threshold follows the applied learning rate: ``d += λ_t · η_t``.
 LR_DRIVEN: tuple[str, ...] = ("lats", "pgh")
 
+#: Schedules without a pruning window: ``d`` is set from step 0 (``constant``) or learned.
+WINDOWLESS: tuple[str, ...] = ("constant", "learnable")
+
 
 def _check_progress(x: float) -> float:
     x = float(x)
     if not 0.0 <= x <= 1.0:
         raise ValueError(f"progress x must be in [0, 1], got {x}")
     return x
+
+
+def check_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def check_step_index(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
 
 
 def check_beta(beta: float) -> float:
@@ -77,3 +114,39 @@ PROGRESS_FRACTIONS = {
     "stds-sine": stds_sine_fraction,
     "stds-linear": stds_linear_fraction,
 }
+
+
+def pruner_arguments(
+    schedule: str,
+    *,
+    l1: float | None = None,
+    final_threshold: float | None = None,
+    target_sparsity: float | None = None,
+    beta: float | None = None,
+    start_step: int = 0,
+    end_step: int | None = None,
+    planned_lrs: Sequence[float] | Callable[[int], float] | None = None,
+    **rest: Any,
+) -> dict[str, Any]:
+    """Keyword arguments of ``SoftThresholdPruner(model, optimizer, **kwargs)`` for ``schedule``
+    and its strength: the L1 coefficient ``l1`` (λ), the final threshold ``final_threshold`` (D)
+    or the ``target_sparsity``.
+
+    The pruning window ``[start_step, end_step)`` is passed on, except for the schedules without
+    one (``WINDOWLESS``: ``"constant"``, ``"learnable"``), where it is dropped. ``planned_lrs``,
+    the planned lr of every step, becomes ``lr_schedule`` of the lr-driven schedules
+    (``LR_DRIVEN``) when they need it, i.e. with ``final_threshold`` (``λ = D / Σ planned η``)
+    or ``target_sparsity``; elsewhere it is not used. ``rest`` (``dense_first_last``,
+    ``gradient``, ``layer_scale``, ...) is passed on as is; the pruner checks everything.
+    """
+    if "lr_schedule" in rest:
+        raise TypeError("pruner_arguments takes the planned lrs as planned_lrs, not lr_schedule")
+    kwargs: dict[str, Any] = {"schedule": schedule, **rest}
+    if schedule not in WINDOWLESS:
+        kwargs.update(start_step=start_step, end_step=end_step)
+    given = {"l1": l1, "final_threshold": final_threshold, "target_sparsity": target_sparsity, "beta": beta}
+    kwargs.update({name: value for name, value in given.items() if value is not None})
+    lr_needed = final_threshold is not None or target_sparsity is not None
+    if schedule in LR_DRIVEN and lr_needed and planned_lrs is not None:
+        kwargs["lr_schedule"] = planned_lrs if callable(planned_lrs) else list(planned_lrs)
+    return kwargs
