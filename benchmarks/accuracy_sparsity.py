@@ -163,11 +163,11 @@ def run_point(spec: dict, cache_dir: str) -> dict:
         summary = train(TrainConfig(**values, output_dir=out), build_model_fn=builder)
     result = {
         "spec": spec,
-        "acc1": summary["accuracy"]["acc1"],
+        "acc1": summary.accuracy["acc1"],
         "sparsity": weight_sparsity(builder.model),
-        "energy_uj": (summary["energy_pj_per_sample"] or math.nan) / 1e6,
+        "energy_uj": (summary.energy_pj_per_sample() or math.nan) / 1e6,
         "sops_per_sample": _sops(summary),
-        "threshold": summary["history"][-1]["threshold"],
+        "threshold": summary.history[-1]["threshold"],
         "seconds": time.time() - started,
         "code": code_version(),
     }
@@ -177,14 +177,14 @@ def run_point(spec: dict, cache_dir: str) -> dict:
     return result
 
 
-def _sops(summary: dict) -> float:
-    if not summary["sops"]:
+def _sops(summary) -> float:
+    """ACs + MACs per sample of a :class:`~snn_lats.engine.RunSummary` (nan without a count)."""
+    if summary.sops is None:
         return math.nan
-    totals = summary["sops"]["totals"]
-    return totals["acs_per_sample"] + totals["macs_per_sample"]
+    return summary.sops.acs_per_sample + summary.sops.macs_per_sample
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_version() -> str:
     """Digest of the ``snn_lats`` sources. A cached run records the code that trained it, so that a
     rerun after a change to the library can say which results it reused from older code."""
@@ -293,7 +293,7 @@ def summarise(results: list[dict], levels: list[float]) -> list[dict]:
                 if not group:
                     continue
 
-                def stat(key):
+                def stat(key, group=group):
                     return mean_std([g[key] for g in group])
 
                 rows.append(
@@ -476,10 +476,9 @@ def base_config(args, network: str, seed: int) -> dict:
 
 def steps_per_epoch(args) -> int:
     from snn_lats.engine.data import build_datasets, build_loaders
+    from snn_lats.engine.recipe import TrainConfig
 
-    config = base_config(args, "ann", 0)
-    crop = {k: config[k] for k in ("train_crop_size", "val_crop_size", "val_resize_size") if k in config}
-    train_set, val_set, _ = build_datasets(args.dataset, args.data_path, image_size=args.image_size, **crop)
+    train_set, val_set, _ = build_datasets(TrainConfig(**base_config(args, "ann", 0)))
     return len(build_loaders(train_set, val_set, args.batch_size, 0)[0])
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import socket
 import subprocess
@@ -424,6 +423,27 @@ def test_export_strict_loads_into_the_unpruned_network_and_computes_the_same(dig
     weights = [m.weight for m in plain.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     zeros = sum(int((w == 0).sum()) for w in weights)
     assert info["sparsity"]["global"] == pytest.approx(zeros / sum(w.numel() for w in weights))
+
+
+def test_load_exported_rebuilds_the_plain_network_of_an_export(digits_runs, tmp_path, capsys):
+    from snn_lats.engine import load_exported
+    from snn_lats.pruning import pruned_layers
+
+    snn, _ = digits_runs
+    out = tmp_path / "export"
+    assert run_cli(["export", "--checkpoint", str(snn / "checkpoint.pth"), "--out", str(out)], capsys)[0] == 0
+    model, info = load_exported(out)
+    assert info == json.loads((out / "export.json").read_text())
+    assert not model.training and not pruned_layers(model)  # a plain network, in eval mode
+    assert (type(model).__name__, model.T) == ("SEWResNet", 2)
+    # Oracle: the checkpoint's network with its own thresholds (soft-threshold parametrizations).
+    pruned, _ = build_model_from_checkpoint(snn / "checkpoint.pth")
+    x = torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), pruned(x))
+    (out / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError):
+        load_exported(out)
 
 
 def test_compare_ann_and_snn(digits_runs, tmp_path, capsys):

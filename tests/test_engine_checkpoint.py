@@ -60,7 +60,7 @@ def test_rng_state_restores_every_generator():
 def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path):
     path = tmp_path / "checkpoint.pth"
     save_checkpoint(path, minimal())
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError, match="pickle local object"):
         save_checkpoint(path, minimal(bad=lambda: None))  # cannot be pickled: fails mid-write
     assert load_checkpoint(path)["step"] == 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth"]

@@ -17,6 +17,14 @@ from snn_lats.engine.data import (
     collate,
     set_epoch,
 )
+from snn_lats.engine.recipe import TrainConfig
+
+
+def data(**fields) -> TrainConfig:
+    """A configuration holding the data fields given (build_datasets reads a configuration)."""
+    if fields.get("data_path") is not None:
+        fields["data_path"] = str(fields["data_path"])
+    return TrainConfig(**fields)
 
 
 def write_image_folder(root, classes=("cat", "dog"), per_class=3, size=(20, 14), splits=("train", "val")):
@@ -84,7 +92,7 @@ def test_digits_augmentation_only_translates():
 def test_imagefolder_transforms_match_pil_resize_and_center_crop(tmp_path):
     root = write_image_folder(tmp_path)
     train_set, val_set, num_classes = build_datasets(
-        "imagefolder", root, train_crop_size=8, val_resize_size=10, val_crop_size=8
+        data(dataset="imagefolder", data_path=root, train_crop_size=8, val_resize_size=10, val_crop_size=8)
     )
     assert num_classes == 2 and len(train_set) == 6 and len(val_set) == 6
     assert train_set.classes == ["cat", "dog"]
@@ -122,7 +130,7 @@ def test_imagefolder_bad_layouts_raise_data_error(tmp_path, case):
         write_image_folder(tmp_path / "other", classes=("cow",), splits=("val",))
         (tmp_path / "other" / "val" / "cow").rename(root / "val" / "cow")
     with pytest.raises(DataError) as info:
-        build_datasets("imagefolder", root)
+        build_datasets(data(dataset="imagefolder", data_path=root))
     message = str(info.value)
     assert str(root) in message
     if case == "empty_class":
@@ -133,21 +141,23 @@ def test_imagefolder_bad_layouts_raise_data_error(tmp_path, case):
 
 def test_missing_data_path_argument():
     with pytest.raises(DataError, match="--data-path"):
-        build_datasets("imagefolder", None)
+        build_datasets(data(dataset="imagefolder"))
     with pytest.raises(ValueError, match="dataset must be one of"):
-        build_datasets("cifar", None)
+        build_datasets(data(dataset="cifar"))
 
 
 def test_unreadable_image_is_skipped_and_counted_or_fails(tmp_path):
     root = write_image_folder(tmp_path)
     (root / "train" / "cat" / "1.png").write_bytes(b"this is not a png")
-    train_set, _, _ = build_datasets("imagefolder", root, train_crop_size=8, val_resize_size=8, val_crop_size=8)
+    train_set, _, _ = build_datasets(
+        data(dataset="imagefolder", data_path=root, train_crop_size=8, val_resize_size=8, val_crop_size=8)
+    )
     with pytest.warns(RuntimeWarning, match="1.png"):
         batch = collate([train_set[i] for i in range(len(train_set))])
     assert batch.skipped == 1 and batch.images.shape == (5, 3, 8, 8)
     assert batch.targets.tolist() == [0, 0, 1, 1, 1]
 
-    strict, _, _ = build_datasets("imagefolder", root, bad_images="fail")
+    strict, _, _ = build_datasets(data(dataset="imagefolder", data_path=root, bad_images="fail"))
     with pytest.raises(DataError, match="unreadable image"):
         strict[1]
 

@@ -124,8 +124,8 @@ def test_every_shipped_recipe_loads_and_validates():
 
 
 def test_snn_recipe_is_the_stds_setting_of_the_paper():
-    # METHOD.md §4: SEW ResNet-18, T=4, ADD, IF; 8 processes x 32, SGD 0.1, momentum 0.9,
-    # weight decay 0, 320 epochs, cosine, AMP.
+    # The STDS recipe (Chen et al., ICML 2022) that LATS reuses: SEW ResNet-18, T=4, ADD, IF;
+    # 8 processes x 32, SGD 0.1, momentum 0.9, weight decay 0, 320 epochs, cosine, AMP.
     c = resolve_config({"data_path": "/d"}, MODELS / "sew_resnet18_imagenet_lats.yaml")
     assert (c.model, c.T, c.cnf, c.neuron) == ("sew_resnet18", 4, "ADD", "if")
     assert (c.batch_size, c.lr, c.momentum, c.weight_decay, c.epochs) == (32, 0.1, 0.9, 0.0, 320)
@@ -136,8 +136,8 @@ def test_snn_recipe_is_the_stds_setting_of_the_paper():
     "name, model", [("resnet50_imagenet_lats.yaml", "resnet50"), ("mobilenet_v1_imagenet_lats.yaml", "mobilenet_v1")]
 )
 def test_ann_recipes_are_the_str_setting_of_the_paper(name, model):
-    # METHOD.md §4: 100 epochs, batch 256, SGD lr 0.256, momentum 0.875, 5 warm-up epochs then
-    # cosine, weight decay 2^-15 on theta, label smoothing 0.1.
+    # The STR recipe (Kusupati et al., ICML 2020) that LATS reuses: 100 epochs, batch 256, SGD lr
+    # 0.256, momentum 0.875, 5 warm-up epochs then cosine, weight decay 2^-15 on theta, label smoothing 0.1.
     c = resolve_config({"data_path": "/d"}, MODELS / name)
     assert c.model == model and c.T is None
     assert (c.epochs, c.lr, c.momentum, c.lr_warmup_epochs, c.lr_scheduler) == (100, 0.256, 0.875, 5, "cosine")

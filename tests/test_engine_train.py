@@ -141,7 +141,7 @@ def test_run_writes_its_outputs_and_the_summary_matches_a_fresh_evaluation(refer
         "training.png",
     ):
         assert (out / name).is_file(), name
-    assert json.loads((out / "summary.json").read_text())["accuracy"] == summary["accuracy"]
+    assert json.loads((out / "summary.json").read_text())["accuracy"] == summary.accuracy
     assert TrainConfig.from_dict(json.loads((out / "config.json").read_text())) == tiny(data_root, out)
 
     # Oracle: rebuild the net from the checkpoint and classify the val PNGs by hand
@@ -157,10 +157,10 @@ def test_run_writes_its_outputs_and_the_summary_matches_a_fresh_evaluation(refer
             with torch.no_grad():
                 correct += int(model(x[None]).argmax(1).item() == label)
             total += 1
-    assert summary["accuracy"]["acc1"] == pytest.approx(100.0 * correct / total)
+    assert summary.accuracy["acc1"] == pytest.approx(100.0 * correct / total)
 
     # Each epoch's recorded lr is the one it trained with: per-epoch cosine, lr 0.1, 3 epochs.
-    assert [r["lr"] for r in summary["history"]] == pytest.approx(
+    assert [r["lr"] for r in summary.history] == pytest.approx(
         [0.1 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)]
     )
     # LATS with a final threshold reaches exactly D at the end of the window.
@@ -169,9 +169,9 @@ def test_run_writes_its_outputs_and_the_summary_matches_a_fresh_evaluation(refer
     # Sparsity: exact zeros of the pruned weights, counted by brute force.
     weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     zeros = sum(int((w == 0).sum()) for w in weights)
-    assert summary["sparsity"]["totals"]["sparsity"] == pytest.approx(zeros / sum(w.numel() for w in weights))
-    assert summary["sops"]["totals"]["samples"] == 4  # sops_batches=1 batch of 4
-    assert set(summary["firing_rates"]) == {n for n, m in model.named_modules() if type(m).__name__ == "IFNode"}
+    assert summary.sparsity.global_sparsity == pytest.approx(zeros / sum(w.numel() for w in weights))
+    assert summary.sops.samples == 4  # sops_batches=1 batch of 4
+    assert set(summary.firing_rates) == {n for n, m in model.named_modules() if type(m).__name__ == "IFNode"}
 
 
 def test_tensorboard_has_the_promised_scalars(reference):
@@ -200,15 +200,15 @@ def test_tensorboard_has_the_promised_scalars(reference):
     ):
         assert tag in tags, tag
     acc = [e.value for e in accumulator.Scalars("val/acc1")]
-    assert acc == pytest.approx([r["val"]["acc1"] for r in summary["history"]])
+    assert acc == pytest.approx([r["val"]["acc1"] for r in summary.history])
 
 
 def test_best_checkpoint_is_chosen_at_the_final_sparsity(data_root, tmp_path):
     summary = train(tiny(data_root, tmp_path, epochs=4, prune_end_epoch=2))
-    history = summary["history"]
+    history = summary.history
     eligible = [r for r in history if r["epoch"] + 1 >= 2]
     best = max(eligible, key=lambda r: r["val"]["acc1"])  # first maximum
-    assert summary["best"]["epoch"] == best["epoch"]
+    assert summary.best["epoch"] == best["epoch"]
     saved = load_checkpoint(tmp_path / "model_best.pth")
     assert saved["epoch"] == best["epoch"] + 1
     assert saved["best"]["sparsity"] == pytest.approx(history[-1]["sparsity"], abs=0.05)
@@ -236,7 +236,7 @@ def test_every_pruning_mode_trains_to_its_final_threshold(data_root, tmp_path, m
         assert all(0 < t < 1e-3 for t in thresholds)
     else:  # every scheduled mode ends its window exactly at D (d(x = 1) = D)
         assert thresholds == pytest.approx([0.05] * len(thresholds), rel=1e-6)
-        assert summary["history"][-1]["threshold"] == pytest.approx(0.05, rel=1e-6)
+        assert summary.history[-1]["threshold"] == pytest.approx(0.05, rel=1e-6)
 
 
 @pytest.mark.parametrize("target", [0.9, 0.99])
@@ -248,9 +248,9 @@ def test_target_sparsity_run_ends_at_the_target(data_root, tmp_path, target):
     zeros = sum(int((w == 0).sum()) for w in pruned)
     total = sum(w.numel() for w in pruned)
     assert abs(zeros / total - target) <= 0.005
-    assert summary["history"][-1]["sparsity"] == pytest.approx(zeros / total)
+    assert summary.history[-1]["sparsity"] == pytest.approx(zeros / total)
     # λ was re-estimated inside every epoch, never negative: the threshold never shrank.
-    thresholds = [r["threshold"] for r in summary["history"]]
+    thresholds = [r["threshold"] for r in summary.history]
     assert thresholds == sorted(thresholds) and thresholds[0] > 0
 
 

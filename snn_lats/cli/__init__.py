@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import snn_lats
 
@@ -36,7 +35,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

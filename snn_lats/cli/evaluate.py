@@ -4,14 +4,18 @@
 
 Data and evaluation settings default to those the checkpoint was trained with; ``--data-path``,
 ``--dataset``, ``-b``, ``-j`` and ``--device`` override them. Same as ``snn-lats train --test-only``.
+The ``--json`` file is a run summary (the layout of a run's ``summary.json``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+
+from snn_lats.cli._args import add_config_flag
+
+__all__ = ["OVERRIDES", "add_parser", "print_evaluation", "run"]
 
 #: Flags of this command that override the checkpoint's configuration (field names).
 OVERRIDES = (
@@ -34,14 +38,8 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by snn-lats train")
-    parser.add_argument("--dataset", choices=("imagefolder", "digits"), help="default: the checkpoint's")
-    parser.add_argument("--data-path", help="default: the checkpoint's")
-    parser.add_argument("-b", "--batch-size", type=int, help="default: the checkpoint's")
-    parser.add_argument("-j", "--workers", type=int, help="default: the checkpoint's")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: auto")
-    parser.add_argument("--val-resize-size", type=int, help="default: the checkpoint's")
-    parser.add_argument("--val-crop-size", type=int, help="default: the checkpoint's")
-    parser.add_argument("--bad-images", choices=("skip", "fail"), help="default: the checkpoint's")
+    for name in OVERRIDES:
+        add_config_flag(parser, name, "default: auto" if name == "device" else "default: the checkpoint's")
     parser.add_argument("--sops", action="store_true", help="also count synaptic operations and firing rates")
     parser.add_argument("--sops-batches", type=int, default=4, help="validation batches counted by --sops (default: 4)")
     parser.add_argument("--json", help="also write the result as JSON to this file")
@@ -49,54 +47,46 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from snn_lats._io import atomic_write_text
     from snn_lats.engine.checkpoint import load_checkpoint
+    from snn_lats.engine.evaluation import evaluate_checkpoint
     from snn_lats.engine.recipe import resolve_config
-    from snn_lats.engine.trainer import evaluate_checkpoint
 
     if args.sops and args.sops_batches < 1:
         print("snn-lats evaluate: error: --sops-batches must be >= 1", file=sys.stderr)
         return 2
     try:
-        base = load_checkpoint(args.checkpoint)["config"]
+        checkpoint = load_checkpoint(args.checkpoint)
         explicit = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
         explicit["sops_batches"] = args.sops_batches if args.sops else 0
-        config = resolve_config({**explicit, "device": args.device or "auto"}, base=base)
-        result = evaluate_checkpoint(args.checkpoint, config)
+        config = resolve_config({**explicit, "device": args.device or "auto"}, base=checkpoint["config"])
+        summary = evaluate_checkpoint(checkpoint, config)
     except ValueError as error:
         print(f"snn-lats evaluate: error: {error}", file=sys.stderr)
         return 2
-    print_evaluation(result)
+    summary.checkpoint = args.checkpoint
+    print_evaluation(summary)
     if args.json:
-        atomic_write_text(args.json, json.dumps(evaluation_to_dict(result), indent=2) + "\n")
+        summary.write(args.json)
     return 0
 
 
-def evaluation_to_dict(result: dict) -> dict:
-    return {
-        "checkpoint": result["checkpoint"],
-        "epoch": result["epoch"],
-        "accuracy": result["accuracy"],
-        "sparsity": result["sparsity"].to_dict(),
-        "sops": result["sops"].to_dict() if result["sops"] is not None else None,
-        "energy_pj_per_sample": result["sops"].energy_pj() if result["sops"] is not None else None,
-    }
-
-
-def print_evaluation(result: dict) -> None:
+def print_evaluation(summary) -> None:
+    """The sparsity and SOP tables of an evaluation's :class:`~snn_lats.engine.summary.RunSummary`,
+    then one line of figures (rank 0 only)."""
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    accuracy, sparsity, sops = result["accuracy"], result["sparsity"], result["sops"]
+    accuracy, sparsity, sops = summary.accuracy, summary.sparsity, summary.sops
     print(sparsity.table())
     print()
     if sops is not None:
         print(sops.table())
         print()
+    energy = summary.energy_pj_per_sample()
     print(
-        f"{result['checkpoint']} (after {result['epoch']} epochs): top-1 {accuracy['acc1']:.2f}%  "
+        f"{summary.checkpoint} (after {summary.epochs_completed} epochs): top-1 {accuracy['acc1']:.2f}%  "
         f"top-5 {accuracy['acc5']:.2f}%  loss {accuracy['loss']:.4f}  on {accuracy['samples']} images  |  "
         f"global weight sparsity {100 * sparsity.global_sparsity:.2f}%"
-        + (f"  |  energy {sops.energy_pj() / 1e6:.4g} uJ per sample" if sops is not None else "")
+        + (f"  |  energy {energy / 1e6:.4g} uJ per sample" if energy is not None else "")
     )
     if warning := sparsity.warning():
         print(warning)

@@ -21,24 +21,26 @@ import argparse
 import contextlib
 import sys
 
-#: Flags naming the network; with --checkpoint the network is the checkpoint's.
-ARCHITECTURE_FLAGS = ("model", "T", "neuron", "cnf", "backend", "width", "width_mult", "stem")
-#: Data flags (TrainConfig field names) that override the checkpoint's or the defaults.
-DATA_FLAGS = (
-    "dataset",
-    "data_path",
-    "image_size",
-    "val_resize_size",
-    "val_crop_size",
-    "bad_images",
-    "batch_size",
-    "workers",
-    "device",
-)
+from snn_lats.cli._args import add_config_flag, add_network_arguments
+
+__all__ = ["DATA_FLAGS", "add_parser", "count", "run"]
+
+#: Data flags (TrainConfig field names) that override the checkpoint's or the defaults, with their help.
+DATA_FLAGS = {
+    "dataset": "imagefolder (--data-path) or the offline digits (default without a checkpoint: "
+    "imagefolder if --data-path is given, else digits)",
+    "data_path": "root holding train/<class>/* and val/<class>/*",
+    "image_size": "digits only: side of the upsampled images (default: 32)",
+    "val_resize_size": "image folders: resize before the centre crop (default: 256)",
+    "val_crop_size": "image folders: centre crop (default: 224)",
+    "bad_images": "an unreadable image: skip it or fail",
+    "batch_size": "images per batch (default: 32)",
+    "workers": "data loading processes (default: 4)",
+    "device": "default: auto",
+}
 
 
 def add_parser(subparsers) -> None:
-    from snn_lats.cli.train import add_network_arguments
     from snn_lats.estimators import ENERGY_PRESETS
     from snn_lats.estimators.energy import DEFAULT_PRESET
 
@@ -58,20 +60,8 @@ def add_parser(subparsers) -> None:
     add_network_arguments(g, model_help="a name of snn_lats.networks.names() (default: sew_resnet18)")
 
     g = parser.add_argument_group("data (default: the checkpoint's)")
-    g.add_argument(
-        "--dataset",
-        choices=("imagefolder", "digits"),
-        help="imagefolder (--data-path) or the offline digits (default without a checkpoint: "
-        "imagefolder if --data-path is given, else digits)",
-    )
-    g.add_argument("--data-path", help="root holding train/<class>/* and val/<class>/*")
-    g.add_argument("--image-size", type=int, help="digits only: side of the upsampled images (default: 32)")
-    g.add_argument("--val-resize-size", type=int, help="image folders: resize before the centre crop (default: 256)")
-    g.add_argument("--val-crop-size", type=int, help="image folders: centre crop (default: 224)")
-    g.add_argument("--bad-images", choices=("skip", "fail"), help="an unreadable image: skip it or fail")
-    g.add_argument("-b", "--batch-size", type=int, help="images per batch (default: 32)")
-    g.add_argument("-j", "--workers", type=int, help="data loading processes (default: 4)")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: auto")
+    for name, help in DATA_FLAGS.items():
+        add_config_flag(g, name, help)
 
     g = parser.add_argument_group("output")
     g.add_argument(
@@ -102,30 +92,26 @@ def run(args: argparse.Namespace) -> int:
 def count(args: argparse.Namespace):
     """Build the network and data, count ``args.batches`` batches, write the requested files.
     Returns ``(report, text to print)``; ValueError for any bad input, before any file is written."""
-    import torch
-
     from snn_lats._io import atomic_open
+    from snn_lats.engine.checkpoint import load_checkpoint
     from snn_lats.engine.data import build_datasets, build_loaders
     from snn_lats.engine.distributed import resolve_device
-    from snn_lats.engine.logger import RunLogger
+    from snn_lats.engine.evaluation import count_sops
     from snn_lats.engine.model import build_model, build_model_from_checkpoint
-    from snn_lats.engine.recipe import resolve_config
-    from snn_lats.estimators import SynapticOpCounter
+    from snn_lats.engine.recipe import NETWORK_FIELDS, resolve_config
     from snn_lats.estimators.plot import plot_format, render_report
 
     if args.batches < 1:
         raise ValueError(f"--batches must be >= 1, got {args.batches}")
     plot_fmt = plot_format(args.plot) if args.plot else None
-    given = {k: getattr(args, k) for k in ARCHITECTURE_FLAGS + DATA_FLAGS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in (*NETWORK_FIELDS, *DATA_FLAGS) if getattr(args, k) is not None}
 
     checkpoint = None
     if args.checkpoint:
-        clash = [k for k in ARCHITECTURE_FLAGS if k in given] + (["recipe"] if args.recipe else [])
+        clash = [k for k in NETWORK_FIELDS if k in given] + (["recipe"] if args.recipe else [])
         if clash:
             flags = ", ".join("--" + k.replace("_", "-") for k in clash)
             raise ValueError(f"{flags} cannot be combined with --checkpoint: the network is the checkpoint's")
-        from snn_lats.engine.checkpoint import load_checkpoint
-
         checkpoint = load_checkpoint(args.checkpoint)
         config = resolve_config(given, base=checkpoint["config"])
     else:
@@ -133,15 +119,7 @@ def count(args: argparse.Namespace):
             given["dataset"] = "imagefolder" if args.data_path else "digits"
         config = resolve_config(given, args.recipe)
     device = resolve_device(config.device)
-    _, val_set, num_classes = build_datasets(
-        config.dataset,
-        config.data_path,
-        val_resize_size=config.val_resize_size,
-        val_crop_size=config.val_crop_size,
-        image_size=config.image_size,
-        bad_images=config.bad_images,
-        augment=False,
-    )
+    _, val_set, num_classes = build_datasets(config, train=False)
     if checkpoint is not None:
         if checkpoint["num_classes"] != num_classes:
             raise ValueError(f"the checkpoint has {checkpoint['num_classes']} classes, the data {num_classes}")
@@ -150,20 +128,8 @@ def count(args: argparse.Namespace):
     else:
         model = build_model(config, num_classes).to(device).eval()
         source = f"{config.model} (untrained)"
-    _, loader = build_loaders(val_set, val_set, config.batch_size, config.workers, seed=config.seed)
-
-    counter = SynapticOpCounter(model)
-    progress = RunLogger(None, tensorboard=False).progress(loader, total=min(args.batches, len(loader)), desc="sops")
-    with torch.inference_mode(), counter:
-        for i, (images, _, _) in enumerate(progress):
-            if i == args.batches:
-                break
-            if images.numel():
-                model(images.to(device))
-    progress.close()
-    if counter.samples == 0:
-        raise ValueError(f"nothing was counted: no readable image in the first {args.batches} batches")
-    report = counter.report()
+    _, loader = build_loaders(None, val_set, config.batch_size, config.workers, seed=config.seed)
+    report = count_sops(model, loader, args.batches, device)
 
     # Render every file first, then write them all atomically: none is left behind by an error.
     outputs = []

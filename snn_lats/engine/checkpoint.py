@@ -1,21 +1,10 @@
-"""The one checkpoint format of snn-lats.
+"""The one checkpoint format of snn-lats, and :class:`CheckpointSaver`, the one owner of its layout.
 
 A checkpoint is a dict of plain tensors and containers, so it loads with
 ``torch.load(weights_only=True)``: nothing but tensors, numbers, strings, lists, tuples and dicts
-is ever unpickled. Keys:
-
-- ``format`` (:data:`FORMAT`) and ``version``;
-- ``model``: the state dict of the unwrapped model: theta (``...parametrizations.weight.original``)
-  and the per-layer threshold buffers of a pruned model;
-- ``optimizer``, ``lr_scheduler``, ``pruner``, ``scaler``: their state dicts (``None`` if unused);
-- ``epoch``: epochs fully completed; ``step``: optimizer steps taken in all;
-  ``epoch_step``: steps taken in the epoch in progress (non-zero only after an interruption);
-- ``rng``: torch (CPU and CUDA), numpy and Python ``random`` states, as tensors and lists;
-- ``config``: the resolved :class:`~snn_lats.engine.recipe.TrainConfig` as a dict;
-- ``num_classes``, ``history`` (per-epoch metrics), ``best`` (the ``model_best.pth`` choice).
-
-Files are written atomically (temporary file + rename), so an interruption mid-write leaves
-the previous checkpoint intact.
+is ever unpickled. Files are written atomically (temporary file + rename), so an interruption
+mid-write leaves the previous checkpoint intact. The keys are listed once, in
+:meth:`CheckpointSaver.state_dict`.
 """
 
 from __future__ import annotations
@@ -24,13 +13,28 @@ import os
 import pickle
 import random
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from snn_lats._io import atomic_open
+from snn_lats.engine.recipe import ARCHITECTURE_FIELDS
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "CheckpointError",
+    "CheckpointSaver",
+    "check_architecture",
+    "load_checkpoint",
+    "load_model_state",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
 
 FORMAT = "snn-lats-checkpoint"
 VERSION = 1
@@ -125,8 +129,6 @@ def check_architecture(
     checkpoint: Mapping[str, Any], config: Mapping[str, Any], num_classes: int | None = None, source: str = "checkpoint"
 ) -> None:
     """:class:`CheckpointError` if ``checkpoint`` was trained on another architecture than ``config``."""
-    from snn_lats.engine.recipe import ARCHITECTURE_FIELDS
-
     saved = checkpoint["config"]
     diffs = [
         f"{k}: {saved.get(k)!r} in the {source}, {config.get(k)!r} here"
@@ -146,3 +148,106 @@ def load_model_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
     except RuntimeError as error:
         first = str(error).strip().splitlines()
         raise CheckpointError(f"the {source} does not fit this network: {' '.join(first[:3])[:600]}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# The saver
+
+
+class CheckpointSaver:
+    """Saves and restores everything a run needs to continue exactly, like timm's ``CheckpointSaver``.
+
+    ``run_state`` is the run's progress (epochs, steps, history, best choice): any object with
+    ``state_dict()``/``load_state_dict()``. ``pruner`` and ``scaler`` may be None (no pruning, no
+    AMP scaler). Only the main process writes (``enabled``); every process restores.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        *,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        lr_scheduler: Any,
+        pruner: Any,
+        scaler: Any,
+        run_state: Any,
+        config: Mapping[str, Any],
+        num_classes: int,
+        enabled: bool = True,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.model = model
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.pruner = pruner
+        self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
+        self.run_state = run_state
+        self.config = dict(config)
+        self.num_classes = num_classes
+        self.enabled = enabled
+
+    @property
+    def path(self) -> Path:
+        """The latest checkpoint, ``output_dir/checkpoint.pth``."""
+        return self.output_dir / "checkpoint.pth"
+
+    @property
+    def best_path(self) -> Path:
+        """The best checkpoint so far, ``output_dir/model_best.pth``."""
+        return self.output_dir / "model_best.pth"
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint's content, besides the ``format``/``version`` stamp:
+
+        - ``model``: the state dict of the unwrapped model: θ (``...parametrizations.weight.original``)
+          and the per-layer threshold buffers of a pruned model;
+        - ``optimizer``, ``lr_scheduler``, ``pruner``, ``scaler``: their state dicts (None if unused);
+        - ``rng``: torch (CPU and CUDA), numpy and Python ``random`` states (:func:`rng_state`);
+        - ``config``: the resolved :class:`~snn_lats.engine.recipe.TrainConfig` as a dict;
+        - ``num_classes``;
+        - the run state's keys: ``epoch`` (epochs completed), ``step`` (optimizer steps in all),
+          ``epoch_step`` (steps of the epoch in progress, non-zero after an interruption),
+          ``partial`` (its running sums), ``history``, ``best`` (the ``model_best.pth`` choice),
+          ``skipped_images``.
+        """
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "pruner": None if self.pruner is None else self.pruner.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "rng": rng_state(),
+            "config": self.config,
+            "num_classes": self.num_classes,
+            **self.run_state.state_dict(),
+        }
+
+    def save(self, best: bool = False) -> Path:
+        """Write ``checkpoint.pth`` (and, with ``best``, the same content as ``model_best.pth``)."""
+        if self.enabled:
+            content = self.state_dict()
+            save_checkpoint(self.path, content)
+            if best:
+                save_checkpoint(self.best_path, content)
+        return self.path
+
+    def restore(self, checkpoint: Mapping[str, Any]) -> None:
+        """Load a checkpoint written by :meth:`save` into every object, the RNGs included.
+
+        :class:`CheckpointError` when it does not fit (another network, optimizer or pruner).
+        """
+        load_model_state(self.model, checkpoint["model"])
+        try:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+            if self.pruner is not None:
+                if checkpoint.get("pruner") is None:
+                    raise ValueError("the checkpoint has no pruner state (it was trained with --prune none)")
+                self.pruner.load_state_dict(checkpoint["pruner"])
+            if self.scaler is not None and checkpoint.get("scaler"):
+                self.scaler.load_state_dict(checkpoint["scaler"])
+        except (ValueError, KeyError, RuntimeError) as error:
+            raise CheckpointError(f"the checkpoint's training state does not fit this run: {error}") from None
+        set_rng_state(checkpoint["rng"])
+        self.run_state.load_state_dict(checkpoint)

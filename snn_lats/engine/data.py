@@ -176,42 +176,42 @@ def digits_val_mask(targets: np.ndarray) -> np.ndarray:
 # Public entry points
 
 
-def build_datasets(
-    dataset: str = "imagefolder",
-    data_path: str | os.PathLike | None = None,
-    *,
-    train_crop_size: int = 224,
-    val_resize_size: int = 256,
-    val_crop_size: int = 224,
-    image_size: int = 32,
-    bad_images: str = "skip",
-    augment: bool = True,
-) -> tuple[Dataset, Dataset, int]:
-    """``(train_set, val_set, num_classes)`` for ``dataset`` in :data:`DATASETS`.
+def build_datasets(config: Any, *, train: bool = True) -> tuple[Dataset | None, Dataset, int]:
+    """``(train_set, val_set, num_classes)`` as the data fields of ``config`` say (a
+    :class:`~snn_lats.engine.recipe.TrainConfig`, or anything with its ``dataset``, ``data_path``,
+    ``image_size``, ``train_crop_size``, ``val_resize_size``, ``val_crop_size``, ``bad_images`` and
+    ``augment`` attributes). With ``train=False`` only the validation set is built (evaluation) and
+    ``train_set`` is None.
 
-    ``imagefolder`` reads ``data_path/train`` and ``data_path/val`` and checks both before
+    ``imagefolder`` reads ``data_path/train`` and ``data_path/val`` and checks them before
     anything else happens: a missing or empty folder, a class folder without images, or
     different classes in train and val raise :class:`DataError`.
     ``image_size`` applies to ``digits`` only; the crop/resize sizes to ``imagefolder`` only.
     """
+    dataset = config.dataset
     if dataset == "digits":
-        return DigitsDataset("train", image_size, augment), DigitsDataset("val", image_size), DigitsDataset.num_classes
+        val_set = DigitsDataset("val", config.image_size)
+        train_set = DigitsDataset("train", config.image_size, config.augment) if train else None
+        return train_set, val_set, DigitsDataset.num_classes
     if dataset != "imagefolder":
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    if not data_path:
+    if not config.data_path:
         raise DataError("--data-path is required for dataset 'imagefolder' (a folder with train/ and val/)")
-    root = Path(data_path)
+    root = Path(config.data_path)
     if not root.is_dir():
         raise DataError(f"--data-path {str(root)!r} does not exist or is not a directory")
-    train_classes = check_image_folder(root / "train")
+    train_classes = check_image_folder(root / "train") if train else None
     val_classes = check_image_folder(root / "val")
-    if train_classes != val_classes:
+    if train and train_classes != val_classes:
         only = sorted(set(train_classes) ^ set(val_classes))
         raise DataError(f"train/ and val/ of {str(root)!r} have different class folders: {', '.join(only)}")
-    train_tf = train_transform(train_crop_size) if augment else val_transform(val_resize_size, val_crop_size)
-    train_set = ImageFolderDataset(root / "train", train_tf, bad_images)
-    val_set = ImageFolderDataset(root / "val", val_transform(val_resize_size, val_crop_size), bad_images)
-    return train_set, val_set, len(train_classes)
+    evaluation = val_transform(config.val_resize_size, config.val_crop_size)
+    val_set = ImageFolderDataset(root / "val", evaluation, config.bad_images)
+    train_set = None
+    if train:
+        augmentation = train_transform(config.train_crop_size) if config.augment else evaluation
+        train_set = ImageFolderDataset(root / "train", augmentation, config.bad_images)
+    return train_set, val_set, len(val_classes)
 
 
 def collate(samples: list) -> Batch:
@@ -226,7 +226,7 @@ def collate(samples: list) -> Batch:
 
 
 def build_loaders(
-    train_set: Dataset,
+    train_set: Dataset | None,
     val_set: Dataset,
     batch_size: int,
     workers: int = 0,
@@ -235,8 +235,9 @@ def build_loaders(
     world_size: int = 1,
     seed: int = 0,
     pin_memory: bool = False,
-) -> tuple[DataLoader, DataLoader]:
-    """Train and validation loaders, both with a :class:`DistributedSampler` (also in one process).
+) -> tuple[DataLoader | None, DataLoader]:
+    """Train and validation loaders, both with a :class:`DistributedSampler` (also in one process);
+    the train loader is None when ``train_set`` is (evaluation).
 
     ``batch_size`` is per process. The training order is a function of ``(seed, epoch)`` only:
     call :func:`set_epoch` before each epoch, so that a resumed run sees the same batches.
@@ -248,18 +249,20 @@ def build_loaders(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
-    train_sampler = ShardSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-    val_sampler = DistributedSampler(val_set, num_replicas=world_size, rank=rank, shuffle=False)
     common = dict(num_workers=workers, collate_fn=collate, pin_memory=pin_memory, persistent_workers=False)
-    # The generator seeds the workers' RNGs (random augmentation); set_epoch reseeds it.
-    train_loader = DataLoader(
-        train_set,
-        batch_size=batch_size,
-        sampler=train_sampler,
-        drop_last=False,
-        generator=torch.Generator().manual_seed(seed),
-        **common,
-    )
+    train_loader = None
+    if train_set is not None:
+        train_sampler = ShardSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        # The generator seeds the workers' RNGs (random augmentation); set_epoch reseeds it.
+        train_loader = DataLoader(
+            train_set,
+            batch_size=batch_size,
+            sampler=train_sampler,
+            drop_last=False,
+            generator=torch.Generator().manual_seed(seed),
+            **common,
+        )
+    val_sampler = DistributedSampler(val_set, num_replicas=world_size, rank=rank, shuffle=False)
     val_loader = DataLoader(val_set, batch_size=batch_size, sampler=val_sampler, **common)
     return train_loader, val_loader
 

@@ -9,11 +9,14 @@ helper here also works un-launched.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.distributed as dist
+
+#: Values of ``--device``.
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class DistributedContext:
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda"`` as a torch.device."""
-    if device not in ("auto", "cpu", "cuda"):
+    if device not in DEVICES:
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was requested but torch.cuda.is_available() is False")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors.torch import save as safetensors_bytes
@@ -20,6 +21,8 @@ from snn_lats._io import atomic_open, atomic_write_text
 from snn_lats.engine.checkpoint import CheckpointError, load_checkpoint
 from snn_lats.engine.model import build_model, build_model_from_checkpoint, model_kwargs
 from snn_lats.pruning import finalize, pruned_layers, sparsity_report
+
+__all__ = ["export_checkpoint", "load_exported"]
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -57,7 +60,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike)
         "accuracy_note": "validation accuracy of the checkpoint's last completed epoch (as trained)",
         "sparsity": {
             "global": sparsity.global_sparsity,
-            "layers": {row["name"]: 1.0 - row["density"] for row in sparsity.rows},
+            "layers": sparsity.layer_sparsity(),
             "thresholds": {row["name"]: row["threshold"] for row in sparsity.rows},
         },
         "pruning": {k: config.get(k) for k in ("prune", "l1", "final_threshold", "beta", "dense_first_last")},

@@ -6,11 +6,17 @@ text line every ``print_freq`` steps, so logs stay readable.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from tqdm import tqdm
+
+from snn_lats._io import atomic_open
+
+__all__ = ["Progress", "RunLogger", "plot_history"]
 
 
 class RunLogger:
@@ -50,7 +56,7 @@ class RunLogger:
             self.writer.close()
             self.writer = None
 
-    def progress(self, iterable: Iterable, total: int, desc: str, start: int = 0) -> "Progress":
+    def progress(self, iterable: Iterable, total: int, desc: str, start: int = 0) -> Progress:
         return Progress(self, iterable, total, desc, start)
 
 
@@ -101,18 +107,16 @@ def _short(value: Any) -> str:
 
 
 def plot_history(history: list[Mapping[str, Any]], path: str | os.PathLike) -> None:
-    """Validation accuracy, weight sparsity and threshold per epoch, as a PNG written atomically."""
-    import io
+    """Validation accuracy, weight sparsity and threshold per epoch, as a PNG written atomically.
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from snn_lats._io import atomic_open
+    Drawn on matplotlib's Agg canvas without pyplot, so the caller's backend is left alone."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     epochs = [r["epoch"] for r in history]
-    fig, (ax_acc, ax_sparsity) = plt.subplots(1, 2, figsize=(9.0, 3.5))
+    fig = Figure(figsize=(9.0, 3.5))
+    FigureCanvasAgg(fig)
+    ax_acc, ax_sparsity = fig.subplots(1, 2)
     ax_acc.plot(epochs, [r["train"]["acc1"] for r in history], label="train")
     ax_acc.plot(epochs, [r["val"]["acc1"] for r in history], label="validation")
     ax_acc.set_xlabel("epoch")
@@ -127,6 +131,5 @@ def plot_history(history: list[Mapping[str, Any]], path: str | os.PathLike) -> N
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     with atomic_open(path, "wb") as f:
         f.write(buffer.getvalue())

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from snn_lats import networks
 from snn_lats.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
-from snn_lats.engine.recipe import RecipeError, TrainConfig
-from snn_lats.pruning import SoftThresholdPruner, attach
+from snn_lats.engine.recipe import NETWORK_FIELDS, RecipeError, TrainConfig
+from snn_lats.pruning import SoftThresholdPruner, attach, pruner_arguments
 
-#: Config fields passed to :func:`snn_lats.networks.create` when set (not None).
-MODEL_FIELDS = ("T", "neuron", "cnf", "backend", "width", "width_mult", "stem")
+__all__ = ["attach_for_evaluation", "build_model", "build_model_from_checkpoint", "build_pruner", "model_kwargs"]
 
 
 def model_kwargs(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The network options of ``config`` that are set (not None), for :func:`snn_lats.networks.create`."""
     values = config.to_dict() if isinstance(config, TrainConfig) else config
-    return {k: values[k] for k in MODEL_FIELDS if values.get(k) is not None}
+    return {k: values[k] for k in NETWORK_FIELDS if k != "model" and values.get(k) is not None}
 
 
 def build_model(config: TrainConfig | Mapping[str, Any], num_classes: int) -> nn.Module:
@@ -46,28 +47,25 @@ def build_pruner(
 ) -> SoftThresholdPruner | None:
     """The :class:`SoftThresholdPruner` of ``config.prune`` (None for ``"none"``).
 
-    The pruning window ``[prune_start_epoch, prune_end_epoch)`` becomes optimizer steps; a
-    ``final_threshold`` for "lats"/"pgh" is reached at its end through the planned per-step lrs;
-    a ``target_sparsity`` lets the pruner pick λ, re-estimated ``RE_ESTIMATES`` times over the window.
+    The pruning window ``[prune_start_epoch, prune_end_epoch)`` becomes optimizer steps, and the
+    planned per-step lrs let a ``final_threshold`` or a ``target_sparsity`` of "lats"/"pgh" be
+    reached at its end (:func:`~snn_lats.pruning.pruner_arguments`).
     """
     if config.prune == "none":
         return None
-    kwargs: dict[str, Any] = dict(dense_first_last=config.dense_first_last, gradient=config.gradient)
-    if config.prune not in ("constant", "learnable"):  # these two have no pruning window
-        kwargs.update(
-            start_step=config.prune_start_epoch * steps_per_epoch, end_step=config.pruning_end_epoch * steps_per_epoch
-        )
-    if config.l1 is not None:
-        kwargs["l1"] = config.l1
-    if config.final_threshold is not None:
-        kwargs["final_threshold"] = config.final_threshold
-        if config.prune in ("lats", "pgh"):
-            kwargs["lr_schedule"] = list(planned_step_lrs)
-    if config.target_sparsity is not None:
-        kwargs.update(target_sparsity=config.target_sparsity, lr_schedule=list(planned_step_lrs))
-    if config.beta is not None:
-        kwargs["beta"] = config.beta
-    return SoftThresholdPruner(model, optimizer, config.prune, **kwargs)
+    kwargs = pruner_arguments(
+        config.prune,
+        l1=config.l1,
+        final_threshold=config.final_threshold,
+        target_sparsity=config.target_sparsity,
+        beta=config.beta,
+        start_step=config.prune_start_epoch * steps_per_epoch,
+        end_step=config.pruning_end_epoch * steps_per_epoch,
+        planned_lrs=planned_step_lrs,
+        dense_first_last=config.dense_first_last,
+        gradient=config.gradient,
+    )
+    return SoftThresholdPruner(model, optimizer, **kwargs)
 
 
 def attach_for_evaluation(model: nn.Module, config: TrainConfig | Mapping[str, Any]) -> None:

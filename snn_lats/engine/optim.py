@@ -8,11 +8,25 @@ per epoch. The same closed form gives the pruner the lr it will see at every ste
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from snn_lats.engine.recipe import TrainConfig
+if TYPE_CHECKING:  # the configuration's module imports LR_SCHEDULERS from here
+    from snn_lats.engine.recipe import TrainConfig
+
+__all__ = [
+    "LR_SCHEDULERS",
+    "build_lr_scheduler",
+    "build_optimizer",
+    "epoch_lrs",
+    "parameter_groups",
+    "planned_step_lrs",
+]
+
+#: Per-epoch lr schedules after the warm-up (:func:`epoch_lrs`).
+LR_SCHEDULERS: tuple[str, ...] = ("cosine", "step")
 
 _NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 

@@ -5,6 +5,10 @@ given explicitly on the command line. Field names are the ``dest`` names of the 
 flags (``--batch-size`` is ``batch_size``, ``--wd`` is ``weight_decay``); a recipe may spell them
 with ``-`` or ``_``. A key that is not a field is an error, so a typo never silently falls back
 to a default.
+
+Every field is declared once, with :func:`option`: its default, type, help text, flag names,
+choices and lower bound. The command line (:mod:`snn_lats.cli._args`) and the checks of
+:meth:`TrainConfig.validate` are generated from those declarations.
 """
 
 from __future__ import annotations
@@ -14,19 +18,59 @@ import difflib
 import json
 import math
 import os
-from dataclasses import dataclass, field, fields
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-PRUNE_MODES = ("lats", "slats", "pgh", "stds-sine", "stds-linear", "constant", "learnable", "none")
-LR_SCHEDULERS = ("cosine", "step")
-GRADIENTS = ("straight-through", "exact")
+from snn_lats.engine.data import BAD_IMAGE_POLICIES, DATASETS
+from snn_lats.engine.distributed import DEVICES
+from snn_lats.engine.optim import LR_SCHEDULERS
+from snn_lats.networks import STEMS
+from snn_lats.pruning import GRADIENTS, SCHEDULES
+
+__all__ = [
+    "ARCHITECTURE_FIELDS",
+    "FIELD_NAMES",
+    "NETWORK_FIELDS",
+    "PRUNE_MODES",
+    "STRENGTH_FIELDS",
+    "RecipeError",
+    "TrainConfig",
+    "load_recipe",
+    "option",
+    "resolve_config",
+]
+
+#: ``--prune`` values: the pruner's schedules, or no pruning.
+PRUNE_MODES: tuple[str, ...] = (*SCHEDULES, "none")
 
 
 class RecipeError(ValueError):
     """A recipe file or a configuration that cannot be used."""
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    group: str,
+    flags: Sequence[str] = (),
+    choices: Sequence[Any] | None = None,
+    minimum: float | None = None,
+) -> Any:
+    """One :class:`TrainConfig` field: its default and everything the CLI and the checks need.
+
+    ``group`` is the CLI's argument group; ``flags`` the option strings (default:
+    ``--field-name``); ``choices`` the accepted values; ``minimum`` the lowest accepted number.
+    ``help`` says ``(default: X)`` itself when the default is None; otherwise the CLI appends it.
+    """
+    metadata = {"help": help, "group": group, "flags": tuple(flags), "choices": choices, "minimum": minimum}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -35,132 +79,130 @@ class TrainConfig:
     directory and inside every checkpoint."""
 
     # data
-    dataset: str = "imagefolder"  # imagefolder | digits
-    data_path: str | None = None
-    image_size: int = 32  # digits only
-    train_crop_size: int = 224
-    val_resize_size: int = 256
-    val_crop_size: int = 224
-    bad_images: str = "skip"  # skip (warn and count) | fail
-    augment: bool = True  # random crops (and flips, for image folders) of the training images
-    workers: int = 4
+    dataset: str = option(
+        "imagefolder",
+        "imagefolder: --data-path with train/ and val/ class folders (ImageNet layout); digits: "
+        "scikit-learn's offline handwritten digits",
+        group="data",
+        choices=DATASETS,
+    )
+    data_path: str | None = option(None, "root holding train/<class>/* and val/<class>/*", group="data")
+    image_size: int = option(32, "digits only: side of the upsampled images", group="data", minimum=1)
+    train_crop_size: int = option(224, "", group="data", minimum=1)
+    val_resize_size: int = option(256, "", group="data", minimum=1)
+    val_crop_size: int = option(224, "", group="data", minimum=1)
+    bad_images: str = option(
+        "skip",
+        "an unreadable image: skip it (warn, count in the log) or fail",
+        group="data",
+        choices=BAD_IMAGE_POLICIES,
+    )
+    augment: bool = option(True, "random crops (and flips for image folders) in training", group="data")
+    workers: int = option(4, "data loading processes per rank", group="data", flags=("-j", "--workers"), minimum=0)
     # network
-    model: str = "sew_resnet18"
-    T: int | None = None  # time steps; None: the network's default
-    neuron: str | None = None
-    cnf: str | None = None
-    backend: str | None = None
-    width: int | None = None  # ResNets: channels of the first stage (64 is the published network)
-    width_mult: float | None = None  # MobileNet-V1: the paper's alpha
-    stem: str | None = None  # imagenet | cifar (for small images)
+    model: str = option("sew_resnet18", "a name of snn_lats.networks.names()", group="network")
+    T: int | None = option(None, "time steps of a spiking network (default: the network's)", group="network", minimum=1)
+    neuron: str | None = option(None, "spiking neuron: if, lif, plif (default: the network's)", group="network")
+    cnf: str | None = option(None, "SEW connect function: ADD, AND, IAND (default: the network's)", group="network")
+    backend: str | None = option(None, "neuron backend: auto, cupy, torch (default: the network's)", group="network")
+    width: int | None = option(
+        None, "ResNets: channels of the first stage (default: the network's, 64)", group="network", minimum=1
+    )
+    width_mult: float | None = option(None, "MobileNet-V1: width multiplier alpha (default: 1)", group="network")
+    stem: str | None = option(None, "imagenet, or cifar for small images", group="network", choices=STEMS)
     # optimisation
-    batch_size: int = 32  # per process
-    epochs: int = 90
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4  # on theta (the latent weights) and every non-norm parameter
-    norm_weight_decay: float | None = None  # None: same as weight_decay
-    label_smoothing: float = 0.0
-    lr_scheduler: str = "cosine"
-    lr_warmup_epochs: int = 0
-    lr_warmup_decay: float = 0.01
-    lr_step_size: int = 30
-    lr_gamma: float = 0.1
-    lr_min: float = 0.0
-    amp: bool = False
-    channels_last: bool = False
-    sync_bn: bool = False
+    batch_size: int = option(
+        32, "images per process and step", group="optimisation", flags=("-b", "--batch-size"), minimum=1
+    )
+    epochs: int = option(90, "", group="optimisation", minimum=1)
+    lr: float = option(0.1, "initial learning rate", group="optimisation", minimum=0)
+    momentum: float = option(0.9, "", group="optimisation", minimum=0)
+    weight_decay: float = option(
+        1e-4,
+        "weight decay of theta (the latent weights) and every non-norm parameter",
+        group="optimisation",
+        flags=("--wd", "--weight-decay"),
+        minimum=0,
+    )
+    norm_weight_decay: float | None = option(
+        None, "weight decay of normalisation layers (default: --wd)", group="optimisation", minimum=0
+    )
+    label_smoothing: float = option(0.0, "", group="optimisation", minimum=0)
+    lr_scheduler: str = option("cosine", "per-epoch schedule", group="optimisation", choices=LR_SCHEDULERS)
+    lr_warmup_epochs: int = option(0, "", group="optimisation", minimum=0)
+    lr_warmup_decay: float = option(0.01, "warm-up starts at lr * decay", group="optimisation")
+    lr_step_size: int = option(30, "step schedule: epochs per decay", group="optimisation", minimum=1)
+    lr_gamma: float = option(0.1, "step schedule: decay factor", group="optimisation", minimum=0)
+    lr_min: float = option(0.0, "cosine schedule: final lr", group="optimisation", minimum=0)
+    amp: bool = option(False, "mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU)", group="optimisation")
+    channels_last: bool = option(False, "channels-last memory format", group="optimisation")
+    sync_bn: bool = option(False, "synchronised BatchNorm across processes (CUDA only)", group="optimisation")
     # pruning
-    prune: str = "none"
-    l1: float | None = None
-    final_threshold: float | None = None
-    target_sparsity: float | None = None  # lats only: lambda chosen to end at this sparsity
-    beta: float | None = None  # pgh only
-    prune_start_epoch: int = 0
-    prune_end_epoch: int | None = None  # None: the last epoch
-    dense_first_last: bool = False
-    gradient: str = "straight-through"
+    prune: str = option("none", "threshold schedule", group="pruning", choices=PRUNE_MODES)
+    l1: float | None = option(
+        None, "lats/pgh: the constant L1 coefficient lambda; d grows by lambda * lr", group="pruning"
+    )
+    final_threshold: float | None = option(None, "the final threshold D (instead of --l1)", group="pruning")
+    target_sparsity: float | None = option(
+        None,
+        "lats: the global weight sparsity to end the pruning window at, e.g. 0.95 (instead of "
+        "--l1/--final-threshold); lambda is re-estimated 32 times over the window",
+        group="pruning",
+    )
+    beta: float | None = option(
+        None, "pgh: lambda is scaled by beta**x over the window, > 0 (< 1 prunes early, 1 is LATS)", group="pruning"
+    )
+    prune_start_epoch: int = option(0, "dense training before this epoch", group="pruning", minimum=0)
+    prune_end_epoch: int | None = option(None, "the threshold stops growing here (default: --epochs)", group="pruning")
+    dense_first_last: bool = option(False, "keep the first conv and the classifier dense", group="pruning")
+    gradient: str = option("straight-through", "d w/d theta", group="pruning", choices=GRADIENTS)
     # run
-    output_dir: str = "runs/train"
-    resume: str | None = None
-    test_only: bool = False
-    print_freq: int = 10
-    seed: int = 0
-    device: str = "auto"
-    sops_batches: int = 4  # validation batches counted for the final SOP report; 0: none
-    recipe: str | None = None
+    output_dir: str = option("runs/train", "run directory: checkpoints, TensorBoard, summary", group="run")
+    resume: str | None = option(None, "checkpoint to continue from (its configuration is the base)", group="run")
+    test_only: bool = option(False, "only evaluate the --resume checkpoint", group="run")
+    print_freq: int = option(10, "steps between log lines", group="run", minimum=1)
+    seed: int = option(0, "", group="run")
+    device: str = option("auto", "", group="run", choices=DEVICES)
+    sops_batches: int = option(
+        4, "validation batches (rank 0) counted for firing rates and synaptic operations", group="run", minimum=0
+    )
+    recipe: str | None = option(
+        None, "a YAML recipe (models/*.yaml) supplying defaults for every flag below", group="recipe"
+    )
 
     def __post_init__(self) -> None:
         # Types are checked here (not only in argparse) because recipes and the Python API bypass
         # argparse. YAML reads "1e-4" as a string, so numeric strings are accepted for floats.
         for f in fields(self):
             value = getattr(self, f.name)
-            base = f.type.replace(" | None", "")
+            expected, optional = field_type(f.name)
             if value is None:
-                if "None" not in f.type:
+                if not optional:
                     raise RecipeError(f"{f.name} must not be empty (null)")
                 continue
-            if base == "float" and isinstance(value, str):
+            if expected is float and isinstance(value, str):
                 try:
                     value = float(value)
                 except ValueError:
                     raise RecipeError(f"{f.name} must be a number; got {value!r}") from None
-            if base == "float" and isinstance(value, int) and not isinstance(value, bool):
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            expected = {"int": int, "float": float, "bool": bool, "str": str}[base]
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise RecipeError(f"{f.name} must be of type {base}; got {value!r}")
+                raise RecipeError(f"{f.name} must be of type {expected.__name__}; got {value!r}")
             setattr(self, f.name, value)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise :class:`RecipeError` naming the first bad field; return ``self``."""
-
-        def choice(name: str, allowed: tuple) -> None:
-            if getattr(self, name) not in allowed:
-                raise RecipeError(f"{name} must be one of {', '.join(map(str, allowed))}; got {getattr(self, name)!r}")
-
-        def at_least(name: str, low: float, *, optional: bool = False) -> None:
-            value = getattr(self, name)
-            if value is None and optional:
-                return
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= low:
-                raise RecipeError(f"{name} must be a number >= {low}; got {value!r}")
-
-        choice("dataset", ("imagefolder", "digits"))
-        choice("bad_images", ("skip", "fail"))
-        choice("lr_scheduler", LR_SCHEDULERS)
-        choice("prune", PRUNE_MODES)
-        choice("gradient", GRADIENTS)
-        choice("device", ("auto", "cpu", "cuda"))
-        for name in (
-            "batch_size",
-            "epochs",
-            "print_freq",
-            "image_size",
-            "train_crop_size",
-            "val_resize_size",
-            "val_crop_size",
-            "lr_step_size",
-        ):
-            at_least(name, 1)
+        for f in fields(self):  # the declared choices and lower bounds
+            value, choices, minimum = getattr(self, f.name), f.metadata["choices"], f.metadata["minimum"]
+            if value is None:
+                continue
+            if choices is not None and value not in choices:
+                raise RecipeError(f"{f.name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+            if minimum is not None and not value >= minimum:
+                raise RecipeError(f"{f.name} must be a number >= {minimum}; got {value!r}")
         if not self.lr > 0:
             raise RecipeError(f"lr must be > 0; got {self.lr!r}")
-        for name in (
-            "workers",
-            "lr",
-            "momentum",
-            "weight_decay",
-            "label_smoothing",
-            "lr_warmup_epochs",
-            "lr_min",
-            "prune_start_epoch",
-            "sops_batches",
-            "lr_gamma",
-        ):
-            at_least(name, 0)
-        at_least("norm_weight_decay", 0, optional=True)
-        at_least("T", 1, optional=True)
-        at_least("width", 1, optional=True)
         if not 0 < self.lr_warmup_decay <= 1:
             raise RecipeError(f"lr_warmup_decay must be in (0, 1]; got {self.lr_warmup_decay!r}")
         if self.lr_warmup_epochs >= self.epochs and self.lr_warmup_epochs > 0:
@@ -169,7 +211,12 @@ class TrainConfig:
             raise RecipeError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
         if self.dataset == "imagefolder" and not self.data_path:
             raise RecipeError("data_path (--data-path) is required for dataset 'imagefolder'")
+        self._validate_pruning()
+        if self.test_only and not self.resume:
+            raise RecipeError("test_only (--test-only) needs a checkpoint to evaluate (--resume PATH)")
+        return self
 
+    def _validate_pruning(self) -> None:
         pruning = self.prune != "none"
         strengths = [name for name in STRENGTH_FIELDS if getattr(self, name) is not None]
         if len(strengths) > 1:
@@ -190,9 +237,10 @@ class TrainConfig:
                 raise RecipeError(
                     f"target_sparsity (--target-sparsity) drives prune='lats' only; prune is {self.prune!r}"
                 )
-            value = self.target_sparsity
-            if not (isinstance(value, (int, float)) and 0 < value < 1):
-                raise RecipeError(f"target_sparsity must be a fraction in (0, 1), e.g. 0.9; got {value!r}")
+            if not 0 < self.target_sparsity < 1:
+                raise RecipeError(
+                    f"target_sparsity must be a fraction in (0, 1), e.g. 0.9; got {self.target_sparsity!r}"
+                )
         if self.prune in ("slats", "stds-sine", "stds-linear", "constant") and self.l1 is not None:
             raise RecipeError(
                 f"prune={self.prune!r} is set by final_threshold (--final-threshold), not l1; "
@@ -200,28 +248,25 @@ class TrainConfig:
             )
         for name in ("l1", "final_threshold"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if value is not None and not (math.isfinite(value) and value > 0):
                 raise RecipeError(f"{name} must be a finite number > 0; got {value!r}")
         if self.prune == "pgh" and self.beta is None:
             raise RecipeError("prune='pgh' needs --beta > 0 (1 is LATS, < 1 prunes early)")
         if self.beta is not None:
             if self.prune != "pgh":
                 raise RecipeError(f"beta (--beta) applies to prune='pgh' only; prune is {self.prune!r}")
-            if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta > 0):
+            if not (math.isfinite(self.beta) and self.beta > 0):
                 raise RecipeError(f"beta must be a finite number > 0 (1 is LATS, < 1 prunes early); got {self.beta!r}")
         if self.prune in ("constant", "learnable") and (
             self.prune_start_epoch != 0 or self.prune_end_epoch is not None
         ):
             raise RecipeError(f"prune={self.prune!r} has no pruning window: drop prune_start_epoch/prune_end_epoch")
-        end = self.epochs if self.prune_end_epoch is None else self.prune_end_epoch
+        end = self.pruning_end_epoch
         if pruning and not self.prune_start_epoch < end <= self.epochs:
             raise RecipeError(
-                f"need prune_start_epoch < prune_end_epoch <= epochs; got "
+                "need prune_start_epoch < prune_end_epoch <= epochs; got "
                 f"{self.prune_start_epoch}, {end}, {self.epochs}"
             )
-        if self.test_only and not self.resume:
-            raise RecipeError("test_only (--test-only) needs a checkpoint to evaluate (--resume PATH)")
-        return self
 
     @property
     def pruning_end_epoch(self) -> int:
@@ -237,16 +282,28 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], *, source: str = "configuration") -> "TrainConfig":
+    def from_dict(cls, values: Mapping[str, Any], *, source: str = "configuration") -> TrainConfig:
         return cls(**_check_keys(values, source))
 
 
+def field_type(name: str) -> tuple[type, bool]:
+    """``(type, optional)`` of a :class:`TrainConfig` field: ``int | None`` is ``(int, True)``."""
+    hint = _HINTS[name]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+_HINTS = typing.get_type_hints(TrainConfig)
 #: Alternative ways to set the pruning strength: one given explicitly replaces a recipe's other.
 STRENGTH_FIELDS = ("l1", "final_threshold", "target_sparsity")
 _PRUNING_FIELDS = (*STRENGTH_FIELDS, "beta", "prune_start_epoch", "prune_end_epoch")
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
-#: Model-shaping fields: a checkpoint can only be loaded into a network built with the same ones.
-ARCHITECTURE_FIELDS = ("model", "T", "neuron", "cnf", "width", "width_mult", "stem")
+#: The fields that choose and shape the network (``networks.create(model, **the others)``).
+NETWORK_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.metadata["group"] == "network")
+#: Those that a checkpoint's weights depend on: all but the neuron backend, which computes the same.
+ARCHITECTURE_FIELDS = tuple(name for name in NETWORK_FIELDS if name != "backend")
 
 
 def _check_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:

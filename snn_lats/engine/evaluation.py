@@ -1,0 +1,180 @@
+"""The one evaluation path: accuracy over a loader, with the synaptic operations and firing rates
+of its first batches counted on the way.
+
+:func:`evaluate` serves every epoch of training, ``snn-lats evaluate`` (and ``train --test-only``)
+through :func:`evaluate_checkpoint`, and ``snn-lats sops`` through :func:`count_sops`, like the
+one ``evaluate`` of torchvision's reference script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from snn_lats.engine import distributed as dist_utils
+from snn_lats.engine.checkpoint import CheckpointError, check_architecture, load_checkpoint
+from snn_lats.engine.data import build_datasets, build_loaders
+from snn_lats.engine.logger import RunLogger
+from snn_lats.engine.model import build_model_from_checkpoint
+from snn_lats.engine.recipe import TrainConfig
+from snn_lats.engine.summary import RunSummary
+from snn_lats.estimators import SOPReport, SynapticOpCounter
+from snn_lats.pruning import sparsity_report
+
+__all__ = ["Evaluation", "autocast", "count_sops", "evaluate", "evaluate_checkpoint"]
+
+
+class Evaluation(NamedTuple):
+    metrics: dict[str, float]  # loss, acc1, acc5 (%), samples, skipped_images
+    sops: SOPReport | None  # of the counted batches (this rank's), None when none was counted
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype`` on ``device``; no mixed precision when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader,
+    device: torch.device,
+    *,
+    criterion: nn.Module | None = None,
+    sops_batches: int = 0,
+    batches: int | None = None,
+    channels_last: bool = False,
+    amp_dtype: torch.dtype | None = None,
+    logger: RunLogger | None = None,
+) -> Evaluation:
+    """Loss, top-1 and top-5 accuracy (%) over ``loader`` (summed over all ranks), and the
+    synaptic operations and firing rates of this rank's first ``sops_batches`` batches.
+
+    ``batches`` stops after that many batches (default: the whole loader). ``model`` may be
+    wrapped in DistributedDataParallel: the counter hooks the network inside.
+    """
+    model.eval()
+    criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
+    network = model.module if isinstance(model, DistributedDataParallel) else model
+    counter = SynapticOpCounter(network) if sops_batches > 0 else None
+    total = len(loader) if batches is None else min(batches, len(loader))
+    logger = logger if logger is not None else RunLogger(None, tensorboard=False)
+    loss_sum = correct1 = correct5 = samples = skipped = 0.0
+    progress = logger.progress(loader, total=total, desc="val")
+    for i, (images, targets, n_skipped) in enumerate(progress):
+        if i == total:
+            break
+        skipped += n_skipped
+        if images.numel() == 0:
+            continue
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        counting = counter if counter is not None and i < sops_batches else contextlib.nullcontext()
+        with autocast(device, amp_dtype), counting:
+            output = model(images)
+        loss_sum += float(criterion(output.float(), targets)) * targets.numel()
+        top = output.topk(min(5, output.shape[1]), dim=1).indices
+        correct1 += float((top[:, 0] == targets).sum())
+        correct5 += float((top == targets[:, None]).any(dim=1).sum())
+        samples += targets.numel()
+    progress.close()
+    loss_sum, correct1, correct5, samples, skipped = dist_utils.all_reduce_sum(
+        [loss_sum, correct1, correct5, samples, skipped], device
+    )
+    if samples == 0:
+        raise RuntimeError("no validation image could be read")
+    metrics = {
+        "loss": loss_sum / samples,
+        "acc1": 100.0 * correct1 / samples,
+        "acc5": 100.0 * correct5 / samples,
+        "samples": int(samples),
+        "skipped_images": int(skipped),
+    }
+    return Evaluation(metrics, counter.report() if counter is not None and counter.samples else None)
+
+
+def count_sops(model: nn.Module, loader, batches: int, device: torch.device | str = "cpu") -> SOPReport:
+    """The :class:`~snn_lats.estimators.SOPReport` of ``model`` over the first ``batches`` batches of
+    ``loader``; ValueError when none of them held a readable image."""
+    if batches < 1:
+        raise ValueError(f"batches must be >= 1, got {batches}")
+    try:
+        result = evaluate(model, loader, torch.device(device), sops_batches=batches, batches=batches)
+    except RuntimeError as error:
+        if "no validation image" not in str(error):
+            raise
+        result = Evaluation({}, None)
+    if result.sops is None:
+        raise ValueError(f"nothing was counted: no readable image in the first {batches} batches")
+    return result.sops
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike | Mapping[str, Any],
+    config: TrainConfig | None = None,
+    ctx: dist_utils.DistributedContext | None = None,
+) -> RunSummary:
+    """Accuracy, sparsity and (``config.sops_batches`` > 0) synaptic operations of a checkpoint,
+    evaluated with its own saved thresholds; also runs sharded under torchrun.
+
+    ``checkpoint`` is a path or an already loaded checkpoint (not read again). ``config`` supplies
+    the data and evaluation settings (default: the checkpoint's own); its architecture must be the
+    checkpoint's.
+    """
+    path = None
+    if not isinstance(checkpoint, Mapping):
+        path, checkpoint = str(checkpoint), load_checkpoint(checkpoint)
+    if config is None:
+        config = TrainConfig.from_dict(checkpoint["config"])
+    else:
+        check_architecture(checkpoint, config.to_dict())
+    if ctx is None:
+        ctx = dist_utils.DistributedContext(device=dist_utils.resolve_device(config.device))
+    _, val_set, num_classes = build_datasets(config, train=False)
+    if num_classes != checkpoint["num_classes"]:
+        raise CheckpointError(f"the checkpoint has {checkpoint['num_classes']} classes, the data {num_classes}")
+    _, val_loader = build_loaders(
+        None, val_set, config.batch_size, config.workers, rank=ctx.rank, world_size=ctx.world_size, seed=config.seed
+    )
+    model, _ = build_model_from_checkpoint(checkpoint, ctx.device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    logger = RunLogger(None, enabled=ctx.is_main, tensorboard=False, print_freq=config.print_freq)
+    metrics, sops = evaluate(
+        model,
+        val_loader,
+        ctx.device,
+        criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        sops_batches=config.sops_batches if ctx.is_main else 0,
+        channels_last=config.channels_last,
+        amp_dtype=amp_dtype(config, ctx.device),
+        logger=logger,
+    )
+    return RunSummary(
+        config=config.to_dict(),
+        accuracy=metrics,
+        sparsity=sparsity_report(model),
+        sops=sops,
+        history=list(checkpoint.get("history") or []),
+        epochs_completed=int(checkpoint["epoch"]),
+        best=checkpoint.get("best"),
+        skipped_images=metrics["skipped_images"],
+        checkpoint=path or config.resume,
+    )
+
+
+def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``config.amp``: float16 on CUDA (with a GradScaler), bfloat16 on the CPU."""
+    if not config.amp:
+        return None
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
