@@ -250,7 +250,7 @@ def driver(args) -> int:
         f"settings: model={args.model}"
         + (f" T={args.T}" if args.model.startswith("sew_") else "")
         + f" batch/process={args.batch_size} image={args.image_size} classes={args.num_classes} "
-        f"prune={'lats l1=%g' % args.l1 if args.prune else 'no'} lr={args.lr:g} steps={args.steps} "
+        f"prune={f'lats l1={args.l1:g}' if args.prune else 'no'} lr={args.lr:g} steps={args.steps} "
         f"warmup={args.warmup} repeats={args.repeats} backend=gloo"
     )
     if cores is not None and cores < 2:

@@ -200,7 +200,8 @@ def main(argv=None) -> int:
             phases[kind].append([sum(p) / args.steps for p in zip(*split)])
 
     print(
-        f"model={args.model} {f'T={args.T} ' if args.model.startswith('sew_') else ''}batch={args.batch_size} image={args.image_size} "
+        f"model={args.model} {f'T={args.T} ' if args.model.startswith('sew_') else ''}"
+        f"batch={args.batch_size} image={args.image_size} "
         f"sparsity={args.sparsity} steps={args.steps} repeats={args.repeats} "
         f"torch={torch.__version__} threads={torch.get_num_threads()}"
     )

@@ -17,12 +17,12 @@ import statistics
 import time
 
 import torch
+from spikingjelly.activation_based import functional, neuron, surrogate
+from spikingjelly.activation_based.model import sew_resnet as sj_sew
 from torch import nn
 
 from snn_lats._torchvision import torchvision  # noqa: F401  (before spikingjelly.model imports it)
 from snn_lats.networks import sew_resnet18
-from spikingjelly.activation_based import functional, neuron, surrogate
-from spikingjelly.activation_based.model import sew_resnet as sj_sew
 
 
 def train_step(model, optimizer, x, target, repeat_input):
@@ -85,7 +85,8 @@ def main(argv=None) -> float:
     for name, median in medians.items():
         spread = statistics.quantiles(times[name], n=4)
         print(
-            f"  {name:13s} median {median * 1e3:8.1f} ms   (quartiles {spread[0] * 1e3:.1f} .. {spread[2] * 1e3:.1f} ms)"
+            f"  {name:13s} median {median * 1e3:8.1f} ms   "
+            f"(quartiles {spread[0] * 1e3:.1f} .. {spread[2] * 1e3:.1f} ms)"
         )
     print(f"  ratio snn_lats / spikingjelly = {ratio:.3f} (of medians), {paired:.3f} (median of paired ratios)")
     return ratio

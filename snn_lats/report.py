@@ -11,8 +11,9 @@ import io
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from snn_lats._io import atomic_write_text
 
@@ -112,7 +113,7 @@ class Report:
         return text
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Report":
+    def from_dict(cls, data: dict[str, Any]) -> Report:
         return cls(
             title=data["title"], rows=list(data["rows"]), totals=dict(data["totals"]), notes=list(data.get("notes", []))
         )

@@ -50,7 +50,7 @@ def test_gmp_follows_the_cubic_schedule_and_ends_at_the_level(curve):
     curve._attach_gmp(model, sparsity=0.9, end_step=20, every=5)
     x = torch.randn(2, 3, 6, 6)
     seen = []
-    for step in range(30):
+    for _ in range(30):
         model(x)  # the hook prunes before the forward of steps 0, 5, ..., 20
         seen.append(curve.weight_sparsity(model))
     for step in (0, 5, 10, 15, 20):  # Zhu & Gupta: s_t = s_f (1 - (1 - t / t_end)^3)
@@ -90,6 +90,7 @@ def test_calibration_takes_the_first_crossing_in_d_order(curve):
     assert 0.4 < curve.interpolate_d(points, 0.97) < 0.8
 
 
+@pytest.mark.slow
 def test_the_command_trains_caches_and_reports(tmp_path):
     """The whole command on a tiny budget: every run is trained, written to the cache, reported,
     and read back (not retrained) by a second invocation."""
@@ -161,6 +162,7 @@ def test_paired_table_reports_the_seed_by_seed_differences(curve):
     assert row == "| SNN | 99 % | 99.00 ± 0.14 | 85.00 ± 7.07 | 85.50 ± 0.71 | 0.50 ± 7.78 | 2 |"
 
 
+@pytest.mark.slow
 def test_paired_runs_aim_at_the_sparsity_each_hand_found_run_reached(tmp_path):
     argv = [
         "--networks",
