@@ -9,6 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+__all__ = [
+    "atomic_open",
+    "atomic_write_text",
+]
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:

@@ -17,6 +17,10 @@ from typing import Any
 
 from snn_lats._io import atomic_write_text
 
+__all__ = [
+    "Report",
+]
+
 
 def _format(value: Any) -> str:
     if isinstance(value, bool) or value is None:

@@ -12,6 +12,12 @@ from collections.abc import Sequence
 
 import snn_lats
 
+__all__ = [
+    "SUBCOMMANDS",
+    "build_parser",
+    "main",
+]
+
 # Module names under snn_lats.cli, in the order `snn-lats --help` lists them.
 SUBCOMMANDS: tuple[str, ...] = ("train", "evaluate", "export", "compare", "sops")
 

@@ -11,6 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+__all__ = [
+    "add_parser",
+    "run",
+]
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(

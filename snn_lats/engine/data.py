@@ -27,6 +27,27 @@ from torch.utils.data.distributed import DistributedSampler
 
 from snn_lats._torchvision import datasets, transforms
 
+__all__ = [
+    "BAD_IMAGE_POLICIES",
+    "DATASETS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "Batch",
+    "DataError",
+    "DigitsDataset",
+    "ImageFolderDataset",
+    "ShardSampler",
+    "build_datasets",
+    "build_loaders",
+    "check_image_folder",
+    "collate",
+    "digits_val_mask",
+    "set_epoch",
+    "train_transform",
+    "val_transform",
+]
+
 DATASETS = ("imagefolder", "digits")
 BAD_IMAGE_POLICIES = ("skip", "fail")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -15,6 +15,17 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+__all__ = [
+    "DEVICES",
+    "DistributedContext",
+    "all_reduce_max",
+    "all_reduce_sum",
+    "barrier",
+    "cleanup_distributed",
+    "init_distributed",
+    "resolve_device",
+]
+
 #: Values of ``--device``.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
