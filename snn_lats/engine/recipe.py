@@ -62,14 +62,25 @@ def option(
     flags: Sequence[str] = (),
     choices: Sequence[Any] | None = None,
     minimum: float | None = None,
+    trajectory: bool = True,
 ) -> Any:
     """One :class:`TrainConfig` field: its default and everything the CLI and the checks need.
 
     ``group`` is the CLI's argument group; ``flags`` the option strings (default:
     ``--field-name``); ``choices`` the accepted values; ``minimum`` the lowest accepted number.
+    ``trajectory``: whether the field changes what the run computes (lr, batch size, data,
+    pruning, seed, ...), so that changing it on resume would change the run; False for what
+    only changes how or where it runs (workers, print frequency, output directory, device).
     ``help`` says ``(default: X)`` itself when the default is None; otherwise the CLI appends it.
     """
-    metadata = {"help": help, "group": group, "flags": tuple(flags), "choices": choices, "minimum": minimum}
+    metadata = {
+        "help": help,
+        "group": group,
+        "flags": tuple(flags),
+        "choices": choices,
+        "minimum": minimum,
+        "trajectory": trajectory,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -86,25 +97,32 @@ class TrainConfig:
         group="data",
         choices=DATASETS,
     )
-    data_path: str | None = option(None, "root holding train/<class>/* and val/<class>/*", group="data")
+    data_path: str | None = option(
+        None, "root holding train/<class>/* and val/<class>/*", group="data", trajectory=False
+    )
     image_size: int = option(32, "digits only: side of the upsampled images", group="data", minimum=1)
     train_crop_size: int = option(224, "", group="data", minimum=1)
-    val_resize_size: int = option(256, "", group="data", minimum=1)
-    val_crop_size: int = option(224, "", group="data", minimum=1)
+    val_resize_size: int = option(256, "", group="data", minimum=1, trajectory=False)
+    val_crop_size: int = option(224, "", group="data", minimum=1, trajectory=False)
     bad_images: str = option(
         "skip",
         "an unreadable image: skip it (warn, count in the log) or fail",
         group="data",
         choices=BAD_IMAGE_POLICIES,
+        trajectory=False,
     )
     augment: bool = option(True, "random crops (and flips for image folders) in training", group="data")
-    workers: int = option(4, "data loading processes per rank", group="data", flags=("-j", "--workers"), minimum=0)
+    workers: int = option(
+        4, "data loading processes per rank", group="data", flags=("-j", "--workers"), minimum=0, trajectory=False
+    )
     # network
     model: str = option("sew_resnet18", "a name of snn_lats.networks.names()", group="network")
     T: int | None = option(None, "time steps of a spiking network (default: the network's)", group="network", minimum=1)
     neuron: str | None = option(None, "spiking neuron: if, lif, plif (default: the network's)", group="network")
     cnf: str | None = option(None, "SEW connect function: ADD, AND, IAND (default: the network's)", group="network")
-    backend: str | None = option(None, "neuron backend: auto, cupy, torch (default: the network's)", group="network")
+    backend: str | None = option(
+        None, "neuron backend: auto, cupy, torch (default: the network's)", group="network", trajectory=False
+    )
     width: int | None = option(
         None, "ResNets: channels of the first stage (default: the network's, 64)", group="network", minimum=1
     )
@@ -135,7 +153,7 @@ class TrainConfig:
     lr_gamma: float = option(0.1, "step schedule: decay factor", group="optimisation", minimum=0)
     lr_min: float = option(0.0, "cosine schedule: final lr", group="optimisation", minimum=0)
     amp: bool = option(False, "mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU)", group="optimisation")
-    channels_last: bool = option(False, "channels-last memory format", group="optimisation")
+    channels_last: bool = option(False, "channels-last memory format", group="optimisation", trajectory=False)
     sync_bn: bool = option(False, "synchronised BatchNorm across processes (CUDA only)", group="optimisation")
     # pruning
     prune: str = option("none", "threshold schedule", group="pruning", choices=PRUNE_MODES)
@@ -157,17 +175,25 @@ class TrainConfig:
     dense_first_last: bool = option(False, "keep the first conv and the classifier dense", group="pruning")
     gradient: str = option("straight-through", "d w/d theta", group="pruning", choices=GRADIENTS)
     # run
-    output_dir: str = option("runs/train", "run directory: checkpoints, TensorBoard, summary", group="run")
-    resume: str | None = option(None, "checkpoint to continue from (its configuration is the base)", group="run")
-    test_only: bool = option(False, "only evaluate the --resume checkpoint", group="run")
-    print_freq: int = option(10, "steps between log lines", group="run", minimum=1)
+    output_dir: str = option(
+        "runs/train", "run directory: checkpoints, TensorBoard, summary", group="run", trajectory=False
+    )
+    resume: str | None = option(
+        None, "checkpoint to continue from (its configuration is the base)", group="run", trajectory=False
+    )
+    test_only: bool = option(False, "only evaluate the --resume checkpoint", group="run", trajectory=False)
+    print_freq: int = option(10, "steps between log lines", group="run", minimum=1, trajectory=False)
     seed: int = option(0, "", group="run")
-    device: str = option("auto", "", group="run", choices=DEVICES)
+    device: str = option("auto", "", group="run", choices=DEVICES, trajectory=False)
     sops_batches: int = option(
-        4, "validation batches (rank 0) counted for firing rates and synaptic operations", group="run", minimum=0
+        4,
+        "validation batches (rank 0) counted for firing rates and synaptic operations",
+        group="run",
+        minimum=0,
+        trajectory=False,
     )
     recipe: str | None = option(
-        None, "a YAML recipe (models/*.yaml) supplying defaults for every flag below", group="recipe"
+        None, "a YAML recipe (models/*.yaml) supplying defaults for every flag below", group="recipe", trajectory=False
     )
 
     def __post_init__(self) -> None:
