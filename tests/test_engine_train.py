@@ -21,7 +21,7 @@ from PIL import Image
 from snn_lats.engine.checkpoint import CheckpointError, load_checkpoint
 from snn_lats.engine.data import IMAGENET_MEAN, IMAGENET_STD
 from snn_lats.engine.model import build_model, build_model_from_checkpoint
-from snn_lats.engine.recipe import TrainConfig
+from snn_lats.engine.recipe import RecipeError, TrainConfig
 from snn_lats.engine.trainer import NonFiniteLossError, TrainingInterrupted, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -257,13 +257,15 @@ def test_target_sparsity_run_ends_at_the_target(data_root, tmp_path, target):
 # ------------------------------------------------------------------------------------------ resume
 
 
-def test_resume_after_an_epoch_ends_exactly_like_the_uninterrupted_run(reference, data_root, tmp_path):
+def test_sigterm_during_validation_resumes_with_the_epochs_steps_done(reference, data_root, tmp_path):
     ref_out, _ = reference
     config = tiny(data_root, tmp_path)
     with pytest.raises(TrainingInterrupted) as info:
         train(config, build_model_fn=signal_at("eval", 1))  # SIGTERM while evaluating epoch 0
     assert info.value.signum == signal.SIGTERM
-    assert load_checkpoint(tmp_path / "checkpoint.pth")["epoch"] == 1
+    # The validation was abandoned, not finished: the checkpoint has epoch 0's 4 steps, not epoch 1.
+    interrupted = load_checkpoint(tmp_path / "checkpoint.pth")
+    assert (interrupted["epoch"], interrupted["epoch_step"], interrupted["step"]) == (0, 4, 4)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
 
     train(tiny(data_root, tmp_path, resume=str(tmp_path / "checkpoint.pth")))
@@ -286,7 +288,8 @@ def test_resume_into_another_architecture_is_refused_before_writing(reference, d
     out = tmp_path / "new"
     with pytest.raises(CheckpointError, match="another architecture.*width: 4 in the checkpoint, 8 here"):
         train(tiny(data_root, out, width=8, resume=str(ref_out / "checkpoint.pth")))
-    with pytest.raises(CheckpointError, match="does not fit"):
+    # Resuming without the pruning would change the run: refused, naming the flags.
+    with pytest.raises(RecipeError, match="would change the run: --prune 'none'.*--final-threshold None"):
         train(tiny(data_root, out, prune="none", final_threshold=None, resume=str(ref_out / "checkpoint.pth")))
     assert not out.exists()
 

@@ -10,7 +10,14 @@ Several processes (DDP; NCCL on GPU, gloo on CPU), ``-b`` being the batch of eac
         --data-path /data/imagenet --output-dir runs/sew18
 
 A recipe supplies defaults; flags given explicitly override it. ``--resume CHECKPOINT`` alone
-continues a run with the configuration saved in the checkpoint (flags given still override it).
+continues a run with the configuration saved in the checkpoint, writing next to it;
+``--resume auto`` continues the output directory's checkpoint if there is one (a torchrun
+restart, a requeued job) and starts afresh otherwise. A flag that would change the resumed run
+(lr, epochs, batch size, pruning, data, seed, ...) is refused.
+
+Exit codes: 0 done; 2 bad input (nothing written); 1 a failure while running (the loss became
+non-finite, the disk refused a write, a peer process died or stalled); 128 + N interrupted by
+signal N (SIGTERM: 143, SIGINT: 130) after writing a checkpoint of the last completed step.
 """
 
 from __future__ import annotations
@@ -35,15 +42,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from torch.distributed import DistError
+
     from snn_lats.cli.evaluate import print_evaluation
-    from snn_lats.engine.checkpoint import load_checkpoint
-    from snn_lats.engine.recipe import resolve_config
+    from snn_lats.engine.rundir import resolve_run
     from snn_lats.engine.trainer import NonFiniteLossError, TrainingInterrupted, train
 
     try:
-        checkpoint = load_checkpoint(args.resume) if args.resume else None
-        base = checkpoint["config"] if checkpoint is not None else None
-        config = resolve_config(explicit_flags(args), args.recipe, base=base)
+        config, checkpoint = resolve_run(explicit_flags(args), args.recipe)
         summary = train(config, checkpoint=checkpoint)
     except TrainingInterrupted as error:
         print(f"snn-lats train: {error}", file=sys.stderr)
@@ -54,6 +60,18 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:  # bad flags, recipe, data or checkpoint: nothing was written
         print(f"snn-lats train: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a write the disk refused (full, read-only); atomic writes keep the last files
+        reason = error if error.filename is not None or not error.strerror else error.strerror
+        print(f"snn-lats train: error: {reason}", file=sys.stderr)
+        return 1
+    except DistError as error:  # a peer died or stalled past --dist-timeout; torchrun may restart the job
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(
+            f"snn-lats train: error: another process of the job stopped answering or died ({first[:300]}); "
+            "the last checkpoint is intact (--resume auto continues it)",
+            file=sys.stderr,
+        )
+        return 1
     if config.test_only:
         print_evaluation(summary)
     return 0

@@ -25,9 +25,12 @@ from snn_lats.engine.recipe import ARCHITECTURE_FIELDS
 
 __all__ = [
     "FORMAT",
+    "BEST_NAME",
+    "CHECKPOINT_NAME",
     "VERSION",
     "CheckpointError",
     "CheckpointSaver",
+    "CheckpointWriteError",
     "check_architecture",
     "load_checkpoint",
     "load_model_state",
@@ -37,11 +40,19 @@ __all__ = [
 ]
 
 FORMAT = "snn-lats-checkpoint"
-VERSION = 1
+#: Version 2 holds the RNG states and epoch sums of every rank; version 1 (rank 0's only) still loads.
+VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+CHECKPOINT_NAME = "checkpoint.pth"
+BEST_NAME = "model_best.pth"
 
 
 class CheckpointError(ValueError):
     """A file that is not a usable snn-lats checkpoint (missing, truncated, foreign, mismatched)."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, read-only folder); the previous one is intact."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -114,10 +125,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"{str(path)!r} is not an snn-lats checkpoint (no format {FORMAT!r} marker); "
             "checkpoints come from `snn-lats train`"
         )
-    if content.get("version") != VERSION:
+    if content.get("version") not in _READABLE_VERSIONS:
         raise CheckpointError(
             f"checkpoint {str(path)!r} has format version {content.get('version')!r}; "
-            f"this snn-lats reads version {VERSION}"
+            f"this snn-lats reads versions {', '.join(map(str, _READABLE_VERSIONS))}"
         )
     missing = [k for k in ("model", "config", "epoch", "step", "num_classes") if k not in content]
     if missing:
@@ -158,8 +169,10 @@ class CheckpointSaver:
     """Saves and restores everything a run needs to continue exactly, like timm's ``CheckpointSaver``.
 
     ``run_state`` is the run's progress (epochs, steps, history, best choice): any object with
-    ``state_dict()``/``load_state_dict()``. ``pruner`` and ``scaler`` may be None (no pruning, no
-    AMP scaler). Only the main process writes (``enabled``); every process restores.
+    ``state_dict()``/``load_state_dict()`` and a ``partial`` attribute (the running sums of the
+    epoch in progress, which differ between ranks). ``pruner`` and ``scaler`` may be None (no
+    pruning, no AMP scaler). ``rank``/``world_size``: where this process sits; every rank calls
+    :meth:`save` (it gathers each rank's RNG state and epoch sums), rank 0 alone writes.
     """
 
     def __init__(
@@ -174,7 +187,8 @@ class CheckpointSaver:
         run_state: Any,
         config: Mapping[str, Any],
         num_classes: int,
-        enabled: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.model = model
@@ -185,17 +199,18 @@ class CheckpointSaver:
         self.run_state = run_state
         self.config = dict(config)
         self.num_classes = num_classes
-        self.enabled = enabled
+        self.rank = rank
+        self.world_size = world_size
 
     @property
     def path(self) -> Path:
         """The latest checkpoint, ``output_dir/checkpoint.pth``."""
-        return self.output_dir / "checkpoint.pth"
+        return self.output_dir / CHECKPOINT_NAME
 
     @property
     def best_path(self) -> Path:
         """The best checkpoint so far, ``output_dir/model_best.pth``."""
-        return self.output_dir / "model_best.pth"
+        return self.output_dir / BEST_NAME
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint's content, besides the ``format``/``version`` stamp:
@@ -203,33 +218,51 @@ class CheckpointSaver:
         - ``model``: the state dict of the unwrapped model: θ (``...parametrizations.weight.original``)
           and the per-layer threshold buffers of a pruned model;
         - ``optimizer``, ``lr_scheduler``, ``pruner``, ``scaler``: their state dicts (None if unused);
-        - ``rng``: torch (CPU and CUDA), numpy and Python ``random`` states (:func:`rng_state`);
+        - ``rng``: per rank, torch (CPU and CUDA), numpy and Python ``random`` states (:func:`rng_state`);
         - ``config``: the resolved :class:`~snn_lats.engine.recipe.TrainConfig` as a dict;
-        - ``num_classes``;
+        - ``num_classes``, ``world_size`` (the number of processes that trained it);
         - the run state's keys: ``epoch`` (epochs completed), ``step`` (optimizer steps in all),
           ``epoch_step`` (steps of the epoch in progress, non-zero after an interruption),
-          ``partial`` (its running sums), ``history``, ``best`` (the ``model_best.pth`` choice),
-          ``skipped_images``.
+          ``partial`` (per rank, the running sums of that epoch), ``history``, ``best`` (the
+          ``model_best.pth`` choice), ``skipped_images``.
+
+        A collective under torchrun: every rank must call it.
         """
+        from snn_lats.engine.distributed import all_gather
+
+        ranks = all_gather({"rng": rng_state(), "partial": dict(self.run_state.partial)})
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict(),
             "pruner": None if self.pruner is None else self.pruner.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
-            "rng": rng_state(),
             "config": self.config,
             "num_classes": self.num_classes,
+            "world_size": self.world_size,
             **self.run_state.state_dict(),
+            "rng": [r["rng"] for r in ranks],
+            "partial": [r["partial"] for r in ranks],
         }
 
     def save(self, best: bool = False) -> Path:
-        """Write ``checkpoint.pth`` (and, with ``best``, the same content as ``model_best.pth``)."""
-        if self.enabled:
-            content = self.state_dict()
-            save_checkpoint(self.path, content)
-            if best:
-                save_checkpoint(self.best_path, content)
+        """Write ``checkpoint.pth`` (with ``best``, first the same content as ``model_best.pth``,
+        so that a checkpoint never names a best model that is not on disk).
+
+        :class:`CheckpointWriteError` when the disk refuses (full, read-only): the files written
+        before are intact, since every write goes to a temporary file renamed at the end.
+        """
+        content = self.state_dict()
+        if self.rank != 0:
+            return self.path
+        for path in (self.best_path, self.path) if best else (self.path,):
+            try:
+                save_checkpoint(path, content)
+            except OSError as error:
+                reason = error.strerror or str(error)
+                raise CheckpointWriteError(
+                    error.errno, f"cannot write {str(path)!r}: {reason}; the previous checkpoint is intact"
+                ) from None
         return self.path
 
     def restore(self, checkpoint: Mapping[str, Any]) -> None:
@@ -249,5 +282,9 @@ class CheckpointSaver:
                 self.scaler.load_state_dict(checkpoint["scaler"])
         except (ValueError, KeyError, RuntimeError) as error:
             raise CheckpointError(f"the checkpoint's training state does not fit this run: {error}") from None
-        set_rng_state(checkpoint["rng"])
         self.run_state.load_state_dict(checkpoint)
+        rng, partial = checkpoint["rng"], checkpoint.get("partial") or {}
+        if isinstance(rng, list):  # version 2: one entry per rank
+            rng, partial = rng[self.rank], partial[self.rank]
+        set_rng_state(rng)
+        self.run_state.partial = dict(partial)

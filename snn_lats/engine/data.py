@@ -15,6 +15,9 @@ the images were decoded in worker processes.
 from __future__ import annotations
 
 import os
+import random
+import signal
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 from torch.utils.data.distributed import DistributedSampler
 
 from snn_lats._torchvision import datasets, transforms
@@ -37,10 +40,13 @@ __all__ = [
     "DataError",
     "DigitsDataset",
     "ImageFolderDataset",
+    "Loader",
+    "SeededSamples",
     "ShardSampler",
     "build_datasets",
     "build_loaders",
     "check_image_folder",
+    "scan_image_folder",
     "collate",
     "digits_val_mask",
     "set_epoch",
@@ -91,33 +97,61 @@ def val_transform(resize_size: int = 256, crop_size: int = 224) -> Any:
     )
 
 
-def check_image_folder(root: str | os.PathLike) -> list[str]:
-    """Class names of an ImageFolder root; :class:`DataError` if it is missing, or if it or any
-    class folder holds no image file."""
+def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], list[tuple[str, int]]]:
+    """``(classes, samples)`` of an ImageFolder root: the class folders (sorted) and every image
+    file as ``(path, class index)``, in torchvision's ``ImageFolder`` order.
+
+    Symbolic links are followed, so a class folder or a data set may live on another disk, but
+    every folder is read once: a link to a folder already in the data set (a loop such as
+    ``ln -s .. train/c0/loop``, or one class folder linked into another) would count its images
+    again, some under the wrong label, and is refused with the link named. :class:`DataError`
+    also if the root is missing, or if it or any class folder holds no image file.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {str(root)!r} does not exist or is not a directory")
     classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     if not classes:
         raise DataError(f"data folder {str(root)!r} has no class sub-folders (expected {root}/<class>/<image>)")
-    empty = []
-    for name in classes:
-        found = any(
-            f.lower().endswith(IMAGE_EXTENSIONS)
-            for _, _, files in os.walk(root / name, followlinks=True)
-            for f in files
-        )
+    seen: dict[tuple[int, int], str] = {}  # (device, inode) of every folder read -> its path
+    samples, empty = [], []
+    for index, name in enumerate(classes):
+        folders = []
+        for folder, subfolders, files in os.walk(root / name, followlinks=True):
+            status = os.stat(folder)
+            key = (status.st_dev, status.st_ino)
+            if key in seen:
+                raise DataError(
+                    f"{folder!r} is a symbolic link to a folder already in the data set ({seen[key]!r}): its "
+                    "images would count twice; remove the link"
+                )
+            seen[key] = folder
+            subfolders.sort()
+            folders.append((folder, files))
+        found = [
+            (os.path.join(folder, f), index)
+            for folder, files in sorted(folders)
+            for f in sorted(files)
+            if f.lower().endswith(IMAGE_EXTENSIONS)
+        ]
         if not found:
             empty.append(name)
+        samples += found
     if empty:
         raise DataError(
             f"class folder(s) with no image file ({', '.join(IMAGE_EXTENSIONS)}) in {str(root)!r}: " + ", ".join(empty)
         )
-    return classes
+    return classes, samples
+
+
+def check_image_folder(root: str | os.PathLike) -> list[str]:
+    """Class names of an ImageFolder root, checked as :func:`scan_image_folder` does."""
+    return scan_image_folder(root)[0]
 
 
 class ImageFolderDataset(datasets.ImageFolder):
-    """torchvision's ImageFolder (PIL decoding) that drops, or fails on, unreadable images.
+    """torchvision's ImageFolder (PIL decoding) over :func:`scan_image_folder`'s files, which drops,
+    or fails on, unreadable images.
 
     With ``bad_images="skip"`` an image that PIL cannot decode yields ``None`` and a warning
     naming the file; :func:`collate` removes it from the batch and counts it.
@@ -126,9 +160,16 @@ class ImageFolderDataset(datasets.ImageFolder):
     def __init__(self, root: str | os.PathLike, transform: Any, bad_images: str = "skip"):
         if bad_images not in BAD_IMAGE_POLICIES:
             raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
-        check_image_folder(root)
+        self._scan = scan_image_folder(root)
         super().__init__(str(root), transform=transform)
         self.bad_images = bad_images
+
+    def find_classes(self, directory: str | os.PathLike) -> tuple[list[str], dict[str, int]]:
+        classes = self._scan[0]
+        return classes, {name: i for i, name in enumerate(classes)}
+
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        return list(self._scan[1])
 
     def __getitem__(self, index: int):
         path, target = self.samples[index]
@@ -262,6 +303,11 @@ def build_loaders(
 
     ``batch_size`` is per process. The training order is a function of ``(seed, epoch)`` only:
     call :func:`set_epoch` before each epoch, so that a resumed run sees the same batches.
+    Augmentation is drawn in the main process from torch's RNG (whose state the checkpoint holds)
+    with ``workers=0``, and with ``workers >= 1`` per sample from a seed of ``(seed, epoch,
+    index)`` (:class:`SeededSamples`): the same for any number of workers, any batch the sample
+    falls in, and after a resume mid-epoch. Loader workers ignore SIGTERM and SIGINT (the main
+    process owns a graceful stop, see :class:`Loader`).
     Validation is sharded without shuffling; the sampler pads the last shard by repeating a few
     images, so a multi-process evaluation of a set not divisible by ``world_size`` counts those
     few twice (as torchvision's reference does).
@@ -270,13 +316,19 @@ def build_loaders(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
-    common = dict(num_workers=workers, collate_fn=collate, pin_memory=pin_memory, persistent_workers=False)
+    common = dict(
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        worker_init_fn=_ignore_stop_signals if workers else None,
+    )
     train_loader = None
     if train_set is not None:
         train_sampler = ShardSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-        # The generator seeds the workers' RNGs (random augmentation); set_epoch reseeds it.
-        train_loader = DataLoader(
-            train_set,
+        # The generator draws the workers' base seed at every epoch's start; set_epoch reseeds it.
+        train_loader = Loader(
+            SeededSamples(train_set),
             batch_size=batch_size,
             sampler=train_sampler,
             drop_last=False,
@@ -284,8 +336,64 @@ def build_loaders(
             **common,
         )
     val_sampler = DistributedSampler(val_set, num_replicas=world_size, rank=rank, shuffle=False)
-    val_loader = DataLoader(val_set, batch_size=batch_size, sampler=val_sampler, **common)
+    val_loader = Loader(val_set, batch_size=batch_size, sampler=val_sampler, **common)
     return train_loader, val_loader
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Loader(DataLoader):
+    """A DataLoader whose worker processes leave SIGTERM and SIGINT to the main process.
+
+    A scheduler's stop (Slurm's ``scancel``, a requeue) signals the whole process group. A worker
+    that died of it would make the main process fail mid-step ("DataLoader worker is killed by
+    signal") instead of finishing the step and writing a checkpoint. So the workers ignore those
+    signals (``worker_init_fn``), and the main thread blocks them while it forks the workers, so
+    that none arrives before a worker has started ignoring it; a signal that arrived meanwhile is
+    delivered to the main process once the workers run.
+    """
+
+    def __iter__(self):
+        if not self.num_workers or threading.current_thread() is not threading.main_thread():
+            return super().__iter__()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by Loader.__iter__ at the fork
+
+
+class SeededSamples(Dataset):
+    """The training set, with each sample's random augmentation seeded by the sample in a loader
+    worker: ``seed = mix(base_seed, index)``, where the loader draws ``base_seed`` from its
+    generator (a function of ``(seed, epoch)``, :func:`set_epoch`) when the epoch starts.
+
+    So a sample is augmented the same way whichever worker loads it, in whichever batch, with any
+    number of workers, and after a resume mid-epoch. In the main process (``workers=0``) the
+    augmentation draws from torch's own RNG stream, whose state the checkpoint holds.
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        info = get_worker_info()
+        if info is not None:
+            base_seed = info.seed - info.id  # torch seeds worker k with base_seed + k
+            sample_seed = (base_seed * 1_000_003 + int(index)) % 2**63
+            torch.manual_seed(sample_seed)
+            random.seed(sample_seed)
+        return self.dataset[index]
 
 
 class ShardSampler(DistributedSampler):

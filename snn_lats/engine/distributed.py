@@ -8,9 +8,11 @@ helper here also works un-launched.
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -18,6 +20,7 @@ import torch.distributed as dist
 __all__ = [
     "DEVICES",
     "DistributedContext",
+    "all_gather",
     "all_reduce_max",
     "all_reduce_sum",
     "barrier",
@@ -60,11 +63,18 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def init_distributed(device: str = "auto") -> DistributedContext:
+def init_distributed(device: str = "auto", timeout_s: float = 300.0) -> DistributedContext:
     """Join the process group described by torchrun's environment variables, if any.
 
     ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda"``. Each process
-    uses GPU ``LOCAL_RANK``; the backend is NCCL on CUDA and gloo on CPU.
+    uses GPU ``LOCAL_RANK``; the backend is NCCL on CUDA and gloo on CPU. ``timeout_s`` bounds
+    every collective: a peer that stalls or dies turns into an error (and a torchrun restart)
+    after that long, instead of PyTorch's 30-minute default.
+
+    A worker that torchrun restarted (``--max-restarts``) joins through the agent's store under a
+    prefix of its restart count. On torch 2.13 with gloo, the default set-up reads the previous
+    round's keys from that shared store and fails (``connectFullMesh ... Connection refused``) or
+    hangs (pytorch/pytorch#135712); fresh keys per round avoid it with a plain ``torchrun``.
     """
     device = resolve_device(device).type
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -77,14 +87,17 @@ def init_distributed(device: str = "auto") -> DistributedContext:
         torch_device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device == "cuda" else "gloo"
-        # MASTER_ADDR/MASTER_PORT (or torchrun's rendezvous) come from the environment.
-        dist.init_process_group(
-            backend=backend,
-            init_method="env://",
-            rank=rank,
-            world_size=world_size,
-            **({"device_id": torch_device} if device == "cuda" else {}),
-        )
+        timeout = datetime.timedelta(seconds=timeout_s)
+        options: dict = {"device_id": torch_device} if device == "cuda" else {}
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            agent_store = dist.TCPStore(
+                os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False, timeout=timeout
+            )
+            restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+            options["store"] = dist.PrefixStore(f"snn-lats/restart-{restart}", agent_store)
+        else:  # MASTER_ADDR/MASTER_PORT come from the environment
+            options["init_method"] = "env://"
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, timeout=timeout, **options)
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
 
 
@@ -107,6 +120,16 @@ def all_reduce_max(value: float, device: torch.device | None = None) -> float:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return float(tensor.item())
+
+
+def all_gather(value: Any) -> list[Any]:
+    """``value`` of every rank, in rank order (``[value]`` in a single process): small objects
+    such as RNG states, pickled in memory by ``all_gather_object``."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def barrier() -> None:

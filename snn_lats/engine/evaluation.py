@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -27,7 +27,11 @@ from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SOPReport, SynapticOpCounter
 from snn_lats.pruning import sparsity_report
 
-__all__ = ["Evaluation", "autocast", "count_sops", "evaluate", "evaluate_checkpoint"]
+__all__ = ["Evaluation", "EvaluationStopped", "autocast", "count_sops", "evaluate", "evaluate_checkpoint"]
+
+
+class EvaluationStopped(RuntimeError):
+    """``should_stop()`` said so between two batches: the evaluation was abandoned."""
 
 
 class Evaluation(NamedTuple):
@@ -54,12 +58,15 @@ def evaluate(
     channels_last: bool = False,
     amp_dtype: torch.dtype | None = None,
     logger: RunLogger | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Evaluation:
     """Loss, top-1 and top-5 accuracy (%) over ``loader`` (summed over all ranks), and the
     synaptic operations and firing rates of this rank's first ``sops_batches`` batches.
 
     ``batches`` stops after that many batches (default: the whole loader). ``model`` may be
-    wrapped in DistributedDataParallel: the counter hooks the network inside.
+    wrapped in DistributedDataParallel: the counter hooks the network inside. ``should_stop`` is
+    asked before every batch (on every rank: it may be a collective); True raises
+    :class:`EvaluationStopped`, so that a preempted run need not finish a long validation first.
     """
     model.eval()
     criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
@@ -72,6 +79,8 @@ def evaluate(
     for i, (images, targets, n_skipped) in enumerate(progress):
         if i == total:
             break
+        if should_stop is not None and should_stop():
+            raise EvaluationStopped("evaluation stopped between two batches")
         skipped += n_skipped
         if images.numel() == 0:
             continue

@@ -179,10 +179,22 @@ class TrainConfig:
         "runs/train", "run directory: checkpoints, TensorBoard, summary", group="run", trajectory=False
     )
     resume: str | None = option(
-        None, "checkpoint to continue from (its configuration is the base)", group="run", trajectory=False
+        None,
+        "checkpoint to continue from (its configuration is the base; the run writes next to it unless "
+        "--output-dir is given), or 'auto': the --output-dir's checkpoint if there is one, else a fresh run",
+        group="run",
+        trajectory=False,
     )
     test_only: bool = option(False, "only evaluate the --resume checkpoint", group="run", trajectory=False)
     print_freq: int = option(10, "steps between log lines", group="run", minimum=1, trajectory=False)
+    dist_timeout: float = option(
+        300.0,
+        "seconds a collective waits for the other processes (torchrun) before a stalled or dead peer becomes "
+        "an error, and a restart",
+        group="run",
+        minimum=1,
+        trajectory=False,
+    )
     seed: int = option(0, "", group="run")
     device: str = option("auto", "", group="run", choices=DEVICES, trajectory=False)
     sops_batches: int = option(

@@ -17,12 +17,13 @@ Reliability:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from snn_lats._io import atomic_write_text
 from snn_lats.engine import distributed as dist_utils
-from snn_lats.engine.checkpoint import CheckpointSaver, check_architecture
+from snn_lats.engine.checkpoint import CHECKPOINT_NAME, CheckpointSaver, check_architecture, load_checkpoint
 from snn_lats.engine.data import build_datasets, build_loaders, set_epoch
-from snn_lats.engine.evaluation import amp_dtype, autocast, evaluate, evaluate_checkpoint
+from snn_lats.engine.evaluation import EvaluationStopped, amp_dtype, autocast, evaluate, evaluate_checkpoint
 from snn_lats.engine.logger import RunLogger, plot_history
 from snn_lats.engine.model import build_model, build_pruner
 from snn_lats.engine.optim import build_lr_scheduler, build_optimizer, planned_step_lrs
-from snn_lats.engine.recipe import TrainConfig
+from snn_lats.engine.recipe import RecipeError, TrainConfig
+from snn_lats.engine.rundir import RunDirectory, check_resume, find_checkpoint
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SOPReport
 from snn_lats.pruning import SoftThresholdPruner, sparsity_report
@@ -78,19 +80,23 @@ def train(
 
     Launch under ``torchrun`` for several processes. ``build_model_fn(config, num_classes)``
     replaces :func:`~snn_lats.engine.model.build_model` (a network outside the registry).
-    ``checkpoint`` is ``config.resume`` already loaded (it is then not read again).
+    ``checkpoint`` is the one ``config.resume`` names, already loaded (it is then not read
+    again); ``config.resume == "auto"`` continues the output directory's checkpoint if it has one.
     """
     config.validate()
-    if config.resume and checkpoint is None:
-        from snn_lats.engine.checkpoint import load_checkpoint
-
-        checkpoint = load_checkpoint(config.resume)
-    ctx = dist_utils.init_distributed(config.device)
+    source = find_checkpoint(config)
+    if checkpoint is None and source is not None:
+        checkpoint = load_checkpoint(source)
+    if config.test_only and checkpoint is None:
+        raise RecipeError(f"--test-only: {config.output_dir!r} holds no checkpoint to evaluate")
+    ctx = dist_utils.init_distributed(config.device, config.dist_timeout)
     try:
         if config.test_only:
             return evaluate_checkpoint(checkpoint, config, ctx=ctx)
+        if checkpoint is not None:
+            check_resume(config, checkpoint, ctx.world_size)
         with _StopOnSignal() as stop:
-            return _train(config, ctx, build_model_fn or build_model, stop, checkpoint)
+            return _train(config, ctx, build_model_fn or build_model, stop, checkpoint, source)
     finally:
         dist_utils.cleanup_distributed()
 
@@ -101,6 +107,7 @@ def _train(
     build_model_fn: ModelBuilder,
     stop: _StopOnSignal,
     checkpoint: Mapping[str, Any] | None,
+    source: Path | None,
 ) -> RunSummary:
     device = ctx.device
     output_dir = Path(config.output_dir)
@@ -147,97 +154,134 @@ def _train(
         run_state=state,
         config=config.to_dict(),
         num_classes=num_classes,
-        enabled=ctx.is_main,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
     )
     if checkpoint is not None:
         saver.restore(checkpoint)
 
-    # -- logging (rank 0), the run's configuration -----------------------------------------------
-    logger = RunLogger(output_dir, enabled=ctx.is_main, print_freq=config.print_freq)
-    console = RunLogger(None, enabled=ctx.is_main, tensorboard=False, print_freq=config.print_freq)
-    if ctx.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(output_dir / "config.yaml", config.to_yaml())
-        atomic_write_text(output_dir / "config.json", config.to_json())
-        console.print("Configuration:\n" + _indent(config.to_yaml()))
-        console.print(
-            f"{ctx.world_size} process(es) on {device}; {len(train_set)} training and "
-            f"{len(val_set)} validation images, {num_classes} classes; {steps_per_epoch} steps per epoch"
+    # -- the run directory: one writer, no foreign checkpoint, no half-written leftovers --------------
+    with _claimed(RunDirectory(output_dir), ctx, source if checkpoint is not None else None):
+        # -- logging (rank 0), the run's configuration ---------------------------------------------
+        logger = RunLogger(output_dir, enabled=ctx.is_main, print_freq=config.print_freq)
+        console = RunLogger(None, enabled=ctx.is_main, tensorboard=False, print_freq=config.print_freq)
+        if ctx.is_main:
+            atomic_write_text(output_dir / "config.yaml", config.to_yaml())
+            atomic_write_text(output_dir / "config.json", config.to_json())
+            console.print("Configuration:\n" + _indent(config.to_yaml()))
+            console.print(
+                f"{ctx.world_size} process(es) on {device}; {len(train_set)} training and "
+                f"{len(val_set)} validation images, {num_classes} classes; {steps_per_epoch} steps per epoch"
+            )
+
+        # DDP after the pruner: the parametrizations are part of the module DDP wraps.
+        train_model = model
+        if ctx.distributed:
+            train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+        def validate(logger: RunLogger) -> tuple[dict[str, float], SOPReport | None]:
+            # Firing rates and SOPs are counted on rank 0 only (hooks, no collective).
+            return evaluate(
+                train_model,
+                val_loader,
+                device,
+                criterion=criterion,
+                sops_batches=config.sops_batches if ctx.is_main else 0,
+                channels_last=config.channels_last,
+                amp_dtype=mixed_precision,
+                logger=logger,
+                should_stop=lambda: _any_rank(stop.signum is not None, device),
+            )
+
+        # -- the epochs --------------------------------------------------------------------------------
+        metrics: dict[str, float] = state.history[-1]["val"] if state.history else {}
+        sops: SOPReport | None = None
+        start_epoch = state.epoch
+        for epoch in range(start_epoch, config.epochs):
+            started = time.time()
+            _seed_epoch(config.seed, epoch, ctx.rank, state)
+            set_epoch(train_loader, epoch, config.seed, skip_batches=state.epoch_step)
+            train_metrics = train_one_epoch(
+                train_model, criterion, optimizer, pruner, scaler, train_loader, ctx, config, epoch, state, logger,
+                stop, saver, mixed_precision,
+            )  # fmt: skip
+            try:
+                metrics, sops = validate(logger)
+            except EvaluationStopped:  # the epoch's steps are done: a resume validates, then goes on
+                saver.save()
+                raise TrainingInterrupted(stop.signum or signal.SIGTERM, str(saver.path)) from None
+            epoch_lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
+            lr_scheduler.step()
+            state.epoch, state.epoch_step, state.partial = epoch + 1, 0, {}
+            state.skipped_images += train_metrics["skipped_images"]
+            sparsity = sparsity_report(model)
+            record = {
+                "epoch": epoch,
+                "train": train_metrics,
+                "val": metrics,
+                "lr": epoch_lr,
+                "threshold": pruner.threshold if pruner else 0.0,
+                "sparsity": sparsity.global_sparsity,
+                "epoch_time_s": time.time() - started,
+            }
+            state.history.append(record)
+
+            # "Best" only among epochs at the final sparsity: once pruning has ended.
+            at_final_sparsity = config.prune == "none" or epoch + 1 >= config.pruning_end_epoch
+            is_best = at_final_sparsity and (state.best is None or metrics["acc1"] > state.best["acc1"])
+            if is_best:
+                state.best = {"epoch": epoch, "acc1": metrics["acc1"], "sparsity": sparsity.global_sparsity}
+            _log_epoch(logger, record, sparsity, sops, pruner, is_best)
+            saver.save(best=is_best)
+            if _any_rank(stop.signum is not None, device):
+                raise TrainingInterrupted(stop.signum or signal.SIGTERM, str(saver.path))
+
+        if state.epoch == start_epoch:  # resumed after the last epoch: no evaluation yet
+            metrics, sops = validate(console)
+        logger.close()
+        summary = RunSummary(
+            config=config.to_dict(),
+            accuracy=metrics,
+            sparsity=sparsity_report(model),
+            sops=sops,
+            history=state.history,
+            epochs_completed=state.epoch,
+            best=state.best,
+            skipped_images=state.skipped_images,
         )
+        if ctx.is_main:
+            _write_outputs(summary, output_dir)
+            _print_summary(summary, console, output_dir)
+        return summary
 
-    # DDP after the pruner: the parametrizations are part of the module DDP wraps.
-    train_model = model
-    if ctx.distributed:
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    def validate(logger: RunLogger) -> tuple[dict[str, float], SOPReport | None]:
-        # Firing rates and SOPs are counted on rank 0 only (hooks, no collective).
-        return evaluate(
-            train_model,
-            val_loader,
-            device,
-            criterion=criterion,
-            sops_batches=config.sops_batches if ctx.is_main else 0,
-            channels_last=config.channels_last,
-            amp_dtype=mixed_precision,
-            logger=logger,
-        )
-
-    # -- the epochs ----------------------------------------------------------------------------------
-    metrics: dict[str, float] = state.history[-1]["val"] if state.history else {}
-    sops: SOPReport | None = None
-    start_epoch = state.epoch
-    for epoch in range(start_epoch, config.epochs):
-        started = time.time()
-        _seed_epoch(config.seed, epoch, ctx.rank, state)
-        set_epoch(train_loader, epoch, config.seed, skip_batches=state.epoch_step)
-        train_metrics = train_one_epoch(
-            train_model, criterion, optimizer, pruner, scaler, train_loader, ctx, config, epoch, state, logger, stop,
-            saver, mixed_precision,
-        )  # fmt: skip
-        epoch_lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
-        lr_scheduler.step()
-        metrics, sops = validate(logger)
-        state.epoch, state.epoch_step = epoch + 1, 0
-        sparsity = sparsity_report(model)
-        record = {
-            "epoch": epoch,
-            "train": train_metrics,
-            "val": metrics,
-            "lr": epoch_lr,
-            "threshold": pruner.threshold if pruner else 0.0,
-            "sparsity": sparsity.global_sparsity,
-            "epoch_time_s": time.time() - started,
-        }
-        state.history.append(record)
-
-        # "Best" only among epochs at the final sparsity: once pruning has ended.
-        at_final_sparsity = config.prune == "none" or epoch + 1 >= config.pruning_end_epoch
-        is_best = at_final_sparsity and (state.best is None or metrics["acc1"] > state.best["acc1"])
-        if is_best:
-            state.best = {"epoch": epoch, "acc1": metrics["acc1"], "sparsity": sparsity.global_sparsity}
-        _log_epoch(logger, record, sparsity, sops, pruner, is_best)
-        saver.save(best=is_best)
-        if _any_rank(stop.signum is not None, device):
-            raise TrainingInterrupted(stop.signum or signal.SIGTERM, str(saver.path))
-
-    if state.epoch == start_epoch:  # resumed after the last epoch: no evaluation yet
-        metrics, sops = validate(console)
-    logger.close()
-    summary = RunSummary(
-        config=config.to_dict(),
-        accuracy=metrics,
-        sparsity=sparsity_report(model),
-        sops=sops,
-        history=state.history,
-        epochs_completed=state.epoch,
-        best=state.best,
-        skipped_images=state.skipped_images,
-    )
+@contextlib.contextmanager
+def _claimed(run_dir: RunDirectory, ctx: dist_utils.DistributedContext, source: Path | None) -> Iterator[None]:
+    """Hold the run directory's lock (rank 0) while the block runs; refuse (on every rank) when
+    another process holds it, or when it holds a checkpoint other than ``source`` (the one being
+    resumed): a fresh run never replaces another run's files. Removes a killed writer's
+    temporary files."""
+    refusal = None
     if ctx.is_main:
-        _write_outputs(summary, output_dir)
-        _print_summary(summary, console, output_dir)
-    return summary
+        try:
+            run_dir.lock()
+            existing = run_dir.checkpoint
+            if existing.exists() and not (source is not None and source.exists() and existing.samefile(source)):
+                how = "--resume auto continues it" if source is None else f"it is not the one resumed ({source})"
+                raise RecipeError(
+                    f"{str(run_dir.path)!r} already holds a run's {CHECKPOINT_NAME}; {how}, or choose another "
+                    "--output-dir"
+                )
+            run_dir.clean_temporaries()
+        except ValueError as error:
+            run_dir.release()
+            refusal = error
+    if _any_rank(refusal is not None, ctx.device):
+        raise refusal or RecipeError(f"rank 0 could not claim the run directory {str(run_dir.path)!r}")
+    try:
+        yield
+    finally:
+        run_dir.release()
 
 
 class RunState:
@@ -266,7 +310,8 @@ class RunState:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.epoch_step = int(state.get("epoch_step", 0))
-        self.partial = dict(state.get("partial") or {})
+        partial = state.get("partial")  # per rank in a checkpoint: CheckpointSaver.restore picks this rank's
+        self.partial = dict(partial) if isinstance(partial, Mapping) else {}
         self.history = list(state.get("history") or [])
         self.best = state.get("best")
         self.skipped_images = int(state.get("skipped_images", 0))
@@ -360,11 +405,11 @@ def train_one_epoch(
             saver.save()
             raise TrainingInterrupted(stop.signum or signal.SIGTERM, str(saver.path))
     progress.close()
+    # The sums stay in state.partial until the epoch's validation is done: a stop during it
+    # resumes with the training half of the epoch complete.
     loss_sum, correct, samples, skipped = dist_utils.all_reduce_sum(
         [sums["loss"], sums["correct"], sums["samples"], sums["skipped"]], device
     )
-    state.partial = {}
-    state.skipped_images += int(skipped)
     return {
         "loss": loss_sum / max(samples, 1),
         "acc1": 100.0 * correct / max(samples, 1),
