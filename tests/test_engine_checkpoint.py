@@ -12,6 +12,7 @@ import torch
 from snn_lats.engine.checkpoint import (
     FORMAT,
     CheckpointError,
+    CheckpointWriteError,
     check_architecture,
     load_checkpoint,
     load_model_state,
@@ -136,3 +137,32 @@ def test_architecture_mismatch_names_the_differences():
 def test_state_of_another_network_is_refused():
     with pytest.raises(CheckpointError, match="does not fit"):
         load_model_state(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2).state_dict())
+
+
+def test_the_best_model_is_written_before_the_checkpoint_that_names_it(tmp_path):
+    """A crash between the two writes then leaves a checkpoint whose best model is on disk."""
+    from snn_lats.engine.checkpoint import CheckpointSaver
+
+    class Progress:
+        partial: dict = {}
+
+        def state_dict(self):
+            return {"epoch": 1, "step": 3, "best": {"epoch": 0}}
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    saver = CheckpointSaver(
+        tmp_path, model=model, optimizer=optimizer, lr_scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 1),
+        pruner=None, scaler=None, run_state=Progress(), config={"model": "m"}, num_classes=2,
+    )  # fmt: skip
+    saver.save(best=True)
+    best, latest = tmp_path / "model_best.pth", tmp_path / "checkpoint.pth"
+    assert load_checkpoint(best)["step"] == load_checkpoint(latest)["step"] == 3
+    assert len(load_checkpoint(latest)["rng"]) == 1  # one RNG state per rank
+    # The next save fails at the checkpoint (a folder in its way): the best model is already written.
+    best.unlink()
+    latest.unlink()
+    latest.mkdir()
+    with pytest.raises(CheckpointWriteError, match="cannot write .*checkpoint.pth.*the previous checkpoint is intact"):
+        saver.save(best=True)
+    assert load_checkpoint(best)["step"] == 3

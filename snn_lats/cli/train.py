@@ -42,9 +42,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch.distributed import DistError
-
     from snn_lats.cli.evaluate import print_evaluation
+    from snn_lats.engine.distributed import PeerFailure
     from snn_lats.engine.rundir import resolve_run
     from snn_lats.engine.trainer import NonFiniteLossError, TrainingInterrupted, train
 
@@ -64,13 +63,8 @@ def run(args: argparse.Namespace) -> int:
         reason = error if error.filename is not None or not error.strerror else error.strerror
         print(f"snn-lats train: error: {reason}", file=sys.stderr)
         return 1
-    except DistError as error:  # a peer died or stalled past --dist-timeout; torchrun may restart the job
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(
-            f"snn-lats train: error: another process of the job stopped answering or died ({first[:300]}); "
-            "the last checkpoint is intact (--resume auto continues it)",
-            file=sys.stderr,
-        )
+    except PeerFailure as error:  # a peer died or stalled past --dist-timeout; torchrun may restart the job
+        print(f"snn-lats train: error: {error}", file=sys.stderr)
         return 1
     if config.test_only:
         print_evaluation(summary)

@@ -9,6 +9,7 @@ mid-write leaves the previous checkpoint intact. The keys are listed once, in
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import random
@@ -97,8 +98,12 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> None:
     """Write ``checkpoint`` (plain containers and tensors) atomically, stamped with the format."""
     content = {"format": FORMAT, "version": VERSION, **checkpoint}
+    # Serialised in memory first: a write the disk refuses is then one OSError, not torch's
+    # zip writer failing again on its way out.
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
     with atomic_open(path, "wb") as f:
-        torch.save(content, f)
+        f.write(buffer.getbuffer())
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

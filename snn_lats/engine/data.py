@@ -113,7 +113,8 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], list[tuple[st
     classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     if not classes:
         raise DataError(f"data folder {str(root)!r} has no class sub-folders (expected {root}/<class>/<image>)")
-    seen: dict[tuple[int, int], str] = {}  # (device, inode) of every folder read -> its path
+    status = os.stat(root)
+    seen: dict[tuple[int, int], str] = {(status.st_dev, status.st_ino): str(root)}  # folders read -> path
     samples, empty = [], []
     for index, name in enumerate(classes):
         folders = []
@@ -121,8 +122,9 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], list[tuple[st
             status = os.stat(folder)
             key = (status.st_dev, status.st_ino)
             if key in seen:
+                link = _first_link(root, Path(folder))
                 raise DataError(
-                    f"{folder!r} is a symbolic link to a folder already in the data set ({seen[key]!r}): its "
+                    f"{str(link)!r} is a symbolic link to a folder already in the data set ({seen[key]!r}): its "
                     "images would count twice; remove the link"
                 )
             seen[key] = folder
@@ -142,6 +144,16 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], list[tuple[st
             f"class folder(s) with no image file ({', '.join(IMAGE_EXTENSIONS)}) in {str(root)!r}: " + ", ".join(empty)
         )
     return classes, samples
+
+
+def _first_link(root: Path, folder: Path) -> Path:
+    """The outermost symbolic link on the way from ``root`` down to ``folder`` (``folder`` if none)."""
+    path = root
+    for part in folder.relative_to(root).parts:
+        path = path / part
+        if path.is_symlink():
+            return path
+    return folder
 
 
 def check_image_folder(root: str | os.PathLike) -> list[str]:

@@ -20,6 +20,8 @@ import torch.distributed as dist
 __all__ = [
     "DEVICES",
     "DistributedContext",
+    "PeerFailure",
+    "peer_failure",
     "all_gather",
     "all_reduce_max",
     "all_reduce_sum",
@@ -31,6 +33,19 @@ __all__ = [
 
 #: Values of ``--device``.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+class PeerFailure(RuntimeError):
+    """Another process of the job died, or did not answer a collective within the timeout."""
+
+
+# What gloo and NCCL say when a peer is gone or stalled: they raise plain RuntimeErrors.
+_PEER_FAILURE_MARKERS = ("Timed out", "timed out", "Connection closed by peer", "Connection reset by peer", "NCCL")
+
+
+def peer_failure(error: BaseException) -> bool:
+    """Whether ``error`` (raised inside a collective, DDP's included) means a peer failed."""
+    return isinstance(error, dist.DistError) or any(marker in str(error) for marker in _PEER_FAILURE_MARKERS)
 
 
 @dataclass(frozen=True)

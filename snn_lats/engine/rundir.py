@@ -47,7 +47,7 @@ class RunDirectory:
 
     def lock(self) -> None:
         """Take the directory's exclusive lock (creating the directory); :class:`RunDirectoryBusy`
-        naming the holder when another process has it."""
+        naming the holder when another process has it. :meth:`announce` then names this one."""
         self.path.mkdir(parents=True, exist_ok=True)
         handle = open(self.path / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
         try:
@@ -61,11 +61,14 @@ class RunDirectory:
             raise RunDirectoryBusy(
                 f"{str(self.path)!r} is in use by {holder}: one run per directory; choose another --output-dir"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"snn-lats train, pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
         self._lock_file = handle
+
+    def announce(self) -> None:
+        """Write this process into the lock file, for the message another writer gets."""
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(f"snn-lats train, pid {os.getpid()} on {socket.gethostname()}\n")
+        self._lock_file.flush()
 
     def release(self) -> None:
         if self._lock_file is not None:
@@ -84,6 +87,7 @@ class RunDirectory:
 
     def __enter__(self) -> RunDirectory:
         self.lock()
+        self.announce()
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -97,6 +97,14 @@ def train(
             check_resume(config, checkpoint, ctx.world_size)
         with _StopOnSignal() as stop:
             return _train(config, ctx, build_model_fn or build_model, stop, checkpoint, source)
+    except RuntimeError as error:
+        if ctx.distributed and dist_utils.peer_failure(error):
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise dist_utils.PeerFailure(
+                f"another process of the job stopped answering (for --dist-timeout {config.dist_timeout:g} s) or "
+                f"died: {first[:300]}; the last checkpoint is intact (--resume auto continues it)"
+            ) from error
+        raise
     finally:
         dist_utils.cleanup_distributed()
 
@@ -272,6 +280,7 @@ def _claimed(run_dir: RunDirectory, ctx: dist_utils.DistributedContext, source: 
                     f"{str(run_dir.path)!r} already holds a run's {CHECKPOINT_NAME}; {how}, or choose another "
                     "--output-dir"
                 )
+            run_dir.announce()
             run_dir.clean_temporaries()
         except ValueError as error:
             run_dir.release()
