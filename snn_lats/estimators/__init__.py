@@ -7,10 +7,22 @@
 
 from snn_lats.estimators.energy import ENERGY_PRESETS, EnergyPreset, energy_pj
 from snn_lats.estimators.report import SOPReport
-from snn_lats.estimators.sops import ANN_ACTIVATIONS, SYNAPTIC_LAYERS, SynapticOpCounter, is_spiking
+from snn_lats.estimators.conventions import CONVENTIONS, DEFAULT_CONVENTION
+from snn_lats.estimators.sops import (
+    ANN_ACTIVATIONS,
+    NORM_LAYERS,
+    POOL_LAYERS,
+    SYNAPTIC_LAYERS,
+    SynapticOpCounter,
+    is_spiking,
+)
 
 __all__ = [
     "ANN_ACTIVATIONS",
+    "CONVENTIONS",
+    "DEFAULT_CONVENTION",
+    "NORM_LAYERS",
+    "POOL_LAYERS",
     "ENERGY_PRESETS",
     "EnergyPreset",
     "SOPReport",
