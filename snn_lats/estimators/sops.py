@@ -785,8 +785,9 @@ class SynapticOpCounter:
         if cache is not None:
             acs = macs = dense_acs = dense_macs = events = flops = 0.0
             layer_rows = sum(s.rows for s in cache.shapes.values())
+            convention = "exact" if self.convention == "syops" else self.convention  # (events; syops below)
             for key, entry in cache.shapes.items():
-                ops = cv.layer_ops(self.convention, cache.accumulated(key), sample_steps / layer_rows, self.spiking)
+                ops = cv.layer_ops(convention, cache.accumulated(key), sample_steps / layer_rows, self.spiking)
                 acs, macs = acs + ops.acs, macs + ops.macs
                 dense_acs, dense_macs = dense_acs + ops.dense_acs, dense_macs + ops.dense_macs
                 events += ops.events
