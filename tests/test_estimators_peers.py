@@ -126,10 +126,10 @@ def syops_figures(net, batches):
     loader = [(x, torch.zeros(len(x))) for x in batches]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        shape = tuple(batches[0].shape[1:])
         ops, _ = syops.get_model_complexity_info(
-            net, tuple(batches[0].shape[1:]), dataloader=loader, print_per_layer_stat=False, as_strings=False,
-            ost=io.StringIO(),
-        )  # fmt: skip
+            net, shape, dataloader=loader, print_per_layer_stat=False, as_strings=False, ost=io.StringIO()
+        )
     return ops  # per sample: [all ops, ACs, MACs, mean rate in %]
 
 
@@ -206,13 +206,12 @@ def test_sinabs_convention_is_sinabs():
 
         return record
 
+    conv_hook, linear_hook = sinabs_hooks.conv_layer_synops_hook, sinabs_hooks.linear_layer_synops_hook
     handles = [
-        m.register_forward_hook(
-            recorder(sinabs_hooks.conv_layer_synops_hook if isinstance(m, nn.Conv2d) else sinabs_hooks.linear_layer_synops_hook)
-        )
+        m.register_forward_hook(recorder(conv_hook if isinstance(m, nn.Conv2d) else linear_hook))
         for m in net.modules()
         if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]  # fmt: skip
+    ]
     with torch.no_grad():
         for x in batches:
             net(x)

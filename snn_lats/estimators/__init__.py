@@ -5,9 +5,9 @@
 :meth:`SOPReport.energy_pj` from :data:`ENERGY_PRESETS` (:mod:`.energy`); :mod:`.plot` draws it.
 """
 
+from snn_lats.estimators.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from snn_lats.estimators.energy import ENERGY_PRESETS, EnergyPreset, energy_pj
 from snn_lats.estimators.report import SOPReport
-from snn_lats.estimators.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from snn_lats.estimators.sops import (
     ANN_ACTIVATIONS,
     NORM_LAYERS,

@@ -93,8 +93,8 @@ class SOPReport(Report):
             ),
         }
         if counted.get("extras"):
-            for kind in ("synaptic", "neuron", "norm", "pool"):
-                key = {"synaptic": "bias_adds", "neuron": "neuron_updates", "norm": "norm_ops", "pool": "pool_ops"}[kind]
+            names = {"synaptic": "bias_adds", "neuron": "neuron_updates", "norm": "norm_ops", "pool": "pool_ops"}
+            for kind, key in names.items():
                 ops = sum(r.get("extra_ops") or 0 for r in rows if r["kind"] == kind)
                 totals[f"{key}_per_sample"] = ops / samples
         totals |= {f"counted_{k}": v for k, v in counted.items() if k != "extras"}
@@ -112,9 +112,11 @@ class SOPReport(Report):
         if spiking and encoding:
             static, sequence = counted.get("static_samples", 0), counted.get("sequence_samples", 0)
             how = (
-                "once per sample (static input [N, ...])" if not sequence else
-                "at every time step (sequence input [T, N, ...])" if not static else
-                f"once per sample for {static} static samples, per step for {sequence} sequence samples"
+                "once per sample (static input [N, ...])"
+                if not sequence
+                else "at every time step (sequence input [T, N, ...])"
+                if not static
+                else f"once per sample for {static} static samples, per step for {sequence} sequence samples"
             )
             if convention == "paper":
                 how = "as T x its dense FLOPs per sample, however the input came"
@@ -134,8 +136,9 @@ class SOPReport(Report):
             ]
         else:
             notes += [
-                "ANN: MACs of nonzero activation x nonzero weight pairs only; flops is the conventional "
-                "dense figure" if convention == "exact" else f"ANN: MACs as {convention} counts them",
+                "ANN: MACs of nonzero activation x nonzero weight pairs only; flops is the conventional dense figure"
+                if convention == "exact"
+                else f"ANN: MACs as {convention} counts them",
                 "firing_rate: fraction of nonzero outputs of activation modules (nn.ReLU etc.)",
             ]
         steps_text = "unknown" if steps is None else totals["time_steps"]

@@ -436,7 +436,9 @@ class SynapticOpCounter:
     operations are not counted.
     """
 
-    def __init__(self, model: nn.Module, *, convention: str = cv.DEFAULT_CONVENTION, T: int | None = None, extras=False):
+    def __init__(
+        self, model: nn.Module, *, convention: str = cv.DEFAULT_CONVENTION, T: int | None = None, extras: bool = False
+    ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
@@ -662,10 +664,7 @@ class SynapticOpCounter:
             return [(cv.MULTI, col)] + ([(cv.MULTI_NONZERO, _nonzero_columns(xv))] if neurobench else []), False
         # Real-valued (MACs). NeuroBench takes {-1, 0, 1} for spikes: tested only for its convention.
         ternary = (
-            neurobench
-            and mn >= -1
-            and mx <= 1
-            and (not xv.dtype.is_floating_point or bool((xv == xv.round()).all()))
+            neurobench and mn >= -1 and mx <= 1 and (not xv.dtype.is_floating_point or bool((xv == xv.round()).all()))
         )
         out = [(cv.TERNARY_NONZERO if ternary else cv.REAL_NONZERO, _nonzero_columns(xv))]
         if self.convention in ("sinabs", "paper"):
