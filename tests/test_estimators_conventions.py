@@ -174,3 +174,32 @@ def test_unhandled_weight_is_named():
 
     with pytest.warns(UserWarning, match=r"embed \(Embedding\)"):
         SynapticOpCounter(WithEmbedding())
+
+
+def test_memory_energy_by_hand():
+    # Lemaire et al. 2022's counting: per AC a weight read and a potential read + write; per neuron
+    # and step a potential read + write; each spike written once and read once (5 pJ per access).
+    from spikingjelly.activation_based import layer, neuron
+
+    T, N = 3, 2
+    net = nn.Sequential(
+        neuron.IFNode(v_threshold=0.5, step_mode="m"),
+        layer.Linear(6, 4, bias=False, step_mode="m"),
+        neuron.IFNode(v_threshold=0.5, step_mode="m"),
+    )
+    net.spiking, net.T = True, T
+    x = torch.randn(T, N, 6, generator=torch.Generator().manual_seed(30)) * 2
+    recorder = Recorder(net)
+    report = counted(net, [x])
+    recorder.remove()
+    (spikes_in,) = recorder.inputs["1"]
+    acs = float(spikes_in.sum()) * 4  # every input spike reaches the 4 outputs (dense weights)
+    spikes = float(spikes_in.sum()) + float(recorder.outputs["2"][0].sum())
+    updates = T * N * (6 + 4)
+    parts = report.memory_energy_pj("45nm-fp32", memory_pj=5.0)
+    assert report.total_acs == acs
+    assert parts["compute"] == pytest.approx(0.9 * acs / N)
+    assert parts["weights"] == pytest.approx(5.0 * acs / N)
+    assert parts["potentials"] == pytest.approx(5.0 * (2 * acs + 2 * updates) / N)
+    assert parts["activations"] == pytest.approx(5.0 * 2 * spikes / N)
+    assert parts["total"] == pytest.approx(sum(v for k, v in parts.items() if k != "total"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from snn_lats.estimators.conventions import CONVENTIONS, DEFAULT_CONVENTION
-from snn_lats.estimators.energy import DEFAULT_PRESET, energy_preset
+from snn_lats.estimators.energy import DEFAULT_MEMORY_PJ, DEFAULT_PRESET, energy_preset, memory_energy_pj
 from snn_lats.estimators.energy import energy_pj as _energy_pj
 from snn_lats.estimators.plot import plot_report
 from snn_lats.report import Report
@@ -218,6 +218,11 @@ class SOPReport(Report):
         ``acs_per_sample * E_AC + macs_per_sample * E_MAC`` with E from :data:`ENERGY_PRESETS`."""
         energy_preset(preset)  # ValueError naming the presets
         return _energy_pj(self.acs_per_sample, self.macs_per_sample, preset)
+
+    def memory_energy_pj(self, preset: str = DEFAULT_PRESET, memory_pj: float = DEFAULT_MEMORY_PJ) -> dict[str, float]:
+        """Energy per sample (pJ) with memory traffic, by part (:func:`~snn_lats.estimators.energy.memory_energy_pj`:
+        Lemaire et al., ICONIP 2022); ``total`` is their sum."""
+        return memory_energy_pj(self.rows, self.totals, preset, memory_pj)
 
     def synaptic_rows(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["kind"] == "synaptic"]

@@ -778,11 +778,12 @@ class SynapticOpCounter:
         figures: dict[str, Any] = dict.fromkeys(
             ("params", "nonzero_params", "input_event_rate", "acs", "macs", "dense_acs", "dense_macs", "flops")
         )
+        figures["output_elements"] = None
         figures["firing_rate"] = None
         if self.extras:
             figures["extra_ops"] = _number(stats.extra_ops)
         if cache is not None:
-            acs = macs = dense_acs = dense_macs = events = flops = 0.0
+            acs = macs = dense_acs = dense_macs = events = flops = outputs = 0.0
             layer_rows = sum(s.rows for s in cache.shapes.values())
             convention = "exact" if self.convention == "syops" else self.convention  # (events; syops below)
             for key, entry in cache.shapes.items():
@@ -791,6 +792,7 @@ class SynapticOpCounter:
                 dense_acs, dense_macs = dense_acs + ops.dense_acs, dense_macs + ops.dense_macs
                 events += ops.events
                 flops += entry.flops_row * entry.rows
+                outputs += entry.out_elements * entry.rows
             if self.convention == "syops":
                 acs, macs, dense_acs, dense_macs = stats.syops_acs, stats.syops_macs, stats.syops_acs, stats.syops_macs
             figures |= {
@@ -802,11 +804,13 @@ class SynapticOpCounter:
                 "dense_acs": _number(dense_acs),
                 "dense_macs": _number(dense_macs),
                 "flops": int(flops),
+                "output_elements": int(outputs),
             }
             return figures
         if isinstance(stats, _NeuronStats):
             stats.fold()
             figures["firing_rate"] = stats.spikes / stats.elements if stats.elements else None
+            figures["output_elements"] = stats.elements
         if self.convention == "syops":
             figures["acs"], figures["macs"] = _number(stats.syops_acs), _number(stats.syops_macs)
         return figures
