@@ -778,7 +778,7 @@ class SynapticOpCounter:
         figures: dict[str, Any] = dict.fromkeys(
             ("params", "nonzero_params", "input_event_rate", "acs", "macs", "dense_acs", "dense_macs", "flops")
         )
-        figures["output_elements"] = None
+        figures["output_elements"] = figures["input_events"] = None
         figures["firing_rate"] = None
         if self.extras:
             figures["extra_ops"] = _number(stats.extra_ops)
@@ -799,6 +799,7 @@ class SynapticOpCounter:
                 "params": stats.params,
                 "nonzero_params": stats.nonzero_params,
                 "input_event_rate": events / stats.elements if stats.elements else None,
+                "input_events": _number(events),
                 "acs": _number(acs),
                 "macs": _number(macs),
                 "dense_acs": _number(dense_acs),
