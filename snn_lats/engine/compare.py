@@ -54,14 +54,15 @@ def _numel(shape) -> int:
 
 
 def firing_rate(sops: SOPReport | None) -> float | None:
-    """Mean spikes per neuron per time step over all neuron layers, weighted by their neuron counts
-    (ANN: the fraction of nonzero activations)."""
+    """Mean spikes per neuron per time step over all neuron layers, weighted by the outputs they
+    produced (ANN: the fraction of nonzero activations; a shared nn.ReLU counts every call)."""
     if sops is None:
         return None
     rows = [r for r in sops.neuron_rows() if r.get("firing_rate") is not None]
     if not rows:
         return None
-    sizes = [_numel(r.get("input_shape")) for r in rows]
+    # output_elements: every output of every call; reports written before it existed: one sample's neurons
+    sizes = [r.get("output_elements") or _numel(r.get("input_shape")) for r in rows]
     return sum(r["firing_rate"] * n for r, n in zip(rows, sizes, strict=True)) / sum(sizes)
 
 
