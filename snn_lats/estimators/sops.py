@@ -256,23 +256,20 @@ class _Shape:
     out_elements: int
     dense: Tensor  # unpruned fan-out [K], float64
     pending: list[Tensor]  # ROWS column sums [K] since the weight last changed
-    recent: list[tuple[int, Tensor]] = field(default_factory=list)  # (row, column sums) not yet added
+    recent: list[tuple[int, Tensor]] = field(default_factory=list)  # (row, column sums), added 32 at a time
     pruned_dots: list[float] = field(default_factory=lambda: [0.0] * cv.ROWS)  # folded pending . f
     dense_dots: list[float] = field(default_factory=lambda: [0.0] * cv.ROWS)  # folded pending . g
     sums: list[float] = field(default_factory=lambda: [0.0] * cv.ROWS)  # folded sum(pending)
     rows: int = 0
     rows_neurobench_spiking: int = 0
 
-    def add(self, row: int, col: Tensor) -> None:
-        """Queue one batch's column sums; they are added up 32 at a time (one op, not 32)."""
-        self.recent.append((row, col))
-        if len(self.recent) >= 32:
-            self.gather()
-
     def gather(self) -> None:
-        for row in {r for r, _ in self.recent}:
-            cols = [c for r, c in self.recent if r == row]
-            self.pending[row].add_(torch.stack([c.to(torch.float64) for c in cols]).sum(0))
+        """Add the queued column sums into the pending accumulators: one stack and sum per row and dtype."""
+        groups: dict[tuple, list[Tensor]] = {}
+        for row, col in self.recent:
+            groups.setdefault((row, col.dtype), []).append(col)
+        for (row, _), cols in groups.items():
+            self.pending[row].add_(torch.stack(cols).sum(0, dtype=torch.float64))
         self.recent.clear()
 
     def fold(self, pruned: Tensor | None) -> None:
@@ -315,9 +312,11 @@ class _FanOutCache:
         self.pruned: dict[tuple, Tensor] = {}  # fan-out under the current mask
         self.shapes: dict[tuple, _Shape] = {}
         self.integer_inputs: dict[tuple, bool] = {}  # per input shape: were its inputs integers
+        self.last: tuple | None = None  # (shape, device, output padding, entry) of the last call
 
     def _refresh(self) -> None:
         self.flush()
+        self.last = None
         self.state = _weight_state(self.module)
         with torch.no_grad():
             self.mask = self.module.weight.detach() != 0
@@ -334,6 +333,9 @@ class _FanOutCache:
         """The accumulators of ``shape`` (created, with its fan-outs, on first use)."""
         if self.state is None or not _same_weight_state(self.module, self.state):
             self._refresh()
+        last = self.last
+        if last is not None and last[0] == shape and last[1] == device and last[2] == output_padding:
+            return last[3]  # the same shape as last time, the fan-outs still in force
         key = (shape, device, output_padding)
         entry = self.shapes.get(key)
         if entry is None:
@@ -344,6 +346,7 @@ class _FanOutCache:
             entry = self.shapes[key] = _Shape(k, _flops_row(self.module, k, out_elements), out_elements, dense, pending)
         if key not in self.pruned:
             self.pruned[key] = fan_out(self.module, self.mask, shape, device, output_padding)[0]
+        self.last = (shape, device, output_padding, entry)
         return entry
 
     def accumulated(self, key: tuple) -> cv.Accumulated:
@@ -365,6 +368,7 @@ class _FanOutCache:
 class _NeuronStats:
     kind: ClassVar[str] = "neuron"
     totals: list[Tensor] = field(default_factory=list)  # y.sum() per call, added up at report
+    columns: list[Tensor] = field(default_factory=list)  # column sums a synaptic layer took of its output
     spikes: float = 0.0  # spikes (SNN) or nonzero activations (ANN)
     elements: int = 0
     sample_shape: tuple[int, ...] | None = None
@@ -378,6 +382,9 @@ class _NeuronStats:
         if self.totals:
             self.spikes += float(torch.stack(self.totals).sum(dtype=torch.float64))
             self.totals.clear()
+        for col in self.columns:
+            self.spikes += float(col.sum(dtype=torch.float64))
+        self.columns.clear()
 
 
 @dataclass
@@ -576,45 +583,65 @@ class SynapticOpCounter:
         self._settle_awaiting()
 
     def _count_synapses(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        # The hot path of the counter: kept to a few tensor ops and little Python per call.
         x = args[0] if args else next(iter(kwargs.values()))
         cache = self._caches[id(module)]
         stats = cache.stats
         if self._first_call:
             self._first_call = False
             stats.encoding = True
-        shape = tuple(x.shape[-cache.sample_ndim :])
-        k = math.prod(shape)
-        if x.numel() == 0 or k == 0:
+        numel = x.numel()
+        if not numel:
             return
-        output_padding = None
-        if cache.transposed:  # output_size= sets the output padding of that call
-            size = args[1] if len(args) > 1 else kwargs.get("output_size")
-            nd = len(module.kernel_size)
-            output_padding = tuple(
-                module._output_padding(x, size, module.stride, module.padding, module.kernel_size, nd, module.dilation)
-            )
-        if stats.sample_shape is None:
-            stats.sample_shape = shape
+        shape = x.shape[-cache.sample_ndim :]
+        output_padding = self._output_padding(module, x, args, kwargs) if cache.transposed else None
         entry = cache.shape(shape, x.device, output_padding)
+        k = entry.k
+        if not k:
+            return
         # Inference-mode tensors have no version counter: an in-place edit would go unseen.
         version = None if x.is_inference() else x._version
         last = self._last_input
         if last is not None and last[0]() is x and version is not None and last[1] == version and last[2] == k:
-            columns = last[3]  # the same tensor again (a shortcut conv): the same sums
+            columns, spiking_nb = last[3], last[4]  # the same tensor again (a shortcut conv): the same sums
         else:
-            columns = self._columns(cache, shape, x, x.detach().reshape(-1, k), version)
-            self._last_input = (weakref.ref(x), version, k, columns)  # weak: keeps no activation
-        rows = x.numel() // k
-        for row, col in columns[0]:
-            entry.add(row, col)
+            xv = (x.detach() if x.requires_grad else x).reshape(-1, k)
+            known = self._binary_outputs.get(id(x))
+            if known is not None and version is not None and known[1] == version and known[0]() is x:
+                col = xv.sum(0, dtype=torch.float32 if xv.shape[0] < _F32_EXACT else torch.float64)
+                columns, spiking_nb = [(cv.BINARY, col)], True  # 0/1 by construction
+                neuron = known[2]
+                neuron.consumed = True
+                if self._awaiting.pop(id(x), None) is not None:  # the neuron left its count to us
+                    neuron.columns.append(col)
+            else:
+                columns, spiking_nb = self._columns(cache, shape, xv)
+            self._last_input = (weakref.ref(x), version, k, columns, spiking_nb)  # weak: keeps no activation
+        rows = numel // k
+        recent = entry.recent
+        for item in columns:
+            recent.append(item)
+        if len(recent) >= 32:
+            entry.gather()
         entry.rows += rows
-        if columns[1]:
+        if spiking_nb:
             entry.rows_neurobench_spiking += rows
-        stats.elements += x.numel()
+        stats.elements += numel
+        if stats.sample_shape is None:
+            stats.sample_shape = tuple(shape)
         if self.extras and module.bias is not None:
             stats.extra_ops += rows * entry.out_elements
         if self.convention == "syops":
-            self._count_syops(module, stats, entry, x, columns[0], rows)
+            self._count_syops(module, stats, entry, x, columns, rows)
+
+    @staticmethod
+    def _output_padding(module: nn.Module, x: Tensor, args: tuple, kwargs: dict) -> tuple:
+        """A transposed layer's output padding for this call (``output_size=`` may set it)."""
+        size = args[1] if len(args) > 1 else kwargs.get("output_size")
+        nd = len(module.kernel_size)
+        return tuple(
+            module._output_padding(x, size, module.stride, module.padding, module.kernel_size, nd, module.dilation)
+        )
 
     @staticmethod
     def _count_syops(module: nn.Module, stats: _SynapseStats, entry: _Shape, x: Tensor, columns, rows: int) -> None:
@@ -638,24 +665,16 @@ class SynapticOpCounter:
         else:
             stats.syops_macs += ops
 
-    def _columns(self, cache: _FanOutCache, shape: tuple, x: Tensor, xv: Tensor, version) -> tuple:
+    def _columns(self, cache: _FanOutCache, shape: tuple, xv: Tensor) -> tuple:
         """``([(accumulator row, column sums [K]), ...], NeuroBench takes it for spikes)`` of one
-        batch ``xv`` [B, K] (see :mod:`~snn_lats.estimators.conventions` for the rows)."""
-        known = self._binary_outputs.get(id(x))
-        if known is not None and known[0]() is x and version is not None and known[1] == version:
-            col = xv.sum(0, dtype=torch.float32 if xv.shape[0] < _F32_EXACT else torch.float64)
-            neuron = known[2]
-            if neuron is not None:
-                neuron.consumed = True
-                if self._awaiting.pop(id(x), None) is not None:  # the neuron left its count to us
-                    neuron.totals.append(col.sum(dtype=torch.float64))
-            return [(cv.BINARY, col)], True  # 0/1 by construction
+        batch ``xv`` [B, K] of unknown provenance (see :mod:`~snn_lats.estimators.conventions`)."""
         if xv.dtype == torch.bool:
             return [(cv.BINARY, xv.sum(0, dtype=torch.float64))], True
         neurobench = self.convention == "neurobench"
         if not self.spiking and not neurobench:  # an ANN: every input counts MACs
             return [(cv.REAL_NONZERO, _nonzero_columns(xv))], False
-        mn, mx = (v.item() for v in torch.aminmax(xv))
+        mn, mx = torch.aminmax(xv)
+        mn, mx = mn.item(), mx.item()
         col = self._integral(cache, shape, xv, mx) if self.spiking and mn >= 0 else None
         if col is not None:
             if mx <= 1:
@@ -691,15 +710,18 @@ class SynapticOpCounter:
         return col if cache.integer_inputs[shape] else None
 
     def _count_spikes(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if not isinstance(output, Tensor) or output.numel() == 0:
+        if not isinstance(output, Tensor):
             return
-        y = output.detach()
+        numel = output.numel()
+        if not numel:
+            return
+        y = output.detach() if output.requires_grad else output
         stats = self._neurons[id(module)]
         if stats.sample_shape is None:
             # A multi-step neuron sees [T, N, ...]; a single-step one and an activation [N, ...].
             lead = 2 if getattr(module, "step_mode", "s") == "m" or y.dim() > self._static_ndim else 1
             stats.sample_shape = tuple(y.shape[lead:])
-        if len(stats.totals) >= 256:
+        if len(stats.totals) >= 256 or len(stats.columns) >= 256:
             stats.fold()
         if self.spiking:
             if stats.binary and not output.is_inference():
@@ -707,14 +729,14 @@ class SynapticOpCounter:
                 if stats.consumed:  # a synaptic layer read it last time: it will sum it again
                     self._awaiting[id(output)] = (output, stats, output._version)
                 else:  # 0/1: a float32 sum is exact below 2**24
-                    stats.totals.append(y.sum(dtype=torch.float32 if y.numel() < _F32_EXACT else torch.float64))
+                    stats.totals.append(y.sum(dtype=torch.float32 if numel < _F32_EXACT else torch.float64))
             else:
                 stats.totals.append(y.sum(dtype=torch.float64))
         else:
             stats.totals.append(torch.count_nonzero(y))
-        stats.elements += y.numel()
+        stats.elements += numel
         if self.extras and self.spiking:
-            stats.extra_ops += y.numel()  # one membrane update per neuron and step
+            stats.extra_ops += numel  # one membrane update per neuron and step
         if self.convention == "syops":
             if self.spiking:
                 stats.syops_acs += args[0].numel() if args and isinstance(args[0], Tensor) else y.numel()
