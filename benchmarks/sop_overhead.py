@@ -58,7 +58,9 @@ class BruteForceCounter:
 
     def __enter__(self):
         self.handles = [
-            m.register_forward_pre_hook(self._hook) for m in self.model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+            m.register_forward_pre_hook(self._hook)
+            for m in self.model.modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))
         ]
         return self
 

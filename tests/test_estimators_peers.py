@@ -223,3 +223,26 @@ def test_sinabs_convention_is_sinabs():
         assert rows[name]["acs"] == pytest.approx(synops, rel=1e-6), name  # sinabs sums in float32
     exact = {r["name"]: r for r in count(net, batches, "exact").rows}
     assert exact["conv3.0"]["acs"] < rows["conv3.0"]["acs"]  # the pruned synapses sinabs counts
+
+
+def test_sinabs_convention_on_an_ann():
+    # sinabs takes real values for spike counts: an ANN's synops are sum_i x_i g_i (signed).
+    sinabs_hooks = pytest.importorskip("sinabs.hooks")
+    net = small_cnn(4, 0.5)
+    x = torch.randn(2, 3, 16, 16)
+    theirs = {}
+    names = {m: n for n, m in net.named_modules()}
+
+    def record(module, inputs, output):
+        hook = sinabs_hooks.conv_layer_synops_hook if isinstance(module, nn.Conv2d) else None
+        (hook or sinabs_hooks.linear_layer_synops_hook)(module, inputs, output)
+        theirs[names[module]] = float(module.hook_data["layer_synops_per_timestep"]) * inputs[0].shape[0]
+
+    handles = [m.register_forward_hook(record) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        net(x)
+    for h in handles:
+        h.remove()
+    rows = {r["name"]: r for r in count(net, [x], "sinabs").rows}
+    for name, synops in theirs.items():
+        assert rows[name]["acs"] == pytest.approx(synops, rel=1e-5, abs=1e-2), name

@@ -672,7 +672,10 @@ class SynapticOpCounter:
             return [(cv.BINARY, xv.sum(0, dtype=torch.float64))], True
         neurobench = self.convention == "neurobench"
         if not self.spiking and not neurobench:  # an ANN: every input counts MACs
-            return [(cv.REAL_NONZERO, _nonzero_columns(xv))], False
+            out = [(cv.REAL_NONZERO, _nonzero_columns(xv))]
+            if self.convention == "sinabs":  # sinabs multiplies whatever values come
+                out.append((cv.REAL_SUM, xv.sum(0, dtype=torch.float64)))
+            return out, False
         mn, mx = torch.aminmax(xv)
         mn, mx = mn.item(), mx.item()
         col = self._integral(cache, shape, xv, mx) if self.spiking and mn >= 0 else None
