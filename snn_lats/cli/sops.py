@@ -75,6 +75,11 @@ def add_parser(subparsers) -> None:
     g.add_argument(
         "--extras", action="store_true", help="also count bias adds, neuron updates, normalisation and pooling"
     )
+    g.add_argument(
+        "--functional",
+        action="store_true",
+        help="also count F.conv*/F.linear calls and matmul products outside modules (exact convention)",
+    )
 
     g = parser.add_argument_group("output")
     g.add_argument(
@@ -142,7 +147,11 @@ def count(args: argparse.Namespace):
         model = build_model(config, num_classes).to(device).eval()
         source = f"{config.model} (untrained)"
     _, loader = build_loaders(None, val_set, config.batch_size, config.workers, seed=config.seed)
-    report = count_sops(model, loader, args.batches, device, args.convention, extras=args.extras)
+    if args.functional and args.convention != "exact":
+        raise ValueError("--functional counts by the exact rule only: drop --convention or give exact")
+    report = count_sops(
+        model, loader, args.batches, device, args.convention, extras=args.extras, functional=args.functional
+    )
 
     # Render every file first, then write them all atomically: none is left behind by an error.
     outputs = []

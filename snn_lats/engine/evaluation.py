@@ -56,6 +56,7 @@ def evaluate(
     logger: RunLogger | None = None,
     sops_convention: str = "exact",
     sops_extras: bool = False,
+    sops_functional: bool = False,
 ) -> Evaluation:
     """Loss, top-1 and top-5 accuracy (%) over ``loader`` (summed over all ranks), and the
     synaptic operations and firing rates of this rank's first ``sops_batches`` batches.
@@ -113,6 +114,7 @@ def count_sops(
     convention: str = "exact",
     *,
     extras: bool = False,
+    functional: bool = False,
 ) -> SOPReport:
     """The :class:`~snn_lats.estimators.SOPReport` of ``model`` over the first ``batches`` batches of
     ``loader``, counted by ``convention``; ValueError when none of them held a readable image."""
@@ -127,6 +129,7 @@ def count_sops(
             batches=batches,
             sops_convention=convention,
             sops_extras=extras,
+            sops_functional=functional,
         )
     except RuntimeError as error:
         if "no validation image" not in str(error):

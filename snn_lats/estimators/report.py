@@ -66,7 +66,7 @@ class SOPReport(Report):
         total = {k: sum(r.get(k) or 0 for r in counting) for k in ("acs", "macs", "dense_acs", "dense_macs")}
         synaptic = [r for r in rows if r["kind"] == "synaptic"]
         flops = sum(r["flops"] or 0 for r in synaptic)
-        params = sum(r["params"] for r in synaptic)
+        params = sum(r["params"] or 0 for r in synaptic)
         nonzero = sum(r["nonzero_params"] or 0 for r in synaptic)
         steps = None if sample_steps is None else sample_steps / samples
         per_step = (lambda v: None) if sample_steps is None else (lambda v: v / sample_steps)

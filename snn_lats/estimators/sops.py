@@ -34,7 +34,6 @@ x fan-out" of every synaptic layer, the measure a pruning budget needs.
 
 from __future__ import annotations
 
-import math
 import warnings
 import weakref
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from snn_lats.estimators import conventions as cv
+from snn_lats.estimators import functional as fn
 from snn_lats.estimators.report import SOPReport
 
 __all__ = [
@@ -444,12 +444,21 @@ class SynapticOpCounter:
     """
 
     def __init__(
-        self, model: nn.Module, *, convention: str = cv.DEFAULT_CONVENTION, T: int | None = None, extras: bool = False
+        self,
+        model: nn.Module,
+        *,
+        convention: str = cv.DEFAULT_CONVENTION,
+        T: int | None = None,
+        extras: bool = False,
+        functional: bool = False,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.convention = cv.check_convention(convention)
+        if functional and convention != "exact":
+            raise ValueError("functional=True counts by the exact rule only: use convention='exact'")
+        self.functional = bool(functional)
         self.spiking = is_spiking(model)
         self.extras = bool(extras) or convention == "syops"
         self.T, self.T_source = self._time_steps(model, T)
@@ -458,6 +467,8 @@ class SynapticOpCounter:
         self._caches: dict[int, _FanOutCache] = {}
         self._neurons: dict[int, _NeuronStats] = {}
         self._others: dict[int, _OtherStats] = {}
+        self._recurrent: dict[int, fn.FunctionalStats] = {}
+        self._functional: dict[str, tuple[str, fn.FunctionalStats]] = {}  # row name -> (enclosing module, stats)
         unhandled = []
         for name, module in model.named_modules():
             label = name or type(module).__name__
@@ -469,6 +480,10 @@ class SynapticOpCounter:
                 binary = type(module) in _BINARY_NEURONS and getattr(module.surrogate_function, "spiking", False)
                 self._neurons[id(module)] = _NeuronStats(binary=bool(binary))
                 self._layers.append((label, module, self._neurons[id(module)]))
+            elif isinstance(module, fn.RECURRENT) and convention == "exact":
+                stats = fn.FunctionalStats(type=type(module).__name__)
+                self._recurrent[id(module)] = stats
+                self._layers.append((label, module, stats))
             elif isinstance(module, NORM_LAYERS + POOL_LAYERS):
                 if self.extras:
                     kind = "norm" if isinstance(module, NORM_LAYERS) else "pool"
@@ -478,19 +493,32 @@ class SynapticOpCounter:
                 p.dim() >= 2 for p in module.parameters(recurse=False)
             ):
                 unhandled.append(f"{label} ({type(module).__name__})")
-        synaptic = [m for _, m, s in self._layers if isinstance(s, _SynapseStats)]
-        if not synaptic:
+        synaptic = [m for _, m, s in self._layers if isinstance(s, (_SynapseStats, fn.FunctionalStats))]
+        if not synaptic and not functional:
             raise ValueError(
-                f"model has no synaptic layer ({', '.join(t.__name__ for t in SYNAPTIC_LAYERS)}); nothing to count"
+                f"model has no synaptic layer ({', '.join(t.__name__ for t in SYNAPTIC_LAYERS)}, "
+                "or a recurrent one); nothing to count"
             )
         if unhandled:
+            inside = (
+                "; only the F.conv*/F.linear/matmul calls in their forward are counted"
+                if functional
+                else " (functional=True counts the F.conv*/F.linear/matmul calls in their forward)"
+            )
             warnings.warn(
                 f"SynapticOpCounter does not count the operations of {', '.join(unhandled)}: "
-                "modules holding a weight of a kind it does not handle",
+                f"modules holding a weight of a kind it does not handle{inside}",
                 stacklevel=2,
             )
-        # One dimension more than this is a [T, N, ...] sequence.
-        self._static_ndim = _sample_ndim(synaptic[0]) + 1
+        self._names = {id(m): name for name, m in model.named_modules()}
+        self._stack: list[str] = []  # names of the model's modules running now (functional=True)
+        self._inside = 0  # depth inside counted layers, whose own F.conv*/F.linear are not counted again
+        self._mode: fn.FunctionalCounter | None = None
+        # One dimension more than this is a [T, N, ...] sequence. A recurrent first layer takes
+        # sequences of its own: [N, L, ...] (batch_first) or [L, N, ...], samples N, one step.
+        first = synaptic[0] if synaptic else None
+        self._recurrent_first = first if isinstance(first, nn.RNNBase) else None
+        self._static_ndim = 2 if first is None or isinstance(first, fn.RECURRENT) else _sample_ndim(first) + 1
         self.samples = 0
         self.sample_steps = 0  # sum over samples of their time steps (static inputs with T unknown: 0)
         self.static_samples = 0  # samples given as a static batch (the encoding layer runs once)
@@ -535,16 +563,30 @@ class SynapticOpCounter:
         for _, module, stats in self._layers:
             if isinstance(stats, _SynapseStats):
                 self._handles.append(module.register_forward_pre_hook(self._count_synapses, with_kwargs=True))
+            elif isinstance(stats, fn.FunctionalStats):
+                self._handles.append(module.register_forward_hook(self._count_recurrent))
             elif isinstance(stats, _NeuronStats):
                 self._handles.append(module.register_forward_hook(self._count_spikes))
             else:
                 self._handles.append(module.register_forward_hook(self._count_other))
+        if self.functional:
+            from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+            self._handles.append(register_module_forward_pre_hook(self._enter_module))
+            self._handles.append(register_module_forward_hook(self._leave_module))
+            self._mode = fn.FunctionalCounter(self._count_functional, lambda: bool(self._stack) and not self._inside)
+            self._mode.__enter__()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._stack.clear()
+        self._inside = 0
         self._last_input = None
         self._settle_awaiting()
 
@@ -567,7 +609,12 @@ class SynapticOpCounter:
         x = next((a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)), None)
         if x is None or x.dim() == 0:
             raise TypeError("the model's first tensor argument must be a batch [N, ...] or [T, N, ...]")
-        if x.dim() == self._static_ndim + 1:
+        recurrent = self._recurrent_first
+        if recurrent is not None and x.dim() == 3:  # a batch of sequences: N of them, one step each
+            n = x.shape[0] if recurrent.batch_first else x.shape[1]
+            self.static_samples += n
+            self.sample_steps += n * (self.T or 1)
+        elif x.dim() == self._static_ndim + 1:
             n = x.shape[1]
             self.sample_steps += n * x.shape[0]
             self.sequence_samples += n
@@ -748,6 +795,55 @@ class SynapticOpCounter:
                 stats.syops_acs += y.numel() * rate if spike else 0.0
                 stats.syops_macs += 0.0 if spike else y.numel()
 
+    def _enter_module(self, module: nn.Module, args: tuple) -> None:
+        name = self._names.get(id(module))
+        if name is not None:
+            self._stack.append(name)
+            if id(module) in self._caches or id(module) in self._recurrent:
+                self._inside += 1
+
+    def _leave_module(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if self._names.get(id(module)) is not None and self._stack:
+            self._stack.pop()
+            if id(module) in self._caches or id(module) in self._recurrent:
+                self._inside -= 1
+
+    def _count_functional(self, func, name: str, args: tuple, kwargs: dict) -> None:
+        """One functional call made in the model's forward (:mod:`~snn_lats.estimators.functional`)."""
+        enclosing = self._stack[-1]
+        key = f"{enclosing}.{name}" if enclosing else name
+        if key not in self._functional:
+            self._functional[key] = (enclosing, fn.FunctionalStats(type=name))
+        stats = self._functional[key][1]
+        first = args[0] if args else kwargs.get("input")
+        if name in ("matmul", "mm", "bmm"):
+            ops, dense, as_acs, events, flops = fn.product_ops(args[0], args[1], self.spiking)
+            weight = None
+        elif name == "linear":
+            ops, dense, as_acs, events, flops, weight = fn.linear_ops(args, kwargs, self.spiking)
+        else:
+            ops, dense, as_acs, events, flops, weight = fn.conv_ops(func, args, kwargs, self.spiking)
+        stats.add(ops, dense, as_acs)
+        stats.events += events
+        stats.elements += first.numel()
+        stats.flops += flops
+        if weight is not None:
+            stats.params = weight.numel()
+            stats.nonzero_params = int((weight != 0).sum())
+        stats.sample_shape = stats.sample_shape or tuple(first.shape[1:])
+
+    def _count_recurrent(self, module: nn.Module, args: tuple, output: Any) -> None:
+        stats = self._recurrent[id(module)]
+        if not fn.recurrent_ops(module, args, output, stats, self.spiking):
+            warnings.warn(
+                f"SynapticOpCounter does not count {self._names.get(id(module)) or type(module).__name__} "
+                f"({type(module).__name__}): packed sequences, num_layers > 1 and LSTM projections are not handled",
+                stacklevel=2,
+            )
+        weights = [p for n, p in module.named_parameters() if n.startswith("weight")]
+        stats.params = sum(w.numel() for w in weights)
+        stats.nonzero_params = sum(int((w != 0).sum()) for w in weights)
+
     def _count_other(self, module: nn.Module, args: tuple, output: Any) -> None:
         x = args[0] if args else None
         if not isinstance(x, Tensor) or x.numel() == 0:
@@ -780,8 +876,17 @@ class SynapticOpCounter:
         rows = []
         for name, module, stats in self._layers:
             row = {"name": name, "type": type(module).__name__, "kind": stats.kind, "input_shape": stats.sample_shape}
-            row |= self._figures(self._caches.get(id(module)), stats, sample_steps_all)
+            if isinstance(stats, fn.FunctionalStats):
+                row |= self._functional_figures(stats)
+            else:
+                row |= self._figures(self._caches.get(id(module)), stats, sample_steps_all)
             rows.append(row)
+        for key, (enclosing, stats) in self._functional.items():
+            # After the enclosing module's own rows (and those of the modules inside it).
+            inside = [i for i, r in enumerate(rows) if not enclosing or r["name"] == enclosing or
+                      r["name"].startswith(enclosing + ".")]  # fmt: skip
+            row = {"name": key, "type": stats.type, "kind": "synaptic", "input_shape": stats.sample_shape}
+            rows.insert((inside[-1] + 1) if inside else len(rows), row | self._functional_figures(stats))
         encoding = next((name for name, _, s in self._layers if getattr(s, "encoding", False)), None)
         return SOPReport.build(
             rows,
@@ -798,6 +903,12 @@ class SynapticOpCounter:
                 "extras": self.extras,
             },
         )
+
+    def _functional_figures(self, stats: fn.FunctionalStats) -> dict[str, Any]:
+        figures = stats.figures()
+        if self.extras:
+            figures["extra_ops"] = 0
+        return figures
 
     def _figures(self, cache: _FanOutCache | None, stats: Any, sample_steps: int) -> dict[str, Any]:
         figures: dict[str, Any] = dict.fromkeys(
