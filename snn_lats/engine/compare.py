@@ -310,11 +310,16 @@ def _scatter(rows: list[dict[str, Any]], x_key: str, x_label: str, log: bool) ->
     ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
     xs_all = [r[x_key] * scale for r in points]
     if log and xs_all and min(xs_all) > 0:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_xscale("log")
         ax.set_xlim(min(xs_all) / 2, max(xs_all) * 2)
-    elif xs_all:
-        span = max(max(xs_all) - min(xs_all), 5.0)
-        ax.set_xlim(max(0.0, min(xs_all) - 0.15 * span), min(100.0, max(xs_all) + 0.15 * span))
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 2, 3, 0.5: not 2x10^0
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
+    elif xs_all:  # at least 5 points of sparsity wide, centred on the runs
+        middle, half = (max(xs_all) + min(xs_all)) / 2, 0.6 * max(max(xs_all) - min(xs_all), 5.0)
+        ax.set_xlim(max(0.0, middle - half), min(100.0, middle + half))
     ax.set_xlabel(x_label)
     ax.set_ylabel("top-1 accuracy (%)")
     ax.grid(True, alpha=0.3)
