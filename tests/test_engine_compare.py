@@ -20,6 +20,7 @@ from snn_lats.pruning import sparsity_report
 
 # isort: split
 from test_estimators import Recorder, prune_randomly
+from test_estimators_cli import pruned_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -121,26 +122,9 @@ def test_several_runs_per_side_and_plots(tmp_path, capsys):
 
 
 def test_recount_under_another_convention(tmp_path):
-    from snn_lats.engine.checkpoint import save_checkpoint
-    from snn_lats.engine.model import attach_for_evaluation, build_model
-    from snn_lats.engine.recipe import TrainConfig
-
-    config = TrainConfig(
-        dataset="digits", image_size=16, model="sew_resnet18", T=2, width=4, stem="cifar", prune="lats", l1=1e-4
-    )
-    config = TrainConfig.from_dict(config.to_dict() | {"batch_size": 4, "workers": 0, "sops_batches": 1})
-    torch.manual_seed(41)
-    model = build_model(config, 10)
-    attach_for_evaluation(model, config)
-    for m in model.modules():
-        if hasattr(m, "parametrizations"):
-            m.parametrizations.weight[0].set_threshold(0.05)
     run = tmp_path / "run"
     run.mkdir()
-    save_checkpoint(
-        run / "model_best.pth",
-        {"model": model.state_dict(), "config": config.to_dict(), "epoch": 1, "step": 1, "num_classes": 10},
-    )
+    _, config = pruned_checkpoint(run / "model_best.pth", 0.05, seed=41, sops_batches=1)
     from snn_lats.engine.evaluation import evaluate_checkpoint
 
     summary = evaluate_checkpoint(run / "model_best.pth")

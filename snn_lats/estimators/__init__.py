@@ -1,8 +1,11 @@
 """Measurements of a network: mask-aware synaptic operations, firing rates and energy.
 
-:class:`SynapticOpCounter` (:mod:`.sops`) hooks any model while it runs; its :class:`SOPReport`
-(:mod:`.report`) has one row per synaptic and neuron layer, totals, and
-:meth:`SOPReport.energy_pj` from :data:`ENERGY_PRESETS` (:mod:`.energy`); :mod:`.plot` draws it.
+:class:`SynapticOpCounter` (:mod:`.sops`) hooks any model while it runs and counts by one of
+:data:`CONVENTIONS` (:mod:`.conventions`: exact, or NeuroBench's, syops', sinabs' or the SNN
+papers' rule); :mod:`.functional` adds functional calls, activation products and recurrent
+layers. Its :class:`SOPReport` (:mod:`.report`) has one row per layer, totals,
+:meth:`SOPReport.energy_pj` from :data:`ENERGY_PRESETS` and the energy with memory traffic
+(:mod:`.energy`); :mod:`.plot` draws it.
 """
 
 from snn_lats.estimators.conventions import CONVENTIONS, DEFAULT_CONVENTION
