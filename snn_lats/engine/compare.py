@@ -23,6 +23,7 @@ from snn_lats._io import atomic_open
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SOPReport
 from snn_lats.estimators.energy import DEFAULT_PRESET
+from snn_lats.estimators.energy import energy_preset as check_preset
 from snn_lats.report import Report
 
 __all__ = [
@@ -116,15 +117,16 @@ def compare(
     count its summary holds (``"exact"`` for every run that ``snn-lats train`` wrote).
     """
     preset = energy_preset or DEFAULT_PRESET
+    check_preset(preset)  # before any recount: a bad flag fails at once
     summaries = [RunSummary.read(p) for p in paths]
-    if convention is not None:
-        for path, s in zip(paths, summaries, strict=True):
-            s.sops = recount(path, s, convention, batches)
     names = list(names) if names else [run_name(p) for p in paths]
     if len(names) != len(summaries):
         raise ValueError(f"--names gives {len(names)} names for {len(summaries)} runs")
     if len(set(names)) != len(names):
         raise ValueError(f"run names must differ, got {', '.join(names)} (give --names)")
+    if convention is not None:
+        for path, s in zip(paths, summaries, strict=True):
+            s.sops = recount(path, s, convention, batches)
     differences = mismatches(summaries, names)
     if differences and not force:
         raise ValueError(
