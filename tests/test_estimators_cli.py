@@ -98,6 +98,7 @@ def test_checkpoint_with_saved_thresholds(tmp_path, capsys):
         ([*SMALL, "--model", "vgg16"], "model must be one of"),
         (["--checkpoint", "OUT/none.pth", "--model", "resnet18"], "--model cannot be combined"),
         (["--checkpoint", "OUT/none.pth"], "does not exist"),
+        ([*SMALL, "--convention", "paper", "--functional"], "exact rule only"),
     ],
 )
 def test_bad_input_writes_nothing(tmp_path, capsys, argv, message):
@@ -144,3 +145,14 @@ def test_no_readable_image_writes_nothing(tmp_path, capsys):
     assert code == 2
     assert "nothing was counted" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_convention_and_functional_flags(tmp_path, capsys):
+    out = tmp_path / "s.json"
+    argv = ["sops", *SMALL, "-b", "3", "--batches", "1"]
+    assert main([*argv, "--convention", "neurobench", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["totals"]["convention"] == "neurobench" and "neurobench" in capsys.readouterr().out
+    assert main([*argv, "--functional", "--extras", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["totals"]["convention"] == "exact" and "bias_adds_per_sample" in data["totals"]

@@ -9,8 +9,8 @@ Of a network built from flags (random weights: the architecture's cost at a give
     snn-lats sops --model sew_resnet18 --T 4 --width 16 --stem cifar --dataset digits --batches 4
 
 ``--convention`` chooses the counting rule (exact, neurobench, syops, sinabs, paper:
-docs/concepts.md). Counts ``--batches`` batches of the validation images of ``--data-path`` (ImageNet layout:
-train/ and val/ class folders) or of the built-in offline digits. Data settings default to the
+docs/concepts.md). Counts ``--batches`` batches of the validation images of ``--data-path``
+(ImageNet layout: train/ and val/ class folders) or of the built-in offline digits. Data settings default to the
 checkpoint's; without a checkpoint, to the digits unless ``--data-path`` is given. Output files
 (``--json``, ``--csv``, ``--plot``) are written only once everything has been counted, and
 atomically: an error leaves none of them behind.

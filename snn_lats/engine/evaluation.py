@@ -67,7 +67,11 @@ def evaluate(
     model.eval()
     criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
     network = model.module if isinstance(model, DistributedDataParallel) else model
-    counter = SynapticOpCounter(network, convention=sops_convention, extras=sops_extras) if sops_batches > 0 else None
+    counter = (
+        SynapticOpCounter(network, convention=sops_convention, extras=sops_extras, functional=sops_functional)
+        if sops_batches > 0
+        else None
+    )
     total = len(loader) if batches is None else min(batches, len(loader))
     logger = logger if logger is not None else RunLogger(None, tensorboard=False)
     loss_sum = correct1 = correct5 = samples = skipped = 0.0
