@@ -10,6 +10,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.snn-lats-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
-    .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+    .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,peers]"
+    # syops 0.0.5 pins spikingjelly<=0.0.0.0.12; its code runs on 0.0.0.0.14: install it without deps.
+    .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps syops==0.0.5
     touch "$stamp"
 fi

@@ -59,6 +59,9 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     logger: RunLogger | None = None,
     should_stop: Callable[[], bool] | None = None,
+    sops_convention: str = "exact",
+    sops_extras: bool = False,
+    sops_functional: bool = False,
 ) -> Evaluation:
     """Loss, top-1 and top-5 accuracy (%) over ``loader`` (summed over all ranks), and the
     synaptic operations and firing rates of this rank's first ``sops_batches`` batches.
@@ -71,7 +74,11 @@ def evaluate(
     model.eval()
     criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
     network = model.module if isinstance(model, DistributedDataParallel) else model
-    counter = SynapticOpCounter(network) if sops_batches > 0 else None
+    counter = (
+        SynapticOpCounter(network, convention=sops_convention, extras=sops_extras, functional=sops_functional)
+        if sops_batches > 0
+        else None
+    )
     total = len(loader) if batches is None else min(batches, len(loader))
     logger = logger if logger is not None else RunLogger(None, tensorboard=False)
     loss_sum = correct1 = correct5 = samples = skipped = 0.0
@@ -112,13 +119,31 @@ def evaluate(
     return Evaluation(metrics, counter.report() if counter is not None and counter.samples else None)
 
 
-def count_sops(model: nn.Module, loader, batches: int, device: torch.device | str = "cpu") -> SOPReport:
+def count_sops(
+    model: nn.Module,
+    loader,
+    batches: int,
+    device: torch.device | str = "cpu",
+    convention: str = "exact",
+    *,
+    extras: bool = False,
+    functional: bool = False,
+) -> SOPReport:
     """The :class:`~snn_lats.estimators.SOPReport` of ``model`` over the first ``batches`` batches of
-    ``loader``; ValueError when none of them held a readable image."""
+    ``loader``, counted by ``convention``; ValueError when none of them held a readable image."""
     if batches < 1:
         raise ValueError(f"batches must be >= 1, got {batches}")
     try:
-        result = evaluate(model, loader, torch.device(device), sops_batches=batches, batches=batches)
+        result = evaluate(
+            model,
+            loader,
+            torch.device(device),
+            sops_batches=batches,
+            batches=batches,
+            sops_convention=convention,
+            sops_extras=extras,
+            sops_functional=functional,
+        )
     except RuntimeError as error:
         if "no validation image" not in str(error):
             raise

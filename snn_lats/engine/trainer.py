@@ -462,6 +462,7 @@ def _log_epoch(logger: RunLogger, record: dict, sparsity, sops: SOPReport | None
     logger.scalars(epoch, sparsity.layer_sparsity(), prefix="sparsity/")
     if sops is not None:
         logger.scalars(epoch, {row["name"]: row["firing_rate"] for row in sops.neuron_rows()}, prefix="firing_rate/")
+        logger.scalars(epoch, sops.per_sample_scalars(), prefix="sops/")  # ACs, MACs, energy_pj per sample
     logger.flush()
     threshold = f"  threshold {record['threshold']:.4g}" if pruner is not None else ""
     skipped = train_m["skipped_images"] + val_m["skipped_images"]
