@@ -35,8 +35,8 @@ DRIFT_PERSISTENCE = 0.5
 # drift over each short stretch was mostly noise and the runs at 99 % collapsed
 RE_ESTIMATES = 32
 # Costs are measured on the training forwards of the last eighth of each stretch (the counter's
-# hooks cost about 10 % of a forward), and on the whole last stretch, whose costs set the final
-# thresholds
+# hooks cost about 10 % of a forward), and on the last stretch's worth of forwards before the
+# end of the window, whose costs set the final thresholds
 MEASURED_FRACTION = 1 / 8
 
 
@@ -111,9 +111,13 @@ class L1Controller:
         # forwards measured before a re-estimate, and the first re-estimate that has them behind it
         self._measured = 0 if measure == "sparsity" else max(1, math.ceil(self.retarget_every * MEASURED_FRACTION))
         self._first = max(0, self._measured - start_step)
-        if self._window is not None:  # the last re-estimate before the snap: the last stretch starts there
-            last = (self._window - 1) // self.retarget_every * self.retarget_every
-            self._last_point = last if last >= self._first else self._first
+        # With costs and a target, the final thresholds are set twice: at the settle point, one
+        # stretch before the end, and at the end, from the forwards in between, corrected by how
+        # the count answered the first setting (pruning moves the spikes of the layers downstream)
+        self._settle = None
+        if self._window is not None and target is not None and self.uses_costs:
+            self._settle = max(self._first, self._window - self.retarget_every)
+        self._response: tuple[float, float] | None = None  # the cost before and predicted after settling
         #: λ in force: constant between re-estimates, never < 0
         self.l1 = 0.0 if l1 is None else float(l1)
         costs = measure == "sparsity"
@@ -175,14 +179,15 @@ class L1Controller:
             return self.target is not None
         if k < self._first or (window is not None and k > window):
             return False
+        if self._settle is not None and k >= self._settle:
+            return k == self._settle
         return k == self._first or k % self.retarget_every == 0
 
     def _next_point(self, k: int) -> int | None:
         """The first re-estimate after window step ``k`` (None: none is left)."""
         every, window = self.retarget_every, self._window
         points = [(max(k, self._first) // every + 1) * every]
-        if self._first > k:
-            points.append(self._first)
+        points += [p for p in (self._first, self._settle) if p is not None and p > k]
         if window is not None:
             points.append(window)
         points = [p for p in points if p > k and self.due(p)]
@@ -190,15 +195,16 @@ class L1Controller:
 
     def measures(self, k: int) -> bool:
         """Whether the training forward of window step ``k`` (negative before the window) is
-        measured: the last ``MEASURED_FRACTION`` of every stretch, and the whole last stretch."""
+        measured: the last ``MEASURED_FRACTION`` of every stretch, and with a target the whole
+        stretch before the settle point and every forward from it to the end of the window."""
         if not self.uses_costs:
             return False
+        if self._settle is not None and self._settle <= k < self._window:
+            return True
         point = self._next_point(k)
-        if point is None:
-            return False
-        if point == self._window and self.target is not None:
-            return k >= min(self._last_point, point - self._measured)
-        return k >= point - self._measured
+        if point is not None and point == self._settle:  # a whole stretch: what settling starts from
+            return k >= point - self.retarget_every
+        return point is not None and k >= point - self._measured
 
     # --- re-estimates -----------------------------------------------------------------------
     def _goal(self, k: int, snap: bool, final: float) -> tuple[float, float]:
@@ -256,12 +262,16 @@ class L1Controller:
             return
         ref_lr = lrs[self._ref_group]
         ratio = [lr / ref_lr if ref_lr > 0 else 1.0 for lr in lrs]
-        snap = k == self._window
+        snap = k in (self._window, self._settle)
         weights = None
         if self.uses_costs:
             weights = [costs[name].flatten() for name in thetas]
             total = float(sum(float(w.sum()) for w in weights))
-            final = 1.0 - (self.target - fixed_cost) / total if total > 0 else 0.0
+            before = fixed_cost + self._cost_now(thetas, costs, lr_sum)
+            target = self.target
+            if k == self._window and self._response is not None:
+                target = self._corrected_target(before)
+            final = 1.0 - (target - fixed_cost) / total if total > 0 else 0.0
         else:
             final = self.target
         horizon, goal = self._goal(k, snap, final)
@@ -296,10 +306,35 @@ class L1Controller:
             self._global_anchor_lr_sum = lr_sum[self._ref_group]
             self._factor = dict(factors)
             self._drift_origin = {}
+            if k == self._settle:  # fixed until the end, where the count's answer corrects them
+                after = fixed_cost + float(torch.cat(weights)[torch.cat(values) > quantile].sum())
+                self._response = (before, after)
+                self.l1 = 0.0
             return
         self._reanchor(lr_sum, factors)
         self._drift_origin = origin
         self.l1 = max(0.0, quantile)
+
+    def _cost_now(self, thetas, costs, lr_sum) -> float:
+        """``Σ_i cost_i·1[|θ_i| > d_l]``: what the pruned layers cost with the thresholds in force."""
+        return sum(
+            float((costs[name] * (theta.detach().abs() > self.threshold(name, lr_sum))).sum())
+            for name, theta in thetas.items()
+        )
+
+    def _corrected_target(self, now: float) -> float:
+        """The cost to aim the final thresholds at, so that the count lands on the target.
+
+        Setting the thresholds at the settle point moved the predicted cost from ``before`` to
+        ``after``, and the forwards since then measured ``now``: the count answered the predicted
+        change ``after − before`` by ``a = (now − before) / (after − before)`` (more than 1 in
+        SNNs, where a pruned weight also silences spikes downstream). The remaining error
+        ``target − now`` is corrected by ``1/a`` of it (``a`` clamped to [1/4, 4]; 1 when the
+        settling moved the cost by less than 1 % of the target, too little to measure ``a``)."""
+        before, after = self._response
+        predicted = after - before
+        answer = (now - before) / predicted if abs(predicted) > 0.01 * self.target else 1.0
+        return now + (self.target - now) / min(max(answer, 0.25), 4.0)
 
     def _reanchor(self, lr_sum: Sequence[float], factors: Mapping[str, float]) -> None:
         """Anchor every threshold where it is now, and let ``factors`` (``c_l``) drive them on."""
@@ -368,6 +403,7 @@ class L1Controller:
             "global_anchor": self._global_anchor,
             "global_anchor_lr_sum": self._global_anchor_lr_sum,
             "drift_origin": dict(self._drift_origin),
+            "response": None if self._response is None else list(self._response),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -385,3 +421,5 @@ class L1Controller:
         self._global_anchor = float(state["global_anchor"])
         self._global_anchor_lr_sum = float(state["global_anchor_lr_sum"])
         self._drift_origin = {name: t.detach().clone() for name, t in state["drift_origin"].items()}
+        response = state.get("response")  # (not in states upgraded from version 3)
+        self._response = None if response is None else (float(response[0]), float(response[1]))

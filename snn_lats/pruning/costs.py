@@ -127,11 +127,13 @@ class CostMeter:
 
     def take(self) -> Measurement | None:
         """The costs of the forwards counted since the last call (None if none was), and a fresh
-        window. Ends with the meter disarmed."""
+        window (the meter stays armed or not)."""
         events, samples = self._events()
+        armed = self._armed
         self.arm(False)
         self._counter = self._new_counter()
         self._carried, self._carried_samples = {}, 0
+        self.arm(armed)
         samples = _all_reduce(events, samples)
         if samples == 0:
             return None
