@@ -44,6 +44,7 @@ from snn_lats.engine.recipe import RecipeError, TrainConfig
 from snn_lats.engine.rundir import RunDirectory, check_resume, find_checkpoint
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SOPReport
+from snn_lats.estimators.energy import DEFAULT_PRESET
 from snn_lats.pruning import SoftThresholdPruner, sparsity_report
 
 __all__ = ["NonFiniteLossError", "RunState", "TrainingInterrupted", "train", "train_one_epoch"]
@@ -500,11 +501,36 @@ def _print_summary(summary: RunSummary, console: RunLogger, output_dir: Path) ->
         f"sparsity {100 * summary.sparsity.global_sparsity:.2f}%"
         + (f"  |  energy {energy / 1e6:.4g} uJ per sample" if energy is not None else "")
     )
+    if line := _target_line(summary):
+        console.print(line)
     if warning := summary.sparsity.warning():
         console.print(warning)
     console.print(
         f"run directory: {output_dir} (checkpoint.pth, model_best.pth, summary.json, sops.png, "
         f"training.png, tensorboard/)"
+    )
+
+
+def _target_line(summary: RunSummary) -> str | None:
+    """Target against reached, for --target-sops and --target-energy: the exact count on the
+    validation samples counted (the pruner lands on the training data; held out, it is reported)."""
+    config = summary.config
+    if config.get("target_sops") is not None:
+        target, unit, scale = config["target_sops"], "M SOPs", 1e6
+        reached = None if summary.sops is None else summary.sops.acs_per_sample + summary.sops.macs_per_sample
+    elif config.get("target_energy_uj") is not None:
+        preset = config.get("energy_preset") or DEFAULT_PRESET
+        target, unit, scale = config["target_energy_uj"] * 1e6, f"uJ ({preset})", 1e6
+        reached = summary.energy_pj_per_sample(preset)
+    else:
+        return None
+    line = f"target: {target / scale:.4g} {unit} per sample"
+    if reached is None:
+        return line + "; reached: not counted (--sops-batches 0)"
+    samples = summary.sops.totals["samples"]
+    return (
+        f"{line}; reached: {reached / scale:.4g} ({100 * (reached / target - 1):+.2f} %), exact count on "
+        f"{samples} validation samples"
     )
 
 

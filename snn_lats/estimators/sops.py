@@ -344,9 +344,10 @@ class _FanOutCache:
     ``.data`` bypass the version counter and are not seen.
     """
 
-    def __init__(self, module: nn.Module, stats: _SynapseStats):
+    def __init__(self, module: nn.Module, stats: _SynapseStats, events_only: bool = False):
         self.module = module
         self.stats = stats
+        self.events_only = events_only  # column sums only: no fan-out, no mask
         self.sample_ndim = _sample_ndim(module)
         self.transposed = isinstance(module, nn.modules.conv._ConvTransposeNd)
         self.state: tuple | None = None
@@ -373,6 +374,8 @@ class _FanOutCache:
 
     def shape(self, shape: tuple[int, ...], device: torch.device, output_padding: tuple | None) -> _Shape:
         """The accumulators of ``shape`` (created, with its fan-outs, on first use)."""
+        if self.events_only:
+            return self._events_shape(shape, device, output_padding)
         if self.state is None or not _same_weight_state(self.module, self.state):
             self._refresh()
         last = self.last
@@ -392,6 +395,20 @@ class _FanOutCache:
         if key not in self.pruned:
             self.pruned[key] = fan_out(self.module, self.mask, shape, device, output_padding)[0]
         self.last = (shape, device, output_padding, entry)
+        return entry
+
+    def _events_shape(self, shape: tuple[int, ...], device: torch.device, output_padding: tuple | None) -> _Shape:
+        """The accumulators of ``shape`` for the column sums alone (the weight never matters)."""
+        key = (shape, device, output_padding)
+        entry = self.shapes.get(key)
+        if entry is None:
+            k = 1
+            for n in shape:
+                k *= n
+            with torch.inference_mode(False):
+                pending = [torch.zeros(k, dtype=torch.float64, device=device) for _ in range(cv.ROWS)]
+                events = torch.zeros(2, k, dtype=torch.float64, device=device)
+            entry = self.shapes[key] = _Shape(k, 0, 0, None, pending, events)
         return entry
 
     def input_events(self) -> list[InputEvents]:
@@ -496,6 +513,9 @@ class SynapticOpCounter:
     on with ``convention="syops"``, which charges them).
     ``training_only``: count only the forwards run in training mode with grad enabled, so that a
     counter left attached through a training loop skips the validation passes in between.
+    ``events_only``: keep the column sums alone (:meth:`input_events`, :meth:`weight_costs`),
+    without fan-outs, masks or :meth:`report`: the cheap way to measure a layer's input events
+    while its weights change every step.
 
     :meth:`input_events` and :meth:`weight_costs` give the column sums behind the exact count,
     and what each weight adds to it (a pruning budget's costs).
@@ -513,6 +533,7 @@ class SynapticOpCounter:
         extras: bool = False,
         functional: bool = False,
         training_only: bool = False,
+        events_only: bool = False,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -522,6 +543,9 @@ class SynapticOpCounter:
             raise ValueError("functional=True counts by the exact rule only: use convention='exact'")
         self.functional = bool(functional)
         self.training_only = bool(training_only)
+        self.events_only = bool(events_only)
+        if events_only and (convention != "exact" or extras or functional):
+            raise ValueError("events_only keeps the exact rule's column sums: no convention, extras or functional")
         self._active = True  # False during a forward that training_only skips
         self.spiking = is_spiking(model)
         self.extras = bool(extras) or convention == "syops"
@@ -538,7 +562,7 @@ class SynapticOpCounter:
             label = name or type(module).__name__
             if isinstance(module, SYNAPTIC_LAYERS):
                 stats = _SynapseStats(params=module.weight.numel())
-                self._caches[id(module)] = _FanOutCache(module, stats)
+                self._caches[id(module)] = _FanOutCache(module, stats, self.events_only)
                 self._layers.append((label, module, stats))
             elif isinstance(module, neuron_types):
                 binary = type(module) in _BINARY_NEURONS and getattr(module.surrogate_function, "spiking", False)
@@ -966,6 +990,8 @@ class SynapticOpCounter:
 
     def report(self) -> SOPReport:
         """The counts so far, as a :class:`SOPReport` (one row per layer, in network order)."""
+        if self.events_only:
+            raise ValueError("this counter keeps input events only (events_only=True): use input_events()")
         if self.samples == 0:
             raise ValueError(
                 "nothing was counted: run the model inside `with SynapticOpCounter(model):` "

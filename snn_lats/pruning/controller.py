@@ -373,14 +373,13 @@ class L1Controller:
         reachable_values, reachable_weights = values[finite], weights[finite]
         if reachable_values.numel() == 0:
             return None
-        order = torch.argsort(reachable_values)
-        carried = torch.cumsum(reachable_weights[order], 0)
-        if need > float(carried[-1]):
-            share = float(carried[-1]) / float(weights.sum())
-            self._warn_out_of_reach(f"the weights that carry only {share:.2%} of the pruned layers' cost have")
-            need = float(carried[-1])
-        i = int(torch.searchsorted(carried, torch.tensor([need], dtype=carried.dtype), right=False)[0])
-        return float(reachable_values[order[min(i, order.numel() - 1)]])
+        reachable = float(reachable_weights.sum())
+        if need > reachable:
+            self._warn_out_of_reach(
+                f"the weights that carry only {reachable / float(weights.sum()):.2%} of the pruned layers' cost have"
+            )
+            need = reachable
+        return _weighted_quantile(reachable_values, reachable_weights, need)
 
     def _warn_out_of_reach(self, who: str) -> None:
         warnings.warn(
@@ -423,3 +422,39 @@ class L1Controller:
         self._drift_origin = {name: t.detach().clone() for name, t in state["drift_origin"].items()}
         response = state.get("response")  # (not in states upgraded from version 3)
         self._response = None if response is None else (float(response[0]), float(response[1]))
+
+
+def _sorted_quantile(values: torch.Tensor, weights: torch.Tensor, need: float, below: float = 0.0) -> float:
+    """The smallest ``v`` of ``values`` at which the weights of the values ``≤ v`` (plus ``below``)
+    reach ``need``, by sorting."""
+    order = torch.argsort(values)
+    carried = below + torch.cumsum(weights[order], 0)
+    i = int(torch.searchsorted(carried, torch.tensor([need], dtype=carried.dtype, device=carried.device))[0])
+    return float(values[order[min(i, order.numel() - 1)]])
+
+
+def _weighted_quantile(values: torch.Tensor, weights: torch.Tensor, need: float) -> float:
+    """:func:`_sorted_quantile` without sorting every weight (a sort of a million is about 0.1 s
+    on a CPU core, a few percent of a demo run over 34 re-estimates): a fixed sample of 16,384
+    values brackets the answer, one pass counts the weights below the bracket, and only the values
+    inside it are sorted. The answer is the same; the bracket widens, and at last everything is
+    sorted, if the sample missed it."""
+    n = values.numel()
+    if n <= 1 << 16:
+        return _sorted_quantile(values, weights, need)
+    generator = torch.Generator(device=values.device).manual_seed(0)  # deterministic, global RNG untouched
+    pick = torch.randint(n, (1 << 14,), generator=generator, device=values.device)
+    sample, sample_weights = values[pick], weights[pick]
+    order = torch.argsort(sample)
+    sample, carried = sample[order], torch.cumsum(sample_weights[order], 0)
+    share = need / float(weights.sum())
+    for margin in (0.02, 0.08, 0.32):
+        lo, hi = (share - margin) * float(carried[-1]), (share + margin) * float(carried[-1])
+        lo_value = float(sample[int(torch.searchsorted(carried, carried.new_tensor([lo])))]) if lo > 0 else -math.inf
+        i = int(torch.searchsorted(carried, carried.new_tensor([hi])))
+        hi_value = float(sample[i]) if i < sample.numel() else math.inf
+        below = float(weights[values <= lo_value].sum())
+        inside = (values > lo_value) & (values <= hi_value)
+        if below < need and (hi_value == math.inf or need <= below + float(weights[inside].sum())):
+            return _sorted_quantile(values[inside], weights[inside], need, below)
+    return _sorted_quantile(values, weights, need)

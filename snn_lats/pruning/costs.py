@@ -92,7 +92,7 @@ class CostMeter:
         self._carried_samples = 0
 
     def _new_counter(self) -> SynapticOpCounter:
-        return SynapticOpCounter(self.model, T=self._T, training_only=True)
+        return SynapticOpCounter(self.model, T=self._T, training_only=True, events_only=True)
 
     @property
     def armed(self) -> bool:
