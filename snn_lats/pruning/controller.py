@@ -379,6 +379,8 @@ class L1Controller:
                 f"the weights that carry only {reachable / float(weights.sum()):.2%} of the pruned layers' cost have"
             )
             need = reachable
+        if need >= reachable:  # everything that costs (compared directly: a float sum has no exact total)
+            return float(reachable_values[reachable_weights > 0].max())
         return _weighted_quantile(reachable_values, reachable_weights, need)
 
     def _warn_out_of_reach(self, who: str) -> None:
