@@ -516,21 +516,21 @@ def _target_line(summary: RunSummary) -> str | None:
     validation samples counted (the pruner lands on the training data; held out, it is reported)."""
     config = summary.config
     if config.get("target_sops") is not None:
-        target, unit, scale = config["target_sops"], "M SOPs", 1e6
+        target, unit, what = config["target_sops"], "M SOPs", "exact count"
         reached = None if summary.sops is None else summary.sops.acs_per_sample + summary.sops.macs_per_sample
     elif config.get("target_energy_uj") is not None:
         preset = config.get("energy_preset") or DEFAULT_PRESET
-        target, unit, scale = config["target_energy_uj"] * 1e6, f"uJ ({preset})", 1e6
+        target, unit, what = config["target_energy_uj"] * 1e6, "uJ", f"exact count, {preset}"
         reached = summary.energy_pj_per_sample(preset)
     else:
         return None
-    line = f"target: {target / scale:.4g} {unit} per sample"
+    line = f"target: {target / 1e6:.4g} {unit} per sample"
     if reached is None:
         return line + "; reached: not counted (--sops-batches 0)"
     samples = summary.sops.totals["samples"]
     return (
-        f"{line}; reached: {reached / scale:.4g} ({100 * (reached / target - 1):+.2f} %), exact count on "
-        f"{samples} validation samples"
+        f"{line}; reached: {reached / 1e6:.4g} {unit} ({100 * (reached / target - 1):+.2f} %) on {samples} "
+        f"validation samples ({what})"
     )
 
 
