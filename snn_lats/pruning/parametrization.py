@@ -127,6 +127,11 @@ class SoftThreshold(nn.Module):
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         if self.learnable:
             return soft_threshold(theta, torch.sigmoid(self.threshold_logit).to(theta.dtype), self.gradient)
+        if torch.compiler.is_compiling():
+            # Dynamo cannot trace the cache below (version counters, pointers, weak references,
+            # inference mode) and would specialise on the Python float d. Traced instead: S_d(θ)
+            # of the d buffer, an expression the compiler fuses, with the same gradients.
+            return soft_threshold(theta, self.threshold.to(theta.dtype), self.gradient)
         # θ._version moves on every in-place update (optimizer steps, load_state_dict), the
         # pointer on moves; inference-mode tensors must not leak into autograd.
         key = (theta._version, theta.data_ptr(), theta.dtype, torch.is_inference_mode_enabled())
