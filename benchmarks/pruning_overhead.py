@@ -54,6 +54,8 @@ def build_model(args) -> nn.Module:
     from snn_lats import networks
 
     kwargs = {"T": args.T} if args.model.startswith("sew_") else {}  # ANNs have no T
+    if args.width is not None:
+        kwargs["width"] = args.width
     return networks.create(args.model, num_classes=args.num_classes, **kwargs)
 
 
@@ -158,6 +160,7 @@ def main(argv=None) -> int:
         help="a name of snn_lats.networks.create, or torchvision.NAME (default sew_resnet18)",
     )
     parser.add_argument("--T", type=int, default=4, help="time steps (spiking networks)")
+    parser.add_argument("--width", type=int, help="ResNets: channels of the first stage (default: the network's)")
     parser.add_argument("-b", "--batch-size", type=int, default=4)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--num-classes", type=int, default=1000)
@@ -212,6 +215,7 @@ def main(argv=None) -> int:
 
     print(
         f"model={args.model} {f'T={args.T} ' if args.model.startswith('sew_') else ''}"
+        f"{f'width={args.width} ' if args.width else ''}"
         f"batch={args.batch_size} image={args.image_size} "
         f"sparsity={args.sparsity} steps={args.steps} repeats={args.repeats} "
         f"torch={torch.__version__} threads={torch.get_num_threads()}"

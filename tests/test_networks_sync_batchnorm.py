@@ -94,6 +94,22 @@ def test_converted_network_equals_the_unconverted_one_outputs_gradients_and_runn
             torch.testing.assert_close(converted(inputs), reference(inputs), rtol=1e-5, atol=1e-6)
 
 
+def test_inside_a_process_group_cpu_training_is_refused_by_torch_and_eval_still_runs(tmp_path):
+    """Why ``--sync-bn`` is refused on CPU processes: inside any process group, even of one
+    process, nn.SyncBatchNorm refuses CPU tensors in training; eval mode uses running statistics."""
+    reference = sew().eval()
+    converted = convert_sync_batchnorm(copy.deepcopy(reference))
+    x = torch.rand(4, 3, 16, 16)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(converted(x), reference(x), rtol=1e-5, atol=1e-6)
+        with pytest.raises(ValueError, match="SyncBatchNorm expected input tensor to be on GPU"):
+            converted.train()(x)
+    finally:
+        dist.destroy_process_group()
+
+
 def test_one_layer_normalises_over_time_and_batch_as_a_closed_form():
     bn = SyncBatchNorm(2, step_mode="m", momentum=None)
     x = torch.randn(3, 4, 2, 5, 5) * 2 + 1
