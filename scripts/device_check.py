@@ -43,6 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SITE = Path(tempfile.gettempdir()) / "snn-lats-device-site"  # spikingjelly on the GPU machine
 BUDGET_S = 470  # the whole check on the GPU; the issue's limit is 8 minutes
 DRY_BUDGET_S = 900  # a dry run, on a small CPU
 
@@ -119,20 +120,23 @@ def _reset_memory(device) -> None:
 
 @part(gpu_limit=40, dry_limit=0)
 def install(ctx: Context) -> None:
-    """spikingjelly from ``.device/`` and the project, ``--no-deps`` and from no index."""
-    pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check", "-q"]
-    found = subprocess.run([sys.executable, "-c", "import spikingjelly"], capture_output=True).returncode == 0
-    version = _distribution_version("spikingjelly")
-    if not found or version != "0.0.0.0.14":
+    """spikingjelly 0.0.0.0.14 from its wheel in ``.device/`` into ``SITE`` (on every part's
+    ``PYTHONPATH``), then this project, editable, for the ``snn-lats`` command; both ``--no-deps``
+    from no index, so the machine's own torch, torchvision and CuPy stay."""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--disable-pip-version-check"]
+    found = _distribution_version("spikingjelly")
+    if found != "0.0.0.0.14":
         wheels = sorted((REPO / ".device").glob("spikingjelly-0.0.0.0.14-*.whl"))
         if not ctx.check("spikingjelly wheel in .device/", bool(wheels), "see docs/benchmarks.md#gpu"):
             raise SystemExit(1)
-        subprocess.run([*pip, "--force-reinstall", str(wheels[0])], check=True)
-    ctx.record("info", spikingjelly=_distribution_version("spikingjelly"), was_installed=version)
+        subprocess.run([*pip, "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(SITE), str(wheels[0])],
+                       check=True)  # fmt: skip
+    ctx.check("spikingjelly 0.0.0.0.14 importable", _distribution_version("spikingjelly") == "0.0.0.0.14")
     done = subprocess.run([*pip, "--no-build-isolation", "-e", str(REPO)], capture_output=True, text=True)
     print(done.stdout + done.stderr)
-    # Without the installed package the parts still import snn_lats from the tree (PYTHONPATH).
-    ctx.record("info", project_installed=done.returncode == 0, pip_tail=(done.stdout + done.stderr)[-500:])
+    # Without it the parts import snn_lats from the tree (PYTHONPATH) and run ``python -m snn_lats``.
+    ctx.record("info", spikingjelly_found=found, project_installed=done.returncode == 0,
+               pip_tail=(done.stdout + done.stderr)[-500:])  # fmt: skip
 
 
 def _distribution_version(name: str) -> str | None:
@@ -178,12 +182,15 @@ def environment(ctx: Context) -> None:
             multiprocessors=properties.multi_processor_count,
             native_bf16=torch.cuda.is_bf16_supported(including_emulation=False),
         )
-        smi = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-        )
-        info["nvidia_smi"] = smi.stdout.strip() if smi.returncode == 0 else None
+        try:
+            smi = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+            )
+            info["driver, max SM clock"] = smi.stdout.strip() or smi.stderr.strip()
+        except OSError as error:
+            info["driver, max SM clock"] = _error(error)
     ctx.record("info", **info)
     if not ctx.dry_run:
         ctx.check("CUDA available", torch.cuda.is_available())
@@ -350,6 +357,7 @@ def resnet50(ctx: Context) -> None:
         row = dict(pruned=pruned, compiled=compiled, backend=size["backend"] if compiled else "eager")
         _reset_memory(size["device"])
         torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()  # graph and break counts of this variant alone
         try:
             torch.manual_seed(0)
             model = networks.resnet50(width=size["width"], num_classes=size["classes"]).to(size["device"])
@@ -470,6 +478,8 @@ def sop_overhead(ctx: Context) -> None:
 @part(gpu_limit=75, dry_limit=150)
 def demo(ctx: Context) -> None:
     from snn_lats.engine.checkpoint import load_checkpoint
+    from snn_lats.engine.evaluation import amp_dtype
+    from snn_lats.engine.recipe import TrainConfig
     from snn_lats.engine.summary import RunSummary
 
     out = Path(tempfile.mkdtemp()) / "demo"
@@ -536,6 +546,29 @@ def demo(ctx: Context) -> None:
             f"{cpu.accuracy['acc1']:.2f} against {summary.accuracy['acc1']:.2f}",
         )
         ctx.record("info", cpu_acc1=cpu.accuracy["acc1"], cpu_acs_per_sample=cpu.sops.totals["acs_per_sample"])
+    # The trainer's mixed precision on this device: --amp (its default dtype here), and float16 with a GradScaler.
+    for flags, config in (
+        (["--amp"], TrainConfig(dataset="digits", amp=True)),
+        (["--amp", "--amp-dtype", "float16"], TrainConfig(dataset="digits", amp=True, amp_dtype="float16")),
+    ):
+        run_dir = out.parent / "_".join(flag.strip("-") for flag in flags)
+        started = time.perf_counter()
+        done = subprocess.run(
+            [*_cli(), "train", "--recipe", str(REPO / "models" / "demo_digits.yaml"), *(toy or ["--epochs", "3"]),
+             *flags, "--device", ctx.device.type, "--output-dir", str(run_dir)],
+            cwd=REPO,
+        )  # fmt: skip
+        row = {
+            "flags": " ".join(flags),
+            "autocast": str(amp_dtype(config, ctx.device)),
+            "exit_code": done.returncode,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        if done.returncode == 0:
+            run = RunSummary.read(run_dir / "summary.json")
+            row.update(epochs=run.epochs_completed, acc1=run.accuracy["acc1"], sparsity=run.sparsity.global_sparsity)
+        ctx.record("row", **row)
+        ctx.check(f"{row['flags']}: trained, sparsity > 0.5", row.get("sparsity", 0) > 0.5, str(row))
 
 
 def _cli() -> list[str]:
@@ -551,7 +584,8 @@ def _cli() -> list[str]:
 def run_part(name: str, limit: float, dry_run: bool, work: Path, log) -> dict:
     results = work / f"{name}.jsonl"
     part_log = work / f"{name}.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    path = [str(REPO), str(SITE), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
     env["PYTHONUNBUFFERED"] = "1"
     command = [sys.executable, str(Path(__file__).resolve()), "--part", name, "--results", str(results)]
     if dry_run:

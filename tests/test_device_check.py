@@ -57,7 +57,7 @@ def test_the_dry_run_runs_every_part_and_reports_it(tmp_path):
     assert [(r["graphs"], r["graph_breaks"]) for r in compiled if r["pruned"]] == [(1, 0)]
     assert parts["compile_breaks"]["rows"][0] == {"backend": "torch", "graphs": 1, "graph_breaks": 0, "reasons": []}
     # The demo trained through the CLI, and its checks ran.
-    assert len(parts["demo"]["checks"]) == 9 and parts["demo"]["info"]["epochs"] == 1
+    assert len(parts["demo"]["checks"]) == 11 and parts["demo"]["info"]["epochs"] == 1
 
     text = (tmp_path / "report.md").read_text()
     assert text.startswith("# Device check (dry run, CPU)") and "| sew_throughput | ok |" in text
