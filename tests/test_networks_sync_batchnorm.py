@@ -175,7 +175,8 @@ def test_two_processes_normalise_as_one_layer_over_both_batches(tmp_path):
     torch.save(weights, tmp_path / "w.pt")
     script = tmp_path / "two_ranks.py"
     script.write_text(textwrap.dedent(TWO_RANKS))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # keep a --target install
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # both ranks on this machine: loopback, whatever the hostname says
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master-port={_free_port()}",
