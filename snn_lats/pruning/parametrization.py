@@ -53,6 +53,10 @@ class SoftThreshold(nn.Module):
     batch. Set ``d`` with :meth:`set_threshold`, not by writing the buffer, and change θ in place
     under ``torch.no_grad()`` (as optimizers and ``load_state_dict`` do), not through ``θ.data``,
     whose writes do not move θ's version counter.
+
+    Under ``torch.compile`` the forward is ``θ − clamp(θ, −d, d)`` of the ``threshold`` buffer
+    (:func:`soft_threshold`, the same values and gradients): dynamo traces it into the model's
+    graph, which the compiler fuses, and a new ``d`` is new buffer data, not a recompilation.
     """
 
     def __init__(
