@@ -43,7 +43,7 @@ def write_jpegs(root: Path, count: int, width: int, height: int, quality: int, s
         folder.mkdir(parents=True, exist_ok=True)
         coarse = rng.uniform(0, 255, size=(height // 25 + 1, width // 25 + 1, 3)).astype(np.uint8)
         field = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.int16)
-        pixels = np.clip(field + rng.normal(0, 16, size=field.shape), 0, 255).astype(np.uint8)
+        pixels = np.clip(field + rng.normal(0, 20, size=field.shape), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(folder / f"{i}.jpg", quality=quality)
 
 
