@@ -475,7 +475,7 @@ def sop_overhead(ctx: Context) -> None:
     ctx.check("counter equals the brute-force count", counted == brute.ops, f"{counted} against {brute.ops}")
 
 
-@part(gpu_limit=75, dry_limit=150)
+@part(gpu_limit=75, dry_limit=240)
 def demo(ctx: Context) -> None:
     from snn_lats.engine.checkpoint import load_checkpoint
     from snn_lats.engine.evaluation import amp_dtype
@@ -546,7 +546,9 @@ def demo(ctx: Context) -> None:
             f"{cpu.accuracy['acc1']:.2f} against {summary.accuracy['acc1']:.2f}",
         )
         ctx.record("info", cpu_acc1=cpu.accuracy["acc1"], cpu_acs_per_sample=cpu.sops.totals["acs_per_sample"])
-    # The trainer's mixed precision on this device: --amp (its default dtype here), and float16 with a GradScaler.
+    # The trainer's mixed precision on this device: --amp (its default dtype here), and float16 with a GradScaler
+    # (a dry run: 12 steps, batch 128).
+    short = [*toy, "-b", "128"] if toy else ["--epochs", "3"]
     for flags, config in (
         (["--amp"], TrainConfig(dataset="digits", amp=True)),
         (["--amp", "--amp-dtype", "float16"], TrainConfig(dataset="digits", amp=True, amp_dtype="float16")),
@@ -554,7 +556,7 @@ def demo(ctx: Context) -> None:
         run_dir = out.parent / "_".join(flag.strip("-") for flag in flags)
         started = time.perf_counter()
         done = subprocess.run(
-            [*_cli(), "train", "--recipe", str(REPO / "models" / "demo_digits.yaml"), *(toy or ["--epochs", "3"]),
+            [*_cli(), "train", "--recipe", str(REPO / "models" / "demo_digits.yaml"), *short,
              *flags, "--device", ctx.device.type, "--output-dir", str(run_dir)],
             cwd=REPO,
         )  # fmt: skip
