@@ -506,7 +506,8 @@ def demo(ctx: Context) -> None:
         macs_per_sample=totals["macs_per_sample"],
         dense_acs=totals["dense_acs"],
         acs=totals["acs"],
-        firing_rates=summary.firing_rates,
+        neuron_layers=len(summary.firing_rates),
+        firing_rate_range=[round(min(summary.firing_rates.values()), 4), round(max(summary.firing_rates.values()), 4)],
     )
     # The reported sparsity against the checkpoint's θ and thresholds: |θ| <= d is an exact zero.
     state = load_checkpoint(out / "checkpoint.pth")["model"]
@@ -528,7 +529,11 @@ def demo(ctx: Context) -> None:
     ctx.check(f"top-1 >= {top1} %", summary.accuracy["acc1"] >= top1, f"{summary.accuracy['acc1']:.2f} %")
     ctx.check("pruned synapses are not counted (ACs < dense ACs)", 0 < totals["acs"] < totals["dense_acs"])
     rates = summary.firing_rates
-    ctx.check("firing rates in (0, 1]", bool(rates) and all(0 < r <= 1 for r in rates.values()), str(rates)[:200])
+    ctx.check(
+        "firing rates in (0, 1]",
+        bool(rates) and all(0 < r <= 1 for r in rates.values()),
+        f"{len(rates)} layers, {min(rates.values(), default=0):.4f} to {max(rates.values(), default=0):.4f}",
+    )
     # The same checkpoint evaluated on the CPU: the same network, another device's arithmetic.
     cpu_json = out / "cpu_evaluation.json"
     recount = subprocess.run(
@@ -629,6 +634,13 @@ def run_part(name: str, limit: float, dry_run: bool, work: Path, log) -> dict:
     }
 
 
+def _cell(value, width: int = 110) -> str:
+    """A value for a Markdown line: floats to 4 significant digits, long text cut."""
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    text = text.replace("|", "/").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Device check ({'dry run, CPU' if report['dry_run'] else 'GPU'})",
@@ -649,16 +661,18 @@ def markdown(report: dict) -> str:
     for name, result in report["parts"].items():
         lines += ["", f"## {name}: {result['status']}", ""]
         if result["info"]:
-            lines.append(", ".join(f"{k}: {v}" for k, v in result["info"].items()))
+            lines.append(", ".join(f"{k}: {_cell(v, 200)}" for k, v in result["info"].items()))
             lines.append("")
         for check in result["checks"]:
             mark = "pass" if check["passed"] else "FAIL"
-            lines.append(f"- {mark}: {check['name']}" + (f" ({check['detail']})" if check["detail"] else ""))
+            lines.append(
+                f"- {mark}: {check['name']}" + (f" ({_cell(check['detail'], 200)})" if check["detail"] else "")
+            )
         if result["rows"]:
             columns = list(dict.fromkeys(k for row in result["rows"] for k in row))
             lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
             for row in result["rows"]:
-                lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+                lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |")
         if result["status"] not in ("ok", "skipped"):
             lines += ["", "```text", result["log_tail"][-1500:], "```"]
     return "\n".join(lines) + "\n"
