@@ -507,7 +507,7 @@ def demo(ctx: Context) -> None:
         dense_acs=totals["dense_acs"],
         acs=totals["acs"],
         neuron_layers=len(summary.firing_rates),
-        firing_rate_range=[round(min(summary.firing_rates.values()), 4), round(max(summary.firing_rates.values()), 4)],
+        firing_rate_range=[round(f(summary.firing_rates.values(), default=0), 4) for f in (min, max)],
     )
     # The reported sparsity against the checkpoint's θ and thresholds: |θ| <= d is an exact zero.
     state = load_checkpoint(out / "checkpoint.pth")["model"]
