@@ -62,7 +62,7 @@ def part(gpu_limit: int, dry_limit: int):
 
 
 class Context:
-    """What a part gets: its size preset and a way to record results as they come."""
+    """What a part gets: whether this is a dry run, its device, and a way to record results as they come."""
 
     def __init__(self, dry_run: bool, results: Path):
         self.dry_run = dry_run
