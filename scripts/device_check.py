@@ -45,7 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SITE = Path(tempfile.gettempdir()) / "snn-lats-device-site"  # spikingjelly on the GPU machine
 BUDGET_S = 475  # the whole check on the GPU; the limit is 8 minutes
-DRY_BUDGET_S = 900  # a dry run, on a small CPU
+DRY_BUDGET_S = 1800  # a dry run: generous, since a shared 2-core CPU can run it 5 times slower than an idle one
 
 # name -> (function, limit in seconds on the GPU, limit in a dry run)
 PARTS: dict[str, tuple[Callable, int, int]] = {}
@@ -148,7 +148,7 @@ def _distribution_version(name: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-@part(gpu_limit=30, dry_limit=60)
+@part(gpu_limit=30, dry_limit=120)
 def environment(ctx: Context) -> None:
     import importlib.metadata
 
@@ -197,7 +197,7 @@ def environment(ctx: Context) -> None:
         ctx.check("CuPy usable", info["cupy_unusable"] is None, info["cupy_unusable"] or "")
 
 
-@part(gpu_limit=75, dry_limit=120)
+@part(gpu_limit=75, dry_limit=240)
 def gpu_tests(ctx: Context) -> None:
     import xml.etree.ElementTree as ET
 
@@ -283,11 +283,11 @@ def _train_steps(model, batch: int, image: int, classes: int, amp, channels_last
 
 SEW_SIZES = {
     "gpu": dict(T=4, image=224, batches=(32, 64), width=64, classes=1000, warmup=2, steps=5),
-    "dry": dict(T=2, image=32, batches=(2, 4), width=8, classes=10, warmup=1, steps=1),
+    "dry": dict(T=2, image=16, batches=(2, 4), width=4, classes=10, warmup=1, steps=1),
 }
 
 
-@part(gpu_limit=110, dry_limit=120)
+@part(gpu_limit=110, dry_limit=300)
 def sew_throughput(ctx: Context) -> None:
     import torch
 
@@ -338,11 +338,11 @@ def sew_throughput(ctx: Context) -> None:
 
 RESNET50_SIZES = {
     "gpu": dict(batch=128, image=224, width=64, classes=1000, warmup=3, steps=10, backend="inductor"),
-    "dry": dict(batch=2, image=32, width=8, classes=10, warmup=1, steps=1, backend="aot_eager"),
+    "dry": dict(batch=2, image=16, width=4, classes=10, warmup=1, steps=1, backend="aot_eager"),
 }
 
 
-@part(gpu_limit=170, dry_limit=150)
+@part(gpu_limit=170, dry_limit=300)
 def resnet50(ctx: Context) -> None:
     import functools
 
@@ -380,7 +380,7 @@ def resnet50(ctx: Context) -> None:
         print(row, flush=True)
 
 
-@part(gpu_limit=30, dry_limit=60)
+@part(gpu_limit=30, dry_limit=120)
 def compile_breaks(ctx: Context) -> None:
     import torch
     import torch._dynamo as dynamo
@@ -416,7 +416,7 @@ def compile_breaks(ctx: Context) -> None:
         print(row, flush=True)
 
 
-@part(gpu_limit=30, dry_limit=60)
+@part(gpu_limit=30, dry_limit=120)
 def sop_overhead(ctx: Context) -> None:
     import importlib.util
     import statistics
@@ -475,7 +475,7 @@ def sop_overhead(ctx: Context) -> None:
     ctx.check("counter equals the brute-force count", counted == brute.ops, f"{counted} against {brute.ops}")
 
 
-@part(gpu_limit=110, dry_limit=240)
+@part(gpu_limit=110, dry_limit=480)
 def demo(ctx: Context) -> None:
     from snn_lats.engine.checkpoint import load_checkpoint
     from snn_lats.engine.evaluation import amp_dtype
