@@ -552,8 +552,8 @@ def demo(ctx: Context) -> None:
         )
         ctx.record("info", cpu_acc1=cpu.accuracy["acc1"], cpu_acs_per_sample=cpu.sops.totals["acs_per_sample"])
     # The trainer's mixed precision on this device: --amp (its default dtype here), and float16 with a GradScaler
-    # (a dry run: 12 steps, batch 128).
-    short = [*toy, "-b", "128"] if toy else ["--epochs", "2"]
+    # (a dry run: 12 steps of a smaller network still, as the CPU emulates float16 arithmetic slowly).
+    short = ["--epochs", "1", "--width", "4", "--image-size", "8", "-b", "128"] if toy else ["--epochs", "2"]
     for flags, config in (
         (["--amp"], TrainConfig(dataset="digits", amp=True)),
         (["--amp", "--amp-dtype", "float16"], TrainConfig(dataset="digits", amp=True, amp_dtype="float16")),
