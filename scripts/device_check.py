@@ -552,7 +552,8 @@ def demo(ctx: Context) -> None:
         )
         ctx.record("info", cpu_acc1=cpu.accuracy["acc1"], cpu_acs_per_sample=cpu.sops.totals["acs_per_sample"])
     # The trainer's mixed precision on this device: --amp (its default dtype here), and float16 with a GradScaler
-    # (a dry run: 12 steps of a smaller network still, as the CPU emulates float16 arithmetic slowly).
+    # (a dry run: 12 steps of a smaller network still: float16 convolutions on the CPU are torch's slow
+    # reference kernels, about 1 s a step here).
     short = ["--epochs", "1", "--width", "4", "--image-size", "8", "-b", "128"] if toy else ["--epochs", "2"]
     for flags, config in (
         (["--amp"], TrainConfig(dataset="digits", amp=True)),
