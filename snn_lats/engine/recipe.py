@@ -34,6 +34,7 @@ from snn_lats.networks import STEMS
 from snn_lats.pruning import GRADIENTS, SCHEDULES
 
 __all__ = [
+    "AMP_DTYPES",
     "ARCHITECTURE_FIELDS",
     "FIELD_NAMES",
     "NETWORK_FIELDS",
@@ -48,6 +49,8 @@ __all__ = [
 
 #: ``--prune`` values: the pruner's schedules, or no pruning.
 PRUNE_MODES: tuple[str, ...] = (*SCHEDULES, "none")
+#: ``--amp-dtype`` values: torch dtype names.
+AMP_DTYPES: tuple[str, ...] = ("bfloat16", "float16")
 
 
 class RecipeError(ValueError):
@@ -152,9 +155,24 @@ class TrainConfig:
     lr_step_size: int = option(30, "step schedule: epochs per decay", group="optimisation", minimum=1)
     lr_gamma: float = option(0.1, "step schedule: decay factor", group="optimisation", minimum=0)
     lr_min: float = option(0.0, "cosine schedule: final lr", group="optimisation", minimum=0)
-    amp: bool = option(False, "mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU)", group="optimisation")
+    amp: bool = option(False, "mixed precision: autocast to --amp-dtype", group="optimisation")
     channels_last: bool = option(False, "channels-last memory format", group="optimisation", trajectory=False)
-    sync_bn: bool = option(False, "synchronised BatchNorm across processes (CUDA only)", group="optimisation")
+    sync_bn: bool = option(
+        False, "synchronised BatchNorm across processes (CUDA only; SEW: T folded into the batch)", group="optimisation"
+    )
+    amp_dtype: str | None = option(
+        None,
+        "the autocast dtype of --amp: bfloat16, or float16 with a GradScaler (default: bfloat16 where the "
+        "device supports it, else float16)",
+        group="optimisation",
+        choices=AMP_DTYPES,
+    )
+    compile: bool = option(
+        False,
+        "torch.compile the training steps (evaluation and SOP counting stay eager)",
+        group="optimisation",
+        trajectory=False,
+    )
     # pruning
     prune: str = option("none", "threshold schedule", group="pruning", choices=PRUNE_MODES)
     l1: float | None = option(
@@ -247,6 +265,10 @@ class TrainConfig:
             raise RecipeError(f"lr_warmup_epochs ({self.lr_warmup_epochs}) must be < epochs ({self.epochs})")
         if self.label_smoothing >= 1:
             raise RecipeError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
+        if self.amp_dtype is not None and not self.amp:
+            raise RecipeError(
+                f"amp_dtype (--amp-dtype {self.amp_dtype}) is the dtype of --amp, which is off; add --amp"
+            )
         if self.dataset == "imagefolder" and not self.data_path:
             raise RecipeError("data_path (--data-path) is required for dataset 'imagefolder'")
         self._validate_pruning()

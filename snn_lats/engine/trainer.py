@@ -44,6 +44,7 @@ from snn_lats.engine.recipe import RecipeError, TrainConfig
 from snn_lats.engine.rundir import RunDirectory, check_resume, find_checkpoint
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SOPReport
+from snn_lats.networks import convert_sync_batchnorm
 from snn_lats.pruning import SoftThresholdPruner, sparsity_report
 
 __all__ = ["NonFiniteLossError", "RunState", "TrainingInterrupted", "train", "train_one_epoch"]
@@ -119,6 +120,12 @@ def _train(
 ) -> RunSummary:
     device = ctx.device
     output_dir = Path(config.output_dir)
+    if config.sync_bn and ctx.distributed and device.type != "cuda":
+        raise ValueError(
+            f"--sync-bn synchronises BatchNorm between CUDA processes (NCCL); these {ctx.world_size} processes run "
+            "on the CPU (gloo), where SyncBatchNorm cannot run. Drop --sync-bn: each process then normalises "
+            "over its own batch"
+        )
 
     # -- data, and the checkpoint to resume from: both checked before anything is written -------
     train_set, val_set, num_classes = build_datasets(config)
@@ -142,13 +149,13 @@ def _train(
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.sync_bn and ctx.distributed:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = convert_sync_batchnorm(model)  # multi-step BatchNorms keep T folded into the batch
     optimizer = build_optimizer(config, model)
     pruner = build_pruner(config, model, optimizer, steps_per_epoch, planned_step_lrs(config, steps_per_epoch))
     lr_scheduler = build_lr_scheduler(config, optimizer)  # after the pruner: "learnable" adds a group
-    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     mixed_precision = amp_dtype(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision == torch.float16)  # bfloat16 needs none
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     # -- resume --------------------------------------------------------------------------------------
     state = RunState()
@@ -186,6 +193,9 @@ def _train(
         train_model = model
         if ctx.distributed:
             train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # --compile: the training steps (around DDP, so that dynamo splits the graph at DDP's buckets);
+        # evaluation stays eager: the SOP counter's hooks would break and recompile the graph.
+        step_model = torch.compile(train_model) if config.compile else train_model
 
         def validate(logger: RunLogger) -> tuple[dict[str, float], SOPReport | None]:
             # Firing rates and SOPs are counted on rank 0 only (hooks, no collective).
@@ -210,7 +220,7 @@ def _train(
             _seed_epoch(config.seed, epoch, ctx.rank, state)
             set_epoch(train_loader, epoch, config.seed, skip_batches=state.epoch_step)
             train_metrics = train_one_epoch(
-                train_model, criterion, optimizer, pruner, scaler, train_loader, ctx, config, epoch, state, logger,
+                step_model, criterion, optimizer, pruner, scaler, train_loader, ctx, config, epoch, state, logger,
                 stop, saver, mixed_precision,
             )  # fmt: skip
             try:
