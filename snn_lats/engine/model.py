@@ -7,6 +7,7 @@ import fnmatch
 import json
 import os
 import pickle
+import struct
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -197,7 +198,7 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
             f"--weights {str(path)!r} holds objects other than tensors and containers; refusing to unpickle "
             f"it (weights_only=True): {str(error).splitlines()[0]}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, struct.error) as error:
         raise CheckpointError(f"--weights {str(path)!r} is truncated or not a torch file: {error}") from None
     if isinstance(content, Mapping) and content.get("format") == FORMAT:
         checkpoint = load_checkpoint(path)  # the format's own checks

@@ -234,7 +234,7 @@ class TrainConfig:
     weights: str | None = option(
         None,
         "start from these weights (fresh optimizer and pruner): an snn-lats checkpoint or export directory, "
-        "or a state dict (.pth, .safetensors) of a SpikingJelly SEW ResNet or a torchvision ResNet/MobileNet",
+        "or a state dict (.pth, .safetensors) of a SpikingJelly SEW ResNet or a torchvision ResNet",
         group="run",
     )
     recipe: str | None = option(
