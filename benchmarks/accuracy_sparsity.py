@@ -47,6 +47,7 @@ import math
 import multiprocessing
 import os
 import platform
+import re
 import shutil
 import statistics
 import sys
@@ -387,6 +388,56 @@ def paired_markdown(pairs: list[tuple[dict, dict]]) -> str:
     return "\n".join(lines + [""])
 
 
+def trajectory(log: str) -> list[tuple[float, float]]:
+    """``(c, s)`` at the end of every epoch of a run, from the trainer's epoch lines in its log
+    (``epoch k: ... sparsity S%  threshold ...  lr L ...``): ``c`` is the fraction of the run's
+    lr spent by then (every epoch has the same number of steps), ``s`` the weight sparsity."""
+    found = re.findall(r"^epoch \d+: .*\|  sparsity ([\d.]+)%.*?  lr ([\d.e+-]+)", log, re.M)
+    sparsity, lrs = [float(a) / 100 for a, _ in found], [float(b) for _, b in found]
+    spent = [sum(lrs[: k + 1]) / sum(lrs) for k in range(len(lrs))] if lrs else []
+    return list(zip(spent, sparsity))
+
+
+def trajectory_exponent(points: list[tuple[float, float]]) -> float | None:
+    """The exponent ``k`` of ``logit s(c) = logit s(1) + k·log c`` (the controller's model of a
+    constant-λ LATS run, ``TRAJECTORY_EXPONENT``), fitted by least squares through the run's own
+    end point, over the epochs before the last. None when the run has no such epoch."""
+    (_, final), *_ = points[-1:] or [(None, None)]
+    pairs = [(math.log(c), _logit(s) - _logit(final)) for c, s in points[:-1] if 0 < c < 1 and 0 < s < 1]
+    if final is None or not 0 < final < 1 or not pairs:
+        return None
+    return sum(x * y for x, y in pairs) / sum(x * x for x, _ in pairs)
+
+
+def trajectory_markdown(results: list[dict], cache: Path) -> str:
+    """The controller's held-out constant: the trajectory exponent of every hand-found LATS run here."""
+    from snn_lats.pruning.controller import TRAJECTORY_EXPONENT
+
+    groups: dict[tuple, list[float]] = {}
+    for r in results:
+        s = r["spec"]
+        log = cache / f"{spec_key(s)}.log"
+        if s["method"] == "lats" and log.exists():
+            k = trajectory_exponent(trajectory(log.read_text()))
+            if k is not None:
+                groups.setdefault((s["network"], s["level"]), []).append(k)
+    lines = [
+        "",
+        f"### The trajectory of constant-λ LATS (the controller assumes exponent {TRAJECTORY_EXPONENT})",
+        "",
+        "`logit s(c) = logit s(1) + k·log c`, `c` the fraction of the lr spent, fitted per hand-found LATS run "
+        "on its epoch ends.",
+        "",
+        "| network | level | fitted exponent k (mean ± std) | runs |",
+        "|---|---|---|---|",
+    ]
+    for (network, level), ks in sorted(groups.items()):
+        lines.append(
+            f"| {network.upper()} | {100 * level:g} % | {'{:.2f} ± {:.2f}'.format(*mean_std(ks))} | {len(ks)} |"
+        )
+    return "\n".join(lines + [""])
+
+
 def pretrained_markdown(runs: list[tuple[dict, dict, dict]], args) -> str:
     """Dense → ``--weights`` fine-tune against sparse from scratch for the same total epochs, seed by seed."""
     groups: dict[tuple, list[tuple[dict, dict, dict]]] = {}
@@ -664,6 +715,7 @@ def main(argv=None) -> int:
         f"PGH beta = {args.beta}; GMP to 75 % of training, masks every {args.gmp_every} steps."
     )
     text = markdown(rows, calibration, header) + (paired_markdown(pairs) if pairs else "")
+    text += trajectory_markdown(results, cache) if "lats" in args.methods else ""
     text += pretrained_markdown(pretrained, args) if pretrained else ""
     print(text)
     if args.table:

@@ -198,6 +198,11 @@ def test_paired_runs_aim_at_the_sparsity_each_hand_found_run_reached(tmp_path):
     # The oracle is the other run's own zero count: the controller lands on it (to 1e-6 rounding + ties).
     assert abs(target["sparsity"] - lats["sparsity"]) <= 1e-4
     assert "same seed" in done.stdout
+    # the trajectory read back from the run's own log ends at its final sparsity, all the lr spent
+    curve = load("accuracy_sparsity")
+    points = curve.trajectory((tmp_path / "cache" / f"{curve.spec_key(lats['spec'])}.log").read_text())
+    assert len(points) == 1 and points[0][0] == 1.0 and abs(points[0][1] - lats["sparsity"]) < 1e-4
+    assert "### The trajectory of constant-λ LATS" in done.stdout
 
 
 def test_paired_needs_both_methods(curve):
@@ -219,6 +224,16 @@ def test_pretrained_table_reports_the_seed_by_seed_differences(curve):
     assert "from scratch for 6 epochs" in text
     # by hand: dense 81 ± 1.41; pretrained 77.5 ± 0.71; scratch 76.5 ± 2.12; differences +3 and −1: 1 ± 2.83
     assert text.splitlines()[-1] == "| ANN | 90 % | 81.00 ± 1.41 | 77.50 ± 0.71 | 76.50 ± 2.12 | 1.00 ± 2.83 | 2 |"
+
+
+def test_trajectory_exponent_recovers_the_exponent_of_its_model(curve):
+    def logistic(z):
+        return 1 / (1 + math.exp(-z))
+
+    final = 0.95
+    points = [(c, logistic(curve._logit(final) + 2.3 * math.log(c))) for c in (0.2, 0.5, 0.8)] + [(1.0, final)]
+    assert curve.trajectory_exponent(points) == pytest.approx(2.3, abs=1e-9)
+    assert curve.trajectory_exponent([(1.0, final)]) is None  # one epoch: nothing to fit
 
 
 def test_pretrained_needs_dense(curve):
