@@ -402,9 +402,11 @@ def trajectory_exponent(points: list[tuple[float, float]]) -> float | None:
     """The exponent ``k`` of ``logit s(c) = logit s(1) + k·log c`` (the controller's model of a
     constant-λ LATS run, ``TRAJECTORY_EXPONENT``), fitted by least squares through the run's own
     end point, over the epochs before the last. None when the run has no such epoch."""
-    (_, final), *_ = points[-1:] or [(None, None)]
+    final = points[-1][1] if points else None
+    if final is None or not 0 < final < 1:
+        return None
     pairs = [(math.log(c), _logit(s) - _logit(final)) for c, s in points[:-1] if 0 < c < 1 and 0 < s < 1]
-    if final is None or not 0 < final < 1 or not pairs:
+    if not pairs:
         return None
     return sum(x * y for x, y in pairs) / sum(x * x for x, _ in pairs)
 

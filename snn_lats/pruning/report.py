@@ -34,8 +34,8 @@ class SparsityReport(Report):
         return None if value is None else float(value)
 
     def describe(self) -> str:
-        """One line naming both denominators, e.g. ``weight sparsity 90.00% of the 21 pruned layers'
-        weights, 89.95% of all weights``."""
+        """One line naming both denominators, e.g. ``weight sparsity 90.00% of the 20 pruned layers'
+        174,552 weights, 89.67% of all 175,192 weights``."""
         line = (
             f"weight sparsity {100 * self.global_sparsity:.2f}% of the {self.totals['layers']} pruned layers' "
             f"{self.totals['numel']:,} weights"
