@@ -38,7 +38,7 @@ from snn_lats.engine.checkpoint import CHECKPOINT_NAME, CheckpointSaver, check_a
 from snn_lats.engine.data import build_datasets, build_loaders, set_epoch
 from snn_lats.engine.evaluation import EvaluationStopped, amp_dtype, autocast, evaluate, evaluate_checkpoint
 from snn_lats.engine.logger import RunLogger, plot_history
-from snn_lats.engine.model import build_model, build_pruner
+from snn_lats.engine.model import build_model, build_pruner, load_weights
 from snn_lats.engine.optim import build_lr_scheduler, build_optimizer, planned_step_lrs
 from snn_lats.engine.recipe import RecipeError, TrainConfig
 from snn_lats.engine.rundir import RunDirectory, check_resume, find_checkpoint
@@ -145,7 +145,12 @@ def _train(
 
     # -- network, optimizer, pruner, lr schedule, AMP ----------------------------------------------
     torch.manual_seed(config.seed)  # the same initial weights on every rank
-    model = build_model_fn(config, num_classes).to(device)
+    model = build_model_fn(config, num_classes)
+    if config.weights and checkpoint is None:  # a starting point; a resumed run continues from its own
+        loaded = load_weights(model, config)
+        if ctx.is_main:
+            print(loaded)
+    model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.sync_bn and ctx.distributed:
@@ -506,8 +511,8 @@ def _print_summary(summary: RunSummary, console: RunLogger, output_dir: Path) ->
         console.print(f"firing rates (spikes per neuron per time step): {rates}")
     energy = summary.energy_pj_per_sample()
     console.print(
-        f"accuracy: top-1 {summary.accuracy['acc1']:.2f}%  top-5 {summary.accuracy['acc5']:.2f}%  |  global weight "
-        f"sparsity {100 * summary.sparsity.global_sparsity:.2f}%"
+        f"accuracy: top-1 {summary.accuracy['acc1']:.2f}%  top-5 {summary.accuracy['acc5']:.2f}%  |  "
+        + summary.sparsity.describe()
         + (f"  |  energy {energy / 1e6:.4g} uJ per sample" if energy is not None else "")
     )
     if warning := summary.sparsity.warning():
