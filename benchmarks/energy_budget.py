@@ -219,7 +219,7 @@ def main(argv=None) -> int:
             for level in own.calibration_levels
         }
         calibration: dict[tuple, list] = {key: [] for key in matched}
-        for (n, m, level), job in tqdm(jobs.items(), desc="calibrating", unit="run"):
+        for (n, m, _level), job in tqdm(jobs.items(), desc="calibrating", unit="run"):
             result = job.result()
             calibration[n, m].append((result["sparsity"], result["energy_uj"]))
         # 2. every budget over the seeds

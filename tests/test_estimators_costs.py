@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 from test_estimators import Recorder, TinySEW, brute_force, init_spiking, is_counts, prune_randomly
+from torch import nn
 
 from snn_lats.estimators import ENERGY_PRESETS, SynapticOpCounter
 

@@ -28,10 +28,10 @@ __all__ = ["DATA_FLAGS", "add_parser", "count", "run"]
 
 #: Data flags (TrainConfig field names) that override the checkpoint's or the defaults, with their help.
 DATA_FLAGS = {
-    "dataset": "imagefolder (--data-path) or the offline digits (default without a checkpoint: "
-    "imagefolder if --data-path is given, else digits)",
-    "data_path": "root holding train/<class>/* and val/<class>/*",
-    "image_size": "digits only: side of the upsampled images (default: 32)",
+    "dataset": "where the images come from, as for snn-lats train (default without a checkpoint: "
+    "imagefolder if --data-path is given, else the offline digits)",
+    "data_path": "the data set's folder (imagefolder: train/<class>/* and val/<class>/*)",
+    "image_size": "digits, MNIST, Fashion-MNIST, CIFAR: side of the images (default: the data set's own)",
     "val_resize_size": "image folders: resize before the centre crop (default: 256)",
     "val_crop_size": "image folders: centre crop (default: 224)",
     "bad_images": "an unreadable image: skip it or fail",

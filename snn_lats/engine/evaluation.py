@@ -208,7 +208,21 @@ def evaluate_checkpoint(
 
 
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``config.amp``: float16 on CUDA (with a GradScaler), bfloat16 on the CPU."""
+    """The autocast dtype of ``config.amp`` on ``device``; None without ``--amp``.
+
+    ``config.amp_dtype`` when given; otherwise bfloat16 where the device computes it natively (the
+    CPU; CUDA GPUs from Ampere on), float16 elsewhere. bfloat16 has float32's exponent range and
+    needs no loss scaling; float16 trains with a ``GradScaler``. ValueError for bfloat16 on a GPU
+    without it (which would emulate it slowly).
+    """
     if not config.amp:
         return None
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
+    native_bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported(including_emulation=False)
+    if config.amp_dtype is None:
+        return torch.bfloat16 if native_bf16 else torch.float16
+    if config.amp_dtype == "bfloat16" and not native_bf16:
+        raise ValueError(
+            f"--amp-dtype bfloat16: {torch.cuda.get_device_name(device)} has no native bfloat16; "
+            "use --amp-dtype float16"
+        )
+    return getattr(torch, config.amp_dtype)

@@ -66,9 +66,10 @@ class L1Controller:
     ``l1`` and only the costs are re-measured.
 
     ``planned``: the planned lr of every window step (a target needs it; ``Σ > 0``); without a
-    target, ``window`` is the number of window steps instead (None: a window without end). ``layers``: ``{name: (param group, layer_scale)}`` of every pruned layer;
-    ``ref_group``: the group of :meth:`global_threshold`. ``start_step``: forwards before the
-    window that can be measured. :class:`SoftThresholdPruner` drives it.
+    target, ``window`` is the number of window steps instead (None: a window without end).
+    ``layers``: ``{name: (param group, layer_scale)}`` of every pruned layer; ``ref_group``: the
+    group of :meth:`global_threshold`. ``start_step``: forwards before the window that can be
+    measured. :class:`SoftThresholdPruner` drives it.
     """
 
     def __init__(

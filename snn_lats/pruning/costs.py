@@ -164,9 +164,12 @@ class CostMeter:
         events, samples = self._events()
         return {
             "samples": samples,
-            "events": {name: [[list(shape), None if pad is None else list(pad), s, n]
-                              for (shape, pad), (s, n) in shapes.items()]
-                       for name, shapes in events.items()},  # fmt: skip
+            "events": {
+                name: [
+                    [list(shape), None if pad is None else list(pad), s, n] for (shape, pad), (s, n) in shapes.items()
+                ]
+                for name, shapes in events.items()
+            },  # fmt: skip
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -189,7 +192,9 @@ def _all_reduce(events: dict[str, dict[tuple, list[torch.Tensor]]], samples: int
         return samples
     tensors = [t for name in sorted(events) for key in sorted(events[name]) for t in events[name][key]]
     device = tensors[0].device if tensors else torch.device("cpu")
-    flat = torch.cat([t.flatten() for t in tensors] + [torch.tensor([float(samples)], dtype=torch.float64, device=device)])
+    flat = torch.cat(
+        [t.flatten() for t in tensors] + [torch.tensor([float(samples)], dtype=torch.float64, device=device)]
+    )
     dist.all_reduce(flat)
     offset = 0
     for t in tensors:

@@ -204,7 +204,7 @@ class SoftThresholdPruner:
         ref_group = next(iter(group_of.values())) if group_of else 0
         self._controller: L1Controller | None = None
         self._meter: CostMeter | None = None
-        (target_name, target), = targets.items() if targets else ((None, None),)
+        ((target_name, target),) = targets.items() if targets else ((None, None),)
         measure = _TARGETS[target_name] if target_name is not None else cost
         if measure is not None:
             window = None if self.end_step is None else self.end_step - self.start_step
@@ -411,16 +411,16 @@ class SoftThresholdPruner:
             if cost not in COSTS:
                 raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
             if schedule != "lats" or l1 is None:
-                raise ValueError("cost weighs the L1 term of an explicit l1 with schedule='lats' (a target weighs its own)")
+                raise ValueError(
+                    "cost weighs the L1 term of an explicit l1 with schedule='lats' (a target weighs its own)"
+                )
         energy = cost == "energy" or "target_energy" in targets
         if energy_preset is not None and not energy:
             raise ValueError("energy_preset prices energy: it applies to target_energy and cost='energy' only")
         if retarget_every is not None and not (targets or cost is not None):
             raise ValueError("retarget_every applies to a target (target_sparsity, target_sops, target_energy) or cost")
         if lr_schedule is not None and (schedule not in LR_DRIVEN or (final_threshold is None and not targets)):
-            raise ValueError(
-                "lr_schedule is only used with final_threshold or a target, and schedule 'lats' or 'pgh'"
-            )
+            raise ValueError("lr_schedule is only used with final_threshold or a target, and schedule 'lats' or 'pgh'")
         if lr_schedule is not None and not (callable(lr_schedule) or isinstance(lr_schedule, Sequence)):
             raise TypeError(
                 f"lr_schedule must be a sequence of lrs or a callable step -> lr, got {type(lr_schedule).__name__}"
