@@ -371,7 +371,11 @@ class SoftThresholdPruner:
             raise ValueError(f"give one target: {' and '.join(targets)} each set the strength of the pruning")
         for name in ("target_sops", "target_energy"):
             value = targets.get(name)
-            if value is not None and not (check_number(value, name) > 0 and math.isfinite(value)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number > 0, got {value}")
         if targets:
             (name,) = targets
