@@ -72,7 +72,7 @@ def test_yaml_exponent_strings_are_numbers_and_types_are_checked(tmp_path):
         ({"prune": "lats", "final_threshold": 0.1, "beta": 0.5}, "applies to prune='pgh' only"),
         ({"prune": "lats"}, "needs --l1, --final-threshold, --target-sparsity, --target-sops or --target-energy"),
         ({"prune": "lats", "target_sops": 1e6, "l1": 0.01}, "not l1 and target_sops"),
-        ({"prune": "lats", "target_energy_uj": 1.0, "final_threshold": 0.1}, "not final_threshold and target_energy_uj"),
+        ({"prune": "lats", "target_energy_uj": 1.0, "final_threshold": 0.1}, "not final_threshold and target_energy"),
         ({"prune": "lats", "target_sops": 1e6, "target_sparsity": 0.9}, "not target_sparsity and target_sops"),
         ({"prune": "pgh", "target_sops": 1e6, "beta": 0.5}, "drives prune='lats' only"),
         ({"prune": "lats", "target_sops": 0.0}, "target_sops must be a finite number > 0"),

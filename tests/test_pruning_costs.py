@@ -7,6 +7,7 @@ rescaled problem, at ``α = λ(1 − μ)/(1 − τ)`` under heavy-ball momentum 
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 
@@ -409,3 +410,30 @@ def test_an_ac_only_preset_prices_a_spiking_network():
     pruner = SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), "lats", target_energy=10.0,
                                  energy_preset=preset, lr_schedule=LR)  # fmt: skip
     assert pruner.energy_preset == preset and pruner.target_energy == 10.0
+
+
+def test_check_target_refuses_before_training_and_leaves_the_model_and_the_rng_as_they_were():
+    """The oracle: the exact count of the unpruned network on the same batch, in training mode
+    (the dropout masks drawn from the same RNG state)."""
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
+    x = torch.randn(32, 6).relu()  # zeros in the input: the first layer's MACs depend on them
+    for factor, refused in ((1.0, True), (0.999, False)):
+        rng = torch.get_rng_state()
+        oracle = copy.deepcopy(plain).train()
+        with torch.no_grad(), SynapticOpCounter(oracle) as counter:
+            oracle(x)
+        report = counter.report()
+        torch.set_rng_state(rng)
+        model = copy.deepcopy(plain)
+        target = factor * (report.acs_per_sample + report.macs_per_sample)
+        pruner = SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), "lats", target_sops=target,
+                                     lr_schedule=LR)  # fmt: skip
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        if refused:
+            with pytest.raises(ValueError, match=r"is not below the unpruned network's .* on 32 training samples"):
+                pruner.check_target(x)
+        else:
+            pruner.check_target(x)
+        assert torch.equal(torch.get_rng_state(), rng)
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # BatchNorm statistics too

@@ -158,6 +158,10 @@ def _train(
         model = convert_sync_batchnorm(model)  # multi-step BatchNorms keep T folded into the batch
     optimizer = build_optimizer(config, model)
     pruner = build_pruner(config, model, optimizer, steps_per_epoch, planned_step_lrs(config, steps_per_epoch))
+    if pruner is not None and checkpoint is None and (pruner.target_sops or pruner.target_energy):
+        images = _spread_batch(train_set, config.batch_size, device, config.channels_last)
+        if images is not None:  # (else the first measurement in training checks it)
+            pruner.check_target(images)
     lr_scheduler = build_lr_scheduler(config, optimizer)  # after the pruner: "learnable" adds a group
     mixed_precision = amp_dtype(config, device)
     scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision == torch.float16)  # bfloat16 needs none
@@ -277,6 +281,20 @@ def _train(
             _write_outputs(summary, output_dir)
             _print_summary(summary, console, output_dir)
         return summary
+
+
+def _spread_batch(dataset, size: int, device: torch.device, channels_last: bool) -> torch.Tensor | None:
+    """``size`` training images spread evenly over ``dataset`` by index (every class of a sorted
+    image folder), for checking a cost target before anything is written; the augmentation runs
+    under a forked RNG, so the run's own random stream is untouched."""
+    n = len(dataset)
+    indices = sorted({round(i * (n - 1) / max(size - 1, 1)) for i in range(min(size, n))})
+    with torch.random.fork_rng(devices=[]):
+        images = [item[0] for item in (dataset[i] for i in indices) if item is not None]
+    if not images:
+        return None
+    images = torch.stack(images).to(device)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
 @contextlib.contextmanager

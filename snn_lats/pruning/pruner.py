@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -338,20 +339,8 @@ class SoftThresholdPruner:
             )
             return
         dense = measurement.fixed + sum(float(c.sum()) for c in measurement.costs.values())
-        target = controller.target
-        if target is not None and self._estimate is None:  # the first measurement: is the target reachable?
-            unit = "pJ" if controller.measure == "energy" else "SOPs"
-            seen = f"on its first {measurement.samples} training samples"
-            if target >= dense:
-                raise ValueError(
-                    f"{controller.describe()} is not below the unpruned network's {dense:.6g} {unit} per sample "
-                    f"{seen}: there is nothing to prune"
-                )
-            if target <= measurement.fixed:
-                raise ValueError(
-                    f"{controller.describe()} cannot be reached: the synaptic layers left out of the pruning "
-                    f"already cost {measurement.fixed:.6g} {unit} per sample {seen}"
-                )
+        if self._estimate is None:  # the first measurement: is the target reachable?
+            self._check_reachable(measurement, f"on its first {measurement.samples} training samples")
         controller.retarget(k, **kwargs, costs=measurement.costs, fixed_cost=measurement.fixed)
         pruned = measurement.fixed
         with torch.no_grad():
@@ -359,6 +348,55 @@ class SoftThresholdPruner:
                 alive = theta.abs() > controller.threshold(name, self._lr_sum)
                 pruned += float((measurement.costs[name] * alive).sum())
         self._estimate = {"step": self.step_count, "samples": measurement.samples, "dense": dense, "pruned": pruned}
+
+    def _check_reachable(self, measurement, seen: str) -> None:
+        """ValueError when a cost target is not below the network's cost unpruned, or not above what
+        the synaptic layers left out of the pruning cost (``measurement``: the costs of every weight)."""
+        controller = self._controller
+        target = controller.target
+        if target is None:
+            return
+        dense = measurement.fixed + sum(float(c.sum()) for c in measurement.costs.values())
+        unit = "pJ" if controller.measure == "energy" else "SOPs"
+        if target >= dense:
+            raise ValueError(
+                f"{controller.describe()} is not below the unpruned network's {dense:.6g} {unit} per sample "
+                f"{seen}: there is nothing to prune"
+            )
+        if target <= measurement.fixed:
+            raise ValueError(
+                f"{controller.describe()} cannot be reached: the synaptic layers left out of the pruning "
+                f"already cost {measurement.fixed:.6g} {unit} per sample {seen}"
+            )
+
+    @torch.no_grad()
+    def check_target(self, inputs: torch.Tensor) -> None:
+        """Refuse, before training, a ``target_sops``/``target_energy`` that cannot be reached: the
+        same check as at the first measurement in training, on one forward of ``inputs`` (a training
+        batch) through a copy of the model in training mode, with every weight as it is (unpruned at
+        the start). The model, its buffers (BatchNorm statistics) and the RNG are left as they were,
+        so a run that passes trains exactly as without the check. Nothing to check without a cost
+        target."""
+        self._check_live()
+        if self._meter is None or self._controller.target is None:
+            return
+        armed = self._meter.armed
+        self._meter.arm(False)  # the copy must not carry the meter's hooks
+        try:
+            model = copy.deepcopy(self.model)
+        finally:
+            self._meter.arm(armed)
+        model.train().requires_grad_(False)
+        modules = dict(model.named_modules())
+        meter = CostMeter(model, {name: modules[name] for name in self.layers}, self._meter.cost, self._meter.preset)
+        devices = [inputs.device] if inputs.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():  # the meter counts training forwards
+            meter.arm(True)
+            try:
+                model(inputs)
+            finally:
+                meter.close()
+        self._check_reachable(meter.take(), f"on {inputs.shape[0]} training samples (checked before training)")
 
     # --- argument checks ---------------------------------------------------------------------
     def _check_arguments(
