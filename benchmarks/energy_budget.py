@@ -199,7 +199,7 @@ def main(argv=None) -> int:
 
     cache = Path(args.output_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    per_epoch = acc.steps_per_epoch(args)
+    per_epoch, _, _ = acc.data_sizes(args)
 
     def spec(network, method, seed, **extra):
         s = {"network": network, "method": RUN_METHOD[method], "base": acc.base_config(args, network, seed)}
