@@ -66,18 +66,28 @@ class SoftThresholdPruner:
 
     Target sparsity (``schedule="lats"``, ``target_sparsity=s``, with ``lr_schedule`` and
     ``end_step``/``total_steps``, instead of ``l1``/``final_threshold``): a
-    :class:`TargetSparsityController` picks λ. Every ``retarget_every`` window steps (default:
+    :class:`L1Controller` picks λ. Every ``retarget_every`` window steps (default:
     ``RE_ESTIMATES`` = 32 times over the window) it sets λ so that the sparsity at the next
     re-estimate follows the trajectory of constant-λ LATS,
     ``logit s(c) = logit s + TRAJECTORY_EXPONENT·log c`` (``c``: fraction of the planned lr
     spent), predicting each weight from its recent drift
-    (:meth:`TargetSparsityController.retarget`). Guarantees:
+    (:meth:`L1Controller.retarget`). Guarantees:
     between re-estimates λ is constant (ISTA on a fixed ``L + λ‖w‖₁``) and ``λ ≥ 0``, so the
     threshold never shrinks inside the window; at ``end_step`` the thresholds are set to the
     exact quantile of the final θ, so the sparsity at ``end_step`` is ``s`` (up to ties: at most
     one weight per ``N`` above). That last correction is the only step off the piecewise-constant
     λ, and small when θ drifts slowly (``implied_l1()`` shows it). After ``end_step`` the
     thresholds are fixed; with the straight-through gradient weights may still regrow or die.
+
+    Cost targets (``schedule="lats"``, ``target_sops=S`` per sample, or ``target_energy=E`` in pJ
+    per sample with ``energy_preset``, instead of ``l1``/``final_threshold``/``target_sparsity``):
+    the L1 term becomes ``λ·Σ_l c_l‖w_l‖₁``, ``c_l`` the mean cost per sample of one of layer
+    ``l``'s weights in the exact synaptic-operation count, measured on the training forwards by
+    a :class:`CostMeter` and re-measured at every re-estimate; layer ``l``'s threshold grows by
+    ``λ·c_l·η_t``. The same controller picks λ, counting pruned cost instead of pruned weights, so
+    that the training count at ``end_step`` is ``S`` (or ``E``). ``cost="sops"``/``"energy"`` with an
+    explicit ``l1`` is the weighted objective without a target. :meth:`check_target` refuses an
+    unreachable target before training.
 
     With param groups of different lrs, each layer follows its own group's lr: one λ, one
     objective, so a layer whose lr is ``k×`` the planned one reaches ``k·D``. ``layer_scale``
