@@ -138,8 +138,8 @@ class _Graph:
 
     def neuron(self, name: str, node: nn.Module, x: list[str], shape: Shape) -> list[str]:
         kind = type(node).__name__
-        if not isinstance(node, sj_neuron.BaseNode):
-            raise NIRExportError(name, kind, "expected a SpikingJelly spiking neuron")
+        if not isinstance(node, (sj_neuron.IFNode, sj_neuron.LIFNode, sj_neuron.ParametricLIFNode)):
+            raise NIRExportError(name, kind, "only IF, LIF and PLIF neurons have a NIR form here")
         if node.v_reset is None:
             raise NIRExportError(
                 name,
@@ -158,7 +158,7 @@ class _Graph:
         zeros = _array(0.0, shape)
         if isinstance(node, sj_neuron.IFNode):
             nir_node = self.nir.IF(r=_array(1.0 / self.dt, shape), v_threshold=threshold, v_reset=zeros)
-        elif isinstance(node, (sj_neuron.LIFNode, sj_neuron.ParametricLIFNode)):
+        else:
             if isinstance(node, sj_neuron.ParametricLIFNode):
                 tau = 1.0 / float(node.w.detach().sigmoid())
             else:
@@ -171,8 +171,6 @@ class _Graph:
                 v_reset=zeros.copy(),
             )
             nir_node.metadata = {"tau_steps": tau}
-        else:
-            raise NIRExportError(name, kind, "only IF, LIF and PLIF neurons have a NIR form here")
         return self.add(name, nir_node, x)
 
 

@@ -1,0 +1,438 @@
+"""Deployment formats (snn_lats.deploy), checked against outside oracles.
+
+- BatchNorm folding: the folded convolution against the unfolded conv then BN (eval mode).
+- NIR: every node's parameters against NIR's equations read as forward Euler with step dt; the
+  file read back with ``nir.read``; and the whole graph *run by other simulators* against the
+  toolkit's own forward of the unfolded network: Norse's IF/LIF cells and its node translation
+  (through nirtorch's graph interpreter), and snnTorch's ``import_from_nir``.
+- Sparse files: decoding against the dense tensors, size against the closed form, and the network
+  loaded from it against the network loaded from the dense file.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save as safetensors_bytes
+from spikingjelly.activation_based import neuron as sj_neuron
+from torch import nn
+
+from snn_lats import networks
+from snn_lats.deploy import NIRExportError, decode_sparse, encode_sparse, fold_batchnorm, load_sparse, save_sparse
+
+DT = 1e-4
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _prune(model: nn.Module, sparsity: float, seed: int = 0) -> None:
+    """Zero the smallest-magnitude fraction ``sparsity`` of every conv and linear weight."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                w = m.weight
+                w.add_(1e-3 * torch.randn(w.shape, generator=generator))  # no ties
+                k = int(sparsity * w.numel())
+                if k:
+                    w[w.abs() <= w.abs().flatten().kthvalue(k).values] = 0
+
+
+def _calibrate(model: nn.Module, x: torch.Tensor, beta: float = 0.3) -> None:
+    """Give every BatchNorm the statistics of ``x`` and a positive shift, so that every layer fires
+    (random weights would leave the deeper layers silent and the comparison vacuous)."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # running statistics = those of the batch
+            nn.init.ones_(m.weight)
+            nn.init.constant_(m.bias, beta)
+    model.train()
+    with torch.no_grad():
+        model(x)
+    model.eval()
+
+
+def _firing_rates(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    rates, hooks = {}, []
+    for name, m in model.named_modules():
+        if isinstance(m, sj_neuron.BaseNode):
+            hooks.append(m.register_forward_hook(lambda mod, i, o, name=name: rates.__setitem__(name, float(o.mean()))))
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return rates
+
+
+# ---------------------------------------------------------------------------------------------
+# BatchNorm folding
+
+
+@pytest.mark.parametrize("bias, stride, groups", [(False, 1, 1), (True, 2, 1), (False, 1, 2)])
+def test_folded_conv_equals_conv_then_batchnorm_in_eval_mode(bias, stride, groups):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, stride=stride, padding=1, bias=bias, groups=groups)
+    bn = nn.BatchNorm2d(6, eps=1e-3)
+    with torch.no_grad():
+        conv.weight[torch.rand_like(conv.weight) < 0.7] = 0  # pruned synapses
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.1, 3)
+        bn.weight.uniform_(-2, 2)
+        bn.bias.uniform_(-1, 1)
+    bn.eval()
+    weight, folded_bias = fold_batchnorm(conv, bn)
+    x = torch.randn(3, 4, 9, 9)
+    with torch.no_grad():
+        expected = bn(conv(x))
+        folded = nn.functional.conv2d(x, weight, folded_bias, stride=stride, padding=1, groups=groups)
+    torch.testing.assert_close(folded, expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(weight == 0, conv.weight == 0)  # pruned synapses stay exactly zero (all γ != 0)
+    assert weight.dtype == conv.weight.dtype
+
+
+def test_folding_needs_running_statistics():
+    with pytest.raises(ValueError, match="running statistics"):
+        fold_batchnorm(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3, track_running_stats=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# NIR: node parameters, structure, refusals
+
+
+def _network(stem="cifar", cnf="ADD", neuron="if", size=16, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    net = networks.create("sew_resnet18", num_classes=10, T=4, width=8, stem=stem, cnf=cnf, neuron=neuron, **kwargs)
+    _prune(net, 0.6, seed)
+    x = torch.rand(8, 3, size, size) * 2
+    _calibrate(net, x)
+    return net, x
+
+
+def test_neuron_parameters_are_nir_equations_read_as_euler_steps_of_dt():
+    nir = pytest.importorskip("nir")
+    from snn_lats.deploy import to_nir
+
+    # IF: v += dt·R·I = I needs R = 1/dt. LIF: v += dt/τ·(v_leak - v + R·I) is SpikingJelly's
+    # H = V + (X - V)/τ_SJ for τ = τ_SJ·dt, R = 1, and H = V - V/τ_SJ + X for R = τ_SJ.
+    net, _ = _network(neuron="if")
+    graph = to_nir(net, (3, 16, 16), dt=DT)
+    sn1 = graph.nodes["sn1"]
+    assert isinstance(sn1, nir.IF) and sn1.r.shape == (8, 16, 16)
+    np.testing.assert_allclose(sn1.r, 1 / DT)
+    assert np.all(sn1.v_threshold == 1.0) and np.all(sn1.v_reset == 0.0)
+
+    for decay_input, r in ((True, 1.0), (False, 3.0)):
+        net, _ = _network(neuron="lif", neuron_kwargs={"tau": 3.0, "decay_input": decay_input})
+        node = to_nir(net, (3, 16, 16), dt=DT).nodes["layer2.0.sn1"]
+        assert isinstance(node, nir.LIF) and node.tau.shape == (16, 8, 8)
+        np.testing.assert_allclose(node.tau, 3.0 * DT, rtol=1e-6)
+        np.testing.assert_allclose(node.r, r)
+        assert np.all(node.v_leak == 0) and np.all(node.v_reset == 0) and np.all(node.v_threshold == 1)
+
+    net, _ = _network(neuron="plif")
+    w = float(net.sn1.w.detach())
+    np.testing.assert_allclose(to_nir(net, (3, 16, 16), dt=DT).nodes["sn1"].tau, DT / (1 / (1 + np.exp(-w))), rtol=1e-5)
+
+
+def test_graph_structure_folded_weights_and_sew_add_as_edge_fan_in():
+    nir = pytest.importorskip("nir")
+    from snn_lats.deploy import to_nir
+
+    net, _ = _network(stem="imagenet", size=32)
+    graph = to_nir(net, (3, 32, 32), dt=DT)
+    edges = set(graph.edges)
+    # Stem: conv1 (+bn1) -> sn1 -> max-pool as sum-pool and threshold.
+    assert {("input", "conv1"), ("conv1", "sn1"), ("sn1", "maxpool.sum"), ("maxpool.sum", "maxpool")} <= edges
+    assert isinstance(graph.nodes["maxpool.sum"], nir.SumPool2d) and isinstance(graph.nodes["maxpool"], nir.Threshold)
+    # ADD: layer1.0's output is the sum of its sn2 and its identity (the max-pool): layer1.1's conv1
+    # and layer1.1's own identity both receive both; layer1.1's output then sums three sources.
+    assert {("layer1.0.sn2", "layer1.1.conv1"), ("maxpool", "layer1.1.conv1")} <= edges
+    assert {(s, "layer2.0.conv1") for s in ("layer1.1.sn2", "layer1.0.sn2", "maxpool")} <= edges
+    assert {(s, "layer2.0.downsample.0") for s in ("layer1.1.sn2", "layer1.0.sn2", "maxpool")} <= edges
+    assert {("layer4.1.sn2", "avgpool"), ("layer4.0.downsample_sn", "avgpool"), ("layer4.0.sn2", "avgpool")} <= edges
+    assert {("avgpool", "flatten"), ("flatten", "fc"), ("fc", "output")} <= edges
+    # Every conv is its BatchNorm folded in; pruned synapses are exact zeros in the graph.
+    for name, bn_name in (
+        ("conv1", "bn1"),
+        ("layer1.0.conv2", "layer1.0.bn2"),
+        ("layer3.0.downsample.0", "layer3.0.downsample.1"),
+    ):
+        conv, bn = net.get_submodule(name), net.get_submodule(bn_name)
+        node = graph.nodes[name]
+        weight, bias = fold_batchnorm(conv, bn)
+        np.testing.assert_array_equal(node.weight, weight.numpy())
+        np.testing.assert_array_equal(node.bias, bias.numpy())
+        assert np.array_equal(node.weight == 0, (conv.weight == 0).numpy()) and (node.weight == 0).mean() > 0.5
+    np.testing.assert_array_equal(graph.nodes["fc"].weight, net.fc.weight.detach().numpy())
+    assert graph.metadata["T"] == 4 and graph.metadata["dt"] == DT
+
+
+def test_nir_file_reads_back_with_nir_read(tmp_path):
+    nir = pytest.importorskip("nir")
+    from snn_lats.deploy import to_nir
+
+    net, _ = _network(cnf="IAND")
+    graph = to_nir(net, (3, 16, 16), dt=DT)
+    nir.write(tmp_path / "net.nir", graph)
+    back = nir.read(tmp_path / "net.nir")
+    assert set(back.nodes) == set(graph.nodes) and sorted(back.edges) == sorted(graph.edges)
+    for name, node in graph.nodes.items():
+        assert type(back.nodes[name]) is type(node)
+        for field in ("weight", "bias", "r", "tau", "v_threshold", "v_reset", "threshold", "scale"):
+            if hasattr(node, field):
+                np.testing.assert_array_equal(getattr(back.nodes[name], field), getattr(node, field))
+    assert back.metadata["readout"] == "logits = mean over the T steps of the output"
+
+
+@pytest.mark.parametrize(
+    "change, module, reason",
+    [
+        ("ann", "the model", "ANN"),
+        ("soft_reset", "sn1", "soft reset"),
+        ("v_reset", "layer1.0.sn1", "v_reset=-0.5"),
+        ("mixed_cnf", "layer1.1", "sum of an ADD join"),
+        ("ceil_mode", "maxpool", "ceil_mode"),
+        ("no_running_stats", "layer2.0.conv2", "running statistics"),
+        ("other_neuron", "layer3.0.sn2", "only IF, LIF and PLIF"),
+    ],
+)
+def test_what_nir_cannot_express_is_refused_naming_the_module(change, module, reason):
+    pytest.importorskip("nir")
+    from snn_lats.deploy import to_nir
+
+    net, _ = _network(stem="imagenet", size=32)
+    if change == "ann":
+        net = networks.create("resnet18", num_classes=10, width=8, stem="cifar")
+    elif change == "soft_reset":
+        net.sn1.v_reset = None
+    elif change == "v_reset":
+        net.layer1[0].sn1.v_reset = -0.5
+    elif change == "mixed_cnf":
+        net.layer1[1].cnf = "AND"  # its identity is layer1.0's ADD output: counts 0, 1, 2
+    elif change == "ceil_mode":
+        net.maxpool.ceil_mode = True
+    elif change == "no_running_stats":
+        net.layer2[0].bn2 = nn.BatchNorm2d(16, track_running_stats=False)
+    elif change == "other_neuron":
+        net.layer3[0].sn2 = sj_neuron.QIFNode(step_mode="m")
+    with pytest.raises(NIRExportError, match=reason) as error:
+        to_nir(net, (3, 32, 32), dt=DT)
+    assert str(error.value).startswith(f"cannot export {module} (")
+    assert error.value.module == module
+
+
+def test_bad_arguments_of_to_nir():
+    pytest.importorskip("nir")
+    from snn_lats.deploy import to_nir
+
+    net, _ = _network()
+    with pytest.raises(ValueError, match="dt must be > 0"):
+        to_nir(net, (3, 16, 16), dt=0)
+    with pytest.raises(ValueError, match="input_shape must be"):
+        to_nir(net, (16, 16), dt=DT)
+    with pytest.raises(ValueError, match="2 channels, the network takes 3"):
+        to_nir(net, (2, 16, 16), dt=DT)
+
+
+# ---------------------------------------------------------------------------------------------
+# NIR: the second simulators
+
+
+class _SpecThreshold(nn.Module):
+    """NIR's Threshold node as its spec defines it: z = 1 where v > threshold, else 0."""
+
+    def __init__(self, threshold):
+        super().__init__()
+        self.register_buffer("threshold", torch.from_numpy(np.asarray(threshold, dtype=np.float32)))
+
+    def forward(self, x):
+        return (x > self.threshold).to(x.dtype)
+
+
+class _SpecScale(nn.Module):
+    """NIR's Scale node: y = x ⊙ s."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.register_buffer("scale", torch.from_numpy(np.asarray(scale, dtype=np.float32)))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+def _sum_pool(node):
+    """NIR's SumPool2d: the sum over each window of the zero-padded input. (nirtorch's default
+    mapping is an LPPool2d that ignores the padding, see its TODO.)"""
+    pair = lambda v: tuple(int(i) for i in np.atleast_1d(v))  # noqa: E731
+    return nn.AvgPool2d(pair(node.kernel_size), pair(node.stride), pair(node.padding), divisor_override=1)
+
+
+def norse_simulator(graph, dt):
+    """The graph as a torch module: Norse's translation of every NIR node it knows (IF, LIF,
+    Conv2d, Affine, Flatten) and its IAFCell/LIFBoxCell neurons, wired by nirtorch's interpreter;
+    nirtorch's own AvgPool2d. Norse's public ``from_nir`` wires nodes with nirtorch's deprecated
+    executor, which drops the AvgPool2d node Norse does not map. Threshold, Scale and padded
+    SumPool2d, which neither maps, follow their NIR definitions above."""
+    nirtorch = pytest.importorskip("nirtorch")
+    import_nir = pytest.importorskip("norse.torch.utils.import_nir")
+    nir = pytest.importorskip("nir")
+
+    norse = functools.partial(import_nir._import_norse_module, dt=dt, ignore_warnings=True)
+    node_map = {t: norse for t in (nir.IF, nir.LIF, nir.Conv2d, nir.Affine, nir.Flatten)}
+    node_map[nir.SumPool2d] = _sum_pool
+    node_map[nir.Threshold] = lambda n: _SpecThreshold(n.threshold)
+    node_map[nir.Scale] = lambda n: _SpecScale(n.scale)
+    module = nirtorch.nir_to_torch(graph, node_map)
+
+    def run(x: torch.Tensor, T: int) -> torch.Tensor:
+        """Logits of a batch of static images: each image (unbatched, as NIR types have no batch
+        dimension) at every one of T steps from a fresh state; the mean of the T outputs."""
+        logits = []
+        for image in x:
+            state, total = None, 0.0
+            for _ in range(T):
+                out, state = module(image, state)
+                total = total + out
+            logits.append(total / T)
+        return torch.stack(logits)
+
+    return run
+
+
+# Why a tolerance and not equality: the graph applies fc at every step and averages the T outputs,
+# the toolkit averages the pooled spikes and applies fc once; and the folded conv rounds its sums
+# differently from conv then BN. Both are float32 rounding (observed below 1e-7). A single spike
+# that differs moves a logit by |w_fc| / (T·H·W), about 1e-3 here, far above the tolerance.
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+
+
+@pytest.mark.parametrize(
+    "stem, cnf, neuron, size",
+    [
+        ("cifar", "ADD", "if", 16),  # the CIFAR-stem SEW ResNet
+        ("imagenet", "ADD", "if", 48),  # the demo's stem: max-pool of spikes
+        ("cifar", "AND", "if", 16),
+        ("cifar", "IAND", "lif", 16),
+        ("imagenet", "ADD", "plif", 48),
+    ],
+)
+def test_norse_reproduces_the_toolkit_forward(tmp_path, stem, cnf, neuron, size):
+    nir = pytest.importorskip("nir")
+    from snn_lats.deploy import to_nir
+
+    net, x = _network(stem=stem, cnf=cnf, neuron=neuron, size=size)
+    rates = _firing_rates(net, x)
+    assert len(rates) == 17 + 3 and all(0.01 < r < 0.99 for r in rates.values()), rates  # every layer spikes
+    nir.write(tmp_path / "net.nir", to_nir(net, (3, size, size), dt=DT))
+    simulate = norse_simulator(nir.read(tmp_path / "net.nir"), DT)
+    inputs = x[:3]
+    with torch.no_grad():
+        expected = net(inputs)
+        got = simulate(inputs, net.T)
+    torch.testing.assert_close(got, expected, **TOLERANCE)
+    assert expected.std(0).max() > 1e-2  # the inputs give different logits
+
+
+def test_snntorch_reproduces_the_toolkit_forward_of_a_lif_network(tmp_path):
+    """snnTorch's own importer (snntorch.import_nir.import_from_nir, NIR's dt fixed at 1e-4 s).
+    Only LIF networks: snnTorch 1.0.0 imports NIR's IF as a leaky neuron with beta = 0.9
+    (snntorch#416), and it maps no SumPool2d, Threshold or Scale node."""
+    nir = pytest.importorskip("nir")
+    import_nir = pytest.importorskip("snntorch.import_nir")
+    snn_utils = pytest.importorskip("snntorch.utils")
+    from snn_lats.deploy import to_nir
+
+    net, x = _network(neuron="lif")
+    assert all(0.01 < r < 0.99 for r in _firing_rates(net, x).values())
+    nir.write(tmp_path / "net.nir", to_nir(net, (3, 16, 16), dt=1e-4))
+    module = import_nir.import_from_nir(nir.read(tmp_path / "net.nir"))
+    logits = []
+    with torch.no_grad():
+        expected = net(x[:3])
+        for image in x[:3]:
+            snn_utils.reset(module)  # snnTorch keeps the membranes in the modules (init_hidden)
+            total = 0.0
+            for _ in range(net.T):
+                out, _ = module(image)
+                total = total + out
+            logits.append(total / net.T)
+    torch.testing.assert_close(torch.stack(logits), expected, **TOLERANCE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sparse files
+
+
+def _demo_network() -> nn.Module:
+    import yaml
+
+    from snn_lats.engine.model import build_model
+
+    recipe = yaml.safe_load((ROOT / "models" / "demo_digits.yaml").read_text(encoding="utf-8"))
+    return build_model(recipe, num_classes=10)
+
+
+def test_sparse_file_is_8x_smaller_at_95_percent_on_the_demo_network(tmp_path):
+    net = _demo_network()
+    _prune(net, 0.95)
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    weights = [m.weight for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights) == pytest.approx(0.95, abs=1e-3)
+
+    dense = len(safetensors_bytes(state))
+    size = save_sparse(state, tmp_path / "model.sparse.safetensors")
+    assert size == (tmp_path / "model.sparse.safetensors").stat().st_size
+    assert dense / size >= 8, (dense, size)
+    # Closed form: a bit per element and the nonzeros of each pruned weight, every other tensor as
+    # it is, after the safetensors header (an 8-byte length, then that many bytes of JSON).
+    payload = 0
+    for v in state.values():
+        nonzero, bits = int(torch.count_nonzero(v)), (v.numel() + 7) // 8
+        as_sparse = bits + nonzero * v.element_size()
+        payload += as_sparse if v.is_floating_point() and as_sparse < v.numel() * v.element_size() else v.nbytes
+    header = int.from_bytes((tmp_path / "model.sparse.safetensors").read_bytes()[:8], "little")
+    assert size == 8 + header + payload
+
+    # It loads strictly into the unpruned architecture and computes the same, bit for bit.
+    plain = _demo_network()
+    plain.load_state_dict(load_sparse(tmp_path / "model.sparse.safetensors"), strict=True)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(x), net.eval()(x))
+
+
+def test_sparse_decoding_is_exact_for_any_tensor():
+    torch.manual_seed(0)
+    w = torch.randn(7, 5, 3)
+    w[torch.rand_like(w) < 0.9] = 0
+    state = {
+        "pruned": w,
+        "dense": torch.randn(11),
+        "half": torch.where(torch.rand(40) < 0.95, 0, torch.randn(40)).half(),
+        "count": torch.tensor(3),
+        "empty": torch.zeros(0),
+    }
+    back = decode_sparse(encode_sparse(state, metadata={"model": "x"}))
+    assert back.keys() == state.keys()
+    for k, v in state.items():
+        assert back[k].dtype == v.dtype and torch.equal(back[k], v), k
+
+
+def test_load_sparse_refuses_other_files(tmp_path):
+    (tmp_path / "dense.safetensors").write_bytes(safetensors_bytes({"a": torch.ones(2)}))
+    with pytest.raises(ValueError, match="not a snn-lats-sparse file"):
+        load_sparse(tmp_path / "dense.safetensors")
+    (tmp_path / "junk").write_bytes(b"\x00" * 50)
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        load_sparse(tmp_path / "junk")
+    header = {"format": "snn-lats-sparse", "format_version": "1", "sparse": json.dumps({"w": [100]})}
+    short_mask = {"w::mask": torch.zeros(3, dtype=torch.uint8), "w::values": torch.zeros(0)}
+    with pytest.raises(ValueError, match="a mask of 3 bytes for 100 elements"):
+        decode_sparse(safetensors_bytes(short_mask, metadata=header))
+    with pytest.raises(ValueError, match="reserves"):
+        encode_sparse({"a::mask": torch.zeros(1)})
