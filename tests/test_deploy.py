@@ -104,10 +104,12 @@ def test_folding_needs_running_statistics():
 # NIR: node parameters, structure, refusals
 
 
-def _network(stem="cifar", cnf="ADD", neuron="if", size=16, seed=0, calibrate=True, **kwargs):
-    """A pruned SEW ResNet-18 of width 8 and T = 4, and 8 images that make every layer fire."""
+def _network(stem="cifar", cnf="ADD", neuron="if", size=16, seed=0, calibrate=True, arch="sew_resnet18", **kwargs):
+    """A pruned SEW ResNet of width 8 (4 for a bottleneck one) and T = 4, and 8 images that make
+    every layer fire."""
     torch.manual_seed(seed)
-    net = networks.create("sew_resnet18", num_classes=10, T=4, width=8, stem=stem, cnf=cnf, neuron=neuron, **kwargs)
+    width = 4 if arch == "sew_resnet50" else 8
+    net = networks.create(arch, num_classes=10, T=4, width=width, stem=stem, cnf=cnf, neuron=neuron, **kwargs)
     _prune(net, 0.6, seed)
     x = torch.rand(8, 3, size, size) * 2
     if calibrate:
@@ -246,22 +248,25 @@ def test_bad_arguments_of_to_nir():
 
 
 @pytest.mark.parametrize(
-    "stem, cnf, neuron, size",
+    "arch, stem, cnf, neuron, size",
     [
-        ("cifar", "ADD", "if", 16),  # the CIFAR-stem SEW ResNet
-        ("imagenet", "ADD", "if", 48),  # the demo's stem: max-pool of spikes
-        ("cifar", "AND", "if", 16),
-        ("cifar", "IAND", "lif", 16),
-        ("cifar", "ADD", "plif", 16),
+        ("sew_resnet18", "cifar", "ADD", "if", 16),  # the CIFAR-stem SEW ResNet
+        ("sew_resnet18", "imagenet", "ADD", "if", 48),  # the demo's stem: max-pool of spikes
+        ("sew_resnet18", "cifar", "AND", "if", 16),
+        ("sew_resnet18", "cifar", "IAND", "lif", 16),
+        ("sew_resnet18", "cifar", "ADD", "plif", 16),
+        ("sew_resnet50", "cifar", "ADD", "if", 16),  # bottleneck blocks
     ],
 )
-def test_norse_reproduces_the_toolkit_forward(tmp_path, stem, cnf, neuron, size):
+def test_norse_reproduces_the_toolkit_forward(tmp_path, arch, stem, cnf, neuron, size):
     nir = pytest.importorskip("nir")
     from snn_lats.deploy import to_nir
 
-    net, x = _network(stem=stem, cnf=cnf, neuron=neuron, size=size)
+    net, x = _network(stem=stem, cnf=cnf, neuron=neuron, size=size, arch=arch)
     rates = _firing_rates(net, x)
-    assert len(rates) == 17 + 3 and all(0.01 < r < 0.99 for r in rates.values()), rates  # every layer spikes
+    neurons = sum(isinstance(m, sj_neuron.BaseNode) for m in net.modules())
+    assert len(rates) == neurons == {"sew_resnet18": 20, "sew_resnet50": 53}[arch]
+    assert all(0.01 < r < 0.99 for r in rates.values()), rates  # every layer spikes
     nir.write(tmp_path / "net.nir", to_nir(net, (3, size, size), dt=DT))
     simulate = norse_simulator(nir.read(tmp_path / "net.nir"), DT)
     inputs = x[:3]

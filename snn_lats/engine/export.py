@@ -120,7 +120,7 @@ def export_checkpoint(
     sparse file decodes to that state dict exactly and the NIR file reads back with ``nir.read``.
     Each file is written atomically, ``export.json`` last.
     """
-    formats = list(dict.fromkeys(formats))
+    formats = list(dict.fromkeys([formats] if isinstance(formats, str) else formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"formats must be some of {', '.join(FORMATS)}; got {', '.join(map(repr, formats)) or 'none'}")
