@@ -201,7 +201,7 @@ def test_nir_file_reads_back_with_nir_read(tmp_path):
         ("v_reset", "layer1.0.sn1", "v_reset=-0.5"),
         ("mixed_cnf", "layer1.1", "sum of an ADD join"),
         ("ceil_mode", "maxpool", "ceil_mode"),
-        ("no_running_stats", "layer2.0.conv2", "running statistics"),
+        ("no_running_stats", "layer2.0.bn2", "running statistics"),
         ("other_neuron", "layer3.0.sn2", "only IF, LIF and PLIF"),
     ],
 )

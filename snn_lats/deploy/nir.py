@@ -116,13 +116,13 @@ class _Graph:
         if not isinstance(conv, nn.Conv2d):
             raise NIRExportError(name, type(conv).__name__, "expected a Conv2d")
         if not isinstance(bn, nn.BatchNorm2d):
-            raise NIRExportError(name, type(bn).__name__, "expected the BatchNorm2d after the conv")
+            raise NIRExportError(bn_name, type(bn).__name__, f"expected the BatchNorm2d after {name}")
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise NIRExportError(name, "Conv2d", f"padding {conv.padding!r}/{conv.padding_mode!r}: NIR pads with zeros")
         try:
             weight, bias = fold_batchnorm(conv, bn)
         except ValueError as error:
-            raise NIRExportError(name, "Conv2d+BatchNorm2d", str(error)) from None
+            raise NIRExportError(bn_name, type(bn).__name__, f"folding it into {name}: {error}") from None
         node = self.nir.Conv2d(
             input_shape=shape[1:],
             weight=_array(weight),
