@@ -31,7 +31,10 @@ from snn_lats._io import atomic_open, atomic_write_text
 from snn_lats.deploy import DEFAULT_DT, decode_sparse, encode_sparse, load_sparse, to_nir
 from snn_lats.deploy.nir import require_nir
 from snn_lats.engine.checkpoint import CheckpointError, load_checkpoint
+from snn_lats.engine.data import build_datasets, build_loaders
+from snn_lats.engine.evaluation import count_sops
 from snn_lats.engine.model import build_model, build_model_from_checkpoint, model_kwargs
+from snn_lats.engine.recipe import resolve_config
 from snn_lats.pruning import finalize, pruned_layers, sparsity_report
 from snn_lats.report import Report
 
@@ -68,9 +71,6 @@ def nonzero_report(model: torch.nn.Module) -> Report:
 
 def _validation_data(content: Mapping[str, Any], data_path: str | None):
     """A loader over the checkpoint's validation data (``data_path`` overrides its own)."""
-    from snn_lats.engine.data import build_datasets, build_loaders
-    from snn_lats.engine.recipe import resolve_config
-
     config = resolve_config({"data_path": data_path, "workers": 0}, base=content["config"])
     _, val_set, num_classes = build_datasets(config, train=False)
     if num_classes != content["num_classes"]:
@@ -141,8 +141,6 @@ def export_checkpoint(
         graph = to_nir(model, input_shape, dt=dt)
     sops = None
     if sops_batches:
-        from snn_lats.engine.evaluation import count_sops
-
         sops = count_sops(model, loader, sops_batches)
 
     if pruned_layers(model):
