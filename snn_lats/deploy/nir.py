@@ -283,8 +283,10 @@ def to_nir(model: nn.Module, input_shape: Sequence[int], *, dt: float = DEFAULT_
     fc = model.fc
     if not isinstance(fc, nn.Linear):
         raise NIRExportError("fc", type(fc).__name__, "expected a Linear classifier")
-    classifier = nir.Affine(weight=_array(fc.weight), bias=_array(fc.bias)) if fc.bias is not None else None
-    x = graph.add("fc", classifier if classifier is not None else nir.Linear(weight=_array(fc.weight)), x)
+    weight = _array(fc.weight)
+    x = graph.add(
+        "fc", nir.Affine(weight=weight, bias=_array(fc.bias)) if fc.bias is not None else nir.Linear(weight=weight), x
+    )
     graph.add("output", nir.Output(output_type={"output": np.array([fc.out_features])}), x, module="")
 
     metadata = {
@@ -293,7 +295,7 @@ def to_nir(model: nn.Module, input_shape: Sequence[int], *, dt: float = DEFAULT_
         "T": int(model.T),
         "dt": float(dt),
         "discretisation": "forward Euler, one step of dt seconds per time step",
-        "input": "the static image, presented at every one of the T steps",
+        "input": "the input of each of the T steps; a static image is presented at every step",
         "readout": "logits = mean over the T steps of the output",
         "spike": "v > v_threshold, then v = v_reset (SpikingJelly fires on v >= v_threshold)",
     }
