@@ -47,12 +47,15 @@ import math
 import multiprocessing
 import os
 import platform
+import re
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder")  # snn_lats.engine.data's
 METHODS = ("lats", "lats-target", "slats", "pgh", "stds-sine", "constant", "gmp", "dense")
 CALIBRATED = ("lats", "slats", "pgh", "stds-sine", "constant")
 NETWORKS = {"snn": "sew_resnet18", "ann": "resnet18"}
@@ -130,7 +133,8 @@ def weight_sparsity(model) -> float:
 def run_point(spec: dict, cache_dir: str) -> dict:
     """Train one (network, method, strength, seed) point, or read it from the cache."""
     path = Path(cache_dir) / f"{spec_key(spec)}.json"  # the run's log sits beside it as .log
-    if path.exists():
+    weights = path.with_suffix(".pth")  # a dense run's checkpoint: the starting point of the fine-tunes
+    if path.exists() and (spec["method"] != "dense" or weights.exists()):
         return json.loads(path.read_text())
     import torch
 
@@ -161,6 +165,8 @@ def run_point(spec: dict, cache_dir: str) -> dict:
         contextlib.redirect_stderr(stream),
     ):
         summary = train(TrainConfig(**values, output_dir=out), build_model_fn=builder)
+        if method == "dense":
+            shutil.copyfile(Path(out) / "checkpoint.pth", weights)
     result = {
         "spec": spec,
         "acc1": summary.accuracy["acc1"],
@@ -382,6 +388,86 @@ def paired_markdown(pairs: list[tuple[dict, dict]]) -> str:
     return "\n".join(lines + [""])
 
 
+def trajectory(log: str) -> list[tuple[float, float]]:
+    """``(c, s)`` at the end of every epoch of a run, from the trainer's epoch lines in its log
+    (``epoch k: ... sparsity S%  threshold ...  lr L ...``): ``c`` is the fraction of the run's
+    lr spent by then (every epoch has the same number of steps), ``s`` the weight sparsity."""
+    found = re.findall(r"^epoch \d+: .*\|  sparsity ([\d.]+)%.*?  lr ([\d.e+-]+)", log, re.M)
+    sparsity, lrs = [float(a) / 100 for a, _ in found], [float(b) for _, b in found]
+    spent = [sum(lrs[: k + 1]) / sum(lrs) for k in range(len(lrs))] if lrs else []
+    return list(zip(spent, sparsity))
+
+
+def trajectory_exponent(points: list[tuple[float, float]]) -> float | None:
+    """The exponent ``k`` of ``logit s(c) = logit s(1) + k·log c`` (the controller's model of a
+    constant-λ LATS run, ``TRAJECTORY_EXPONENT``), fitted by least squares through the run's own
+    end point, over the epochs before the last. None when the run has no such epoch."""
+    final = points[-1][1] if points else None
+    if final is None or not 0 < final < 1:
+        return None
+    pairs = [(math.log(c), _logit(s) - _logit(final)) for c, s in points[:-1] if 0 < c < 1 and 0 < s < 1]
+    if not pairs:
+        return None
+    return sum(x * y for x, y in pairs) / sum(x * x for x, _ in pairs)
+
+
+def trajectory_markdown(results: list[dict], cache: Path) -> str:
+    """The controller's held-out constant: the trajectory exponent of every hand-found LATS run here."""
+    from snn_lats.pruning.controller import TRAJECTORY_EXPONENT
+
+    groups: dict[tuple, list[float]] = {}
+    for r in results:
+        s = r["spec"]
+        log = cache / f"{spec_key(s)}.log"
+        if s["method"] == "lats" and log.exists():
+            k = trajectory_exponent(trajectory(log.read_text()))
+            if k is not None:
+                groups.setdefault((s["network"], s["level"]), []).append(k)
+    lines = [
+        "",
+        f"### The trajectory of constant-λ LATS (the controller assumes exponent {TRAJECTORY_EXPONENT})",
+        "",
+        "`logit s(c) = logit s(1) + k·log c`, `c` the fraction of the lr spent, fitted per hand-found LATS run "
+        "on its epoch ends.",
+        "",
+        "| network | level | fitted exponent k (mean ± std) | runs |",
+        "|---|---|---|---|",
+    ]
+    for (network, level), ks in sorted(groups.items()):
+        lines.append(
+            f"| {network.upper()} | {100 * level:g} % | {'{:.2f} ± {:.2f}'.format(*mean_std(ks))} | {len(ks)} |"
+        )
+    return "\n".join(lines + [""])
+
+
+def pretrained_markdown(runs: list[tuple[dict, dict, dict]], args) -> str:
+    """Dense → ``--weights`` fine-tune against sparse from scratch for the same total epochs, seed by seed."""
+    groups: dict[tuple, list[tuple[dict, dict, dict]]] = {}
+    for dense, tuned, scratch in runs:
+        groups.setdefault((dense["spec"]["network"], tuned["spec"]["level"]), []).append((dense, tuned, scratch))
+    total = args.epochs + args.finetune_epochs
+    lines = [
+        "",
+        f"### Pruning from pretrained: dense {args.epochs} epochs, then `--weights` and `--target-sparsity` for "
+        f"{args.finetune_epochs} epochs, against `--target-sparsity` from scratch for {total} epochs (same seed)",
+        "",
+        f"| network | sparsity | dense ({args.epochs} epochs): top-1 % | from pretrained: top-1 % "
+        "| from scratch: top-1 % | difference (pretrained − scratch) | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def stat(values):
+        return "{:.2f} ± {:.2f}".format(*mean_std(values))
+
+    for (network, level), group in sorted(groups.items()):
+        dense, tuned, scratch = ([g[i]["acc1"] for g in group] for i in range(3))
+        lines.append(
+            f"| {network.upper()} | {100 * level:g} % | {stat(dense)} | {stat(tuned)} | {stat(scratch)} "
+            f"| {stat([a - b for a, b in zip(tuned, scratch)])} | {len(group)} |"
+        )
+    return "\n".join(lines + [""])
+
+
 def plot(rows: list[dict], levels: list[float], path: str) -> None:
     import matplotlib
 
@@ -461,7 +547,9 @@ def base_config(args, network: str, seed: int) -> dict:
         device="cpu",
         seed=seed,
     )
-    if args.dataset == "digits":
+    if args.train_subset is not None:
+        values["train_subset"] = args.train_subset
+    if args.dataset != "imagefolder":
         values["image_size"] = args.image_size
     else:
         values.update(
@@ -474,21 +562,25 @@ def base_config(args, network: str, seed: int) -> dict:
     return values
 
 
-def steps_per_epoch(args) -> int:
+def data_sizes(args) -> tuple[int, int, int]:
+    """``(steps per epoch, training images, validation images)`` of the benchmark's data."""
     from snn_lats.engine.data import build_datasets, build_loaders
     from snn_lats.engine.recipe import TrainConfig
 
     train_set, val_set, _ = build_datasets(TrainConfig(**base_config(args, "ann", 0)))
-    return len(build_loaders(train_set, val_set, args.batch_size, 0)[0])
+    return len(build_loaders(train_set, val_set, args.batch_size, 0)[0]), len(train_set), len(val_set)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--dataset", choices=("digits", "imagefolder"), default="digits")
-    parser.add_argument("--data-path", help="imagefolder: root with train/ and val/")
+    parser.add_argument("--dataset", choices=DATASETS, default="digits")
+    parser.add_argument("--data-path", help="imagefolder: root with train/ and val/; the others: as snn-lats train")
     parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument(
+        "--train-subset", type=int, help="train on this many training images (class-balanced); val stays whole"
+    )
     parser.add_argument("--networks", nargs="+", choices=tuple(NETWORKS), default=list(NETWORKS))
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--levels", nargs="+", type=float, default=[0.9, 0.95, 0.98, 0.99])
@@ -515,18 +607,30 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="also run lats-target per seed at the sparsity that seed's hand-found LATS run reached, "
         "and report the accuracy differences (needs lats and lats-target in --methods)",
     )
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="also prune every dense run with --weights and --target-sparsity at --finetune-levels for "
+        "--finetune-epochs, against --target-sparsity from scratch for the same total epochs (needs dense)",
+    )
+    parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--finetune-levels", nargs="+", type=float, default=[0.9, 0.98])
     args = parser.parse_args(argv)
+    if args.pretrained and "dense" not in args.methods:
+        parser.error("--pretrained fine-tunes the dense runs: give dense in --methods")
     if args.paired and not {"lats", "lats-target"} <= set(args.methods):
         parser.error("--paired compares lats-target with lats: give both in --methods")
-    if any(not 0 < level < 1 for level in args.levels):
+    if args.train_subset is not None and args.train_subset < 1:
+        parser.error("--train-subset must be >= 1")
+    if any(not 0 < level < 1 for level in [*args.levels, *args.finetune_levels]):
         parser.error("--levels must be fractions in (0, 1), e.g. 0.9 0.99")
-    for name in ("seeds", "epochs", "batch_size", "width", "T", "jobs", "gmp_every", "image_size"):
+    for name in ("seeds", "epochs", "batch_size", "width", "T", "jobs", "gmp_every", "image_size", "finetune_epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if not args.d_start > 0 or not args.beta > 0:
         parser.error("--d-start and --beta must be > 0")
-    if args.dataset == "imagefolder" and not args.data_path:
-        parser.error("--dataset imagefolder needs --data-path")
+    if args.dataset in ("imagefolder", "mnist", "cifar10", "cifar100") and not args.data_path:
+        parser.error(f"--dataset {args.dataset} needs --data-path")
     args.levels = sorted(set(args.levels))
     return args
 
@@ -537,7 +641,9 @@ def main(argv=None) -> int:
 
     cache = Path(args.output_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    per_epoch = steps_per_epoch(args)
+    started = time.time()
+    cached_before = {path.name for path in cache.glob("*.json")}
+    per_epoch, train_images, val_images = data_sizes(args)
 
     def spec(network, method, seed, **extra):
         s = {"network": network, "method": method, "base": base_config(args, network, seed)}
@@ -580,19 +686,44 @@ def main(argv=None) -> int:
         hand_found = [r for r in results if r["spec"]["method"] == "lats"] if args.paired else []
         jobs = [pool.submit(run_point, paired_spec(r, spec), str(cache)) for r in hand_found]
         pairs = list(zip(hand_found, (job.result() for job in tqdm(jobs, desc="paired", unit="run"))))
+        # 4. --pretrained: each dense run pruned with --weights in a short fine-tune, against sparse from scratch
+        dense_runs = [r for r in results if r["spec"]["method"] == "dense"] if args.pretrained else []
+        pretrained_specs = []
+        for r in dense_runs:
+            dense = r["spec"]
+            for level in args.finetune_levels:
+                tuned = spec(dense["network"], "lats-target", dense["base"]["seed"], level=level)
+                tuned["base"].update(epochs=args.finetune_epochs, weights=str(cache / f"{spec_key(dense)}.pth"))
+                scratch = spec(dense["network"], "lats-target", dense["base"]["seed"], level=level)
+                scratch["base"]["epochs"] = args.epochs + args.finetune_epochs
+                pretrained_specs.append((r, tuned, scratch))
+        jobs = [
+            (r, pool.submit(run_point, a, str(cache)), pool.submit(run_point, b, str(cache)))
+            for r, a, b in pretrained_specs
+        ]
+        pretrained = [(r, a.result(), b.result()) for r, a, b in tqdm(jobs, desc="from pretrained", unit="pair")]
 
     rows = summarise(results, args.levels)
+    used = [{**spec(n, m, 0), "D": d} for (n, m), c in calibration.items() for d, _ in c["runs"]]
+    used += [r["spec"] for r in results] + [b["spec"] for _, b in pairs]
+    used += [r["spec"] for _, a, b in pretrained for r in (a, b)]
+    names = sorted({f"{spec_key(s)}.json" for s in used})
+    trained = sum(name not in cached_before for name in names)
     header = (
         f"Generated by `python benchmarks/accuracy_sparsity.py {' '.join(sys.argv[1:] if argv is None else argv)}` "
         f"({platform.platform()}, {os.cpu_count()} CPUs, {args.jobs} jobs; "
         f"{len(results)} runs of {sum(r['seconds'] for r in results) / len(results):.0f} s on average, "
-        f"plus the calibration runs). "
-        f"{args.dataset}, {args.image_size}x{args.image_size}, width {args.width}, {args.stem} stem, "
+        f"plus the calibration runs; of these {len(names)} runs, {trained} trained by this command and the others "
+        f"read from the cache, in {(time.time() - started) / 60:.0f} min). "
+        f"{args.dataset}, {args.image_size}x{args.image_size}, {train_images} training images, validation on all "
+        f"{val_images}; width {args.width}, {args.stem} stem, "
         f"SNN T = {args.T} (IF, ADD); {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} "
         f"momentum 0.9, no weight decay, {args.lr_warmup_epochs} warm-up epoch(s) then cosine; "
         f"PGH beta = {args.beta}; GMP to 75 % of training, masks every {args.gmp_every} steps."
     )
     text = markdown(rows, calibration, header) + (paired_markdown(pairs) if pairs else "")
+    text += trajectory_markdown(results, cache) if "lats" in args.methods else ""
+    text += pretrained_markdown(pretrained, args) if pretrained else ""
     print(text)
     if args.table:
         Path(args.table).parent.mkdir(parents=True, exist_ok=True)
@@ -605,15 +736,13 @@ def main(argv=None) -> int:
                     "calibration": {f"{n}/{m}": c for (n, m), c in calibration.items()},
                     "runs": results,
                     "paired": [{"lats": a, "lats-target": b} for a, b in pairs],
+                    "pretrained": [{"dense": d, "finetuned": a, "scratch": b} for d, a, b in pretrained],
                 },
                 indent=1,
             )
         )
     if args.plot:
         plot(rows, args.levels, args.plot)
-    used = [{**spec(n, m, 0), "D": d} for (n, m), c in calibration.items() for d, _ in c["runs"]]
-    used += [r["spec"] for r in results] + [b["spec"] for _, b in pairs]
-    names = sorted({f"{spec_key(s)}.json" for s in used})
     stale = stale_runs(names, cache)
     if stale:
         print(

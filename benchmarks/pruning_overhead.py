@@ -10,7 +10,10 @@ Four configurations of the same network at the same per-layer sparsity, trained 
 
 Step time: the configurations are interleaved in one process (the order rotates every repeat);
 each repeat times ``--steps`` steps per configuration; the printed ratios are medians over repeats
-of the per-repeat ratios. Peak memory: measured afterwards, each configuration in a fresh
+of the per-repeat ratios. With ``--compile``, each configuration also runs as ``torch.compile`` of
+its model (inductor, after its compilation in the warm-up), interleaved with the eager ones: the
+compiled column's ratios are to compiled dense, and "compile gain" is eager / compiled of the same
+configuration. Peak memory: measured afterwards, each configuration in a fresh
 subprocess, as the peak of the bytes allocated through torch's CPU allocator (``torch.profiler``
 memory events) from building the configuration to the end of its third training step. It counts
 every tensor of that configuration (weights, θ, masks, gradients, optimizer state, activations,
@@ -51,6 +54,8 @@ def build_model(args) -> nn.Module:
     from snn_lats import networks
 
     kwargs = {"T": args.T} if args.model.startswith("sew_") else {}  # ANNs have no T
+    if args.width is not None:
+        kwargs["width"] = args.width
     return networks.create(args.model, num_classes=args.num_classes, **kwargs)
 
 
@@ -76,7 +81,7 @@ def layer_thresholds(model: nn.Module, sparsity: float) -> dict[str, float]:
 
 
 class Config:
-    def __init__(self, kind: str, base: nn.Module, thresholds: dict[str, float], args):
+    def __init__(self, kind: str, base: nn.Module, thresholds: dict[str, float], args, compiled: bool = False):
         self.kind = kind
         self.model = copy.deepcopy(base)
         self.pruner = None
@@ -102,12 +107,13 @@ class Config:
                 lr_schedule=[args.lr],
                 layer_scale=thresholds,
             )
+        self.forward = torch.compile(self.model) if compiled else self.model
 
     def step(self, x, y) -> tuple[float, ...]:
         """One train step; returns the seconds of its phases (forward, backward, optimizer, pruner)."""
         t0 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(x), y)
+        loss = F.cross_entropy(self.forward(x), y)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -154,6 +160,7 @@ def main(argv=None) -> int:
         help="a name of snn_lats.networks.create, or torchvision.NAME (default sew_resnet18)",
     )
     parser.add_argument("--T", type=int, default=4, help="time steps (spiking networks)")
+    parser.add_argument("--width", type=int, help="ResNets: channels of the first stage (default: the network's)")
     parser.add_argument("-b", "--batch-size", type=int, default=4)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--num-classes", type=int, default=1000)
@@ -168,6 +175,9 @@ def main(argv=None) -> int:
         type=int,
         default=None,
         help="torch threads (default: torch's choice); 1 is the steadiest on a shared machine",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="also time every configuration under torch.compile (inductor)"
     )
     parser.add_argument("--memory-of", choices=CONFIGS, help=argparse.SUPPRESS)  # the subprocess mode
     args = parser.parse_args(argv)
@@ -185,43 +195,59 @@ def main(argv=None) -> int:
         print(peak_memory_bytes(args.memory_of, base, thresholds, args, x, y))
         return 0
 
-    configs = {kind: Config(kind, base, thresholds, args) for kind in CONFIGS}
-    for config in configs.values():  # warm-up; LATS reaches its thresholds here
+    keys = [(kind, False) for kind in CONFIGS] + ([(kind, True) for kind in CONFIGS] if args.compile else [])
+    configs = {key: Config(key[0], base, thresholds, args, compiled=key[1]) for key in keys}
+    for config in configs.values():  # warm-up (and compilation); LATS reaches its thresholds here
         for _ in range(2):
             config.step(x, y)
-    times = {kind: [] for kind in CONFIGS}
-    phases = {kind: [] for kind in CONFIGS}  # per repeat: mean seconds of each phase
+    times = {key: [] for key in keys}
+    phases = {key: [] for key in keys}  # per repeat: mean seconds of each phase
     for r in range(args.repeats):
-        order = CONFIGS[r % len(CONFIGS) :] + CONFIGS[: r % len(CONFIGS)]
-        for kind in order:
+        order = keys[r % len(keys) :] + keys[: r % len(keys)]
+        for key in order:
             start = time.perf_counter()
-            split = [configs[kind].step(x, y) for _ in range(args.steps)]
-            times[kind].append((time.perf_counter() - start) / args.steps)
-            phases[kind].append([sum(p) / args.steps for p in zip(*split)])
+            split = [configs[key].step(x, y) for _ in range(args.steps)]
+            times[key].append((time.perf_counter() - start) / args.steps)
+            phases[key].append([sum(p) / args.steps for p in zip(*split)])
+
+    def ratio(a, b) -> float:  # median over repeats of the per-repeat ratio
+        return statistics.median(t / u for t, u in zip(times[a], times[b]))
 
     print(
         f"model={args.model} {f'T={args.T} ' if args.model.startswith('sew_') else ''}"
+        f"{f'width={args.width} ' if args.width else ''}"
         f"batch={args.batch_size} image={args.image_size} "
         f"sparsity={args.sparsity} steps={args.steps} repeats={args.repeats} "
         f"torch={torch.__version__} threads={torch.get_num_threads()}"
     )
-    print(f"{'config':<12} {'sparsity':>8} {'step ms':>8} {'vs dense':>9} {'vs torch-prune':>15}")
+    compiled_header = f" {'compiled ms':>11} {'vs dense':>9} {'compile gain':>12}" if args.compile else ""
+    print(f"{'config':<12} {'sparsity':>8} {'step ms':>8} {'vs dense':>9} {'vs torch-prune':>15}" + compiled_header)
     for kind in CONFIGS:
-        vs_dense = statistics.median(t / d for t, d in zip(times[kind], times["dense"]))
-        vs_prune = statistics.median(t / p for t, p in zip(times[kind], times["torch-prune"]))
-        print(
-            f"{kind:<12} {configs[kind].sparsity():8.3f} {1e3 * statistics.median(times[kind]):8.1f} "
-            f"{vs_dense:8.3f}x {vs_prune:14.3f}x"
+        eager = (kind, False)
+        line = (
+            f"{kind:<12} {configs[eager].sparsity():8.3f} {1e3 * statistics.median(times[eager]):8.1f} "
+            f"{ratio(eager, ('dense', False)):8.3f}x {ratio(eager, ('torch-prune', False)):14.3f}x"
         )
-    print(f"{'phase ms':<12} {'forward':>8} {'backward':>9} {'optimizer':>10} {'pruner':>7}  (medians)")
-    for kind in CONFIGS:
+        if args.compile:
+            compiled = (kind, True)
+            line += (
+                f" {1e3 * statistics.median(times[compiled]):11.1f} {ratio(compiled, ('dense', True)):8.3f}x "
+                f"{1 / ratio(compiled, eager):11.3f}x"
+            )
+        print(line)
+    print(f"{'phase ms':<20} {'forward':>8} {'backward':>9} {'optimizer':>10} {'pruner':>7}  (medians)")
+    for kind, compiled in keys:
+        label = kind + ("+compile" if compiled else "")
         print(
-            f"{kind:<12} "
-            + " ".join(f"{1e3 * statistics.median(col):{w}.2f}" for col, w in zip(zip(*phases[kind]), (8, 9, 10, 7)))
+            f"{label:<20} "
+            + " ".join(
+                f"{1e3 * statistics.median(col):{w}.2f}"
+                for col, w in zip(zip(*phases[(kind, compiled)]), (8, 9, 10, 7))
+            )
         )
     del configs
 
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--compile"]
     peaks = {}
     for kind in CONFIGS:
         done = subprocess.run(

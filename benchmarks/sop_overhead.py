@@ -1,16 +1,20 @@
 """Inference time with the SOP counter attached, against plain inference, one process.
 
-Three ways to run the same pruned SEW ResNet-18 forward (no_grad), interleaved in ABC/CBA order:
+For each configuration, the same pruned SEW ResNet-18 forward (no_grad) three ways, interleaved
+in ABC/CBA order:
 - plain: no hooks;
-- counter: ``SynapticOpCounter`` (cached fan-out; one column sum and one matrix-vector product
-  per synaptic layer and forward);
+- counter: inside ``with SynapticOpCounter(model)`` (attached once for the whole run, as
+  ``evaluate`` uses it over its counted batches; the exact convention);
 - brute force: a hook that convolves each input with the 0/1 weight mask and sums, every forward
   (the test oracle, for contrast).
-Ratios are against plain: the median of the per-repeat ratios (robust to load drift on a shared
-machine), the ratio of the medians and the ratio of the minima (the least disturbed runs). The
-two counts are checked to agree.
+Configurations: the demo network (``models/demo_digits.yaml``: width 16, T = 4, 32x32, the
+ImageNet stem) at batch 4 and 32, and the larger one (width 64, T = 4, 64x64, batch 4). Times are
+the thread's CPU time (``time.thread_time``: what the forward itself cost, robust to other
+processes on a shared machine) and wall time. Ratios are to plain: the median of the per-repeat
+ratios, the ratio of the medians and of the minima. The counts of the counter and the brute force
+are checked to agree.
 
-    .venv/bin/python benchmarks/sop_overhead.py            # T=4, batch 4, 64x64, CPU
+    .venv/bin/python benchmarks/sop_overhead.py --threads 1
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ from snn_lats.estimators import SynapticOpCounter
 from snn_lats.networks import sew_resnet18
 from snn_lats.pruning import attach
 
+CONFIGS = {
+    "demo-b4": {"width": 16, "size": 32, "batch": 4, "stem": "imagenet"},
+    "demo-b32": {"width": 16, "size": 32, "batch": 32, "stem": "imagenet"},
+    "large-b4": {"width": 64, "size": 64, "batch": 4, "stem": "imagenet"},
+}
+
 
 class BruteForceCounter:
     """ACs/MACs as sum(conv(x, 1[w != 0])) (x: spike counts, or 1[x != 0] for real inputs), per forward."""
@@ -43,10 +53,7 @@ class BruteForceCounter:
         counts = bool((x >= 0).all()) and torch.equal(x, x.round())
         x = x if counts else (x != 0).to(x.dtype)
         mask = (module.weight.detach() != 0).to(x.dtype)
-        if isinstance(module, nn.Linear):
-            y = F.linear(x, mask)
-        else:
-            y = module._conv_forward(x, mask, None)
+        y = F.linear(x, mask) if isinstance(module, nn.Linear) else module._conv_forward(x, mask, None)
         self.ops += int(y.sum(dtype=torch.float64))
 
     def __enter__(self):
@@ -62,11 +69,75 @@ class BruteForceCounter:
             h.remove()
 
 
-def main(argv=None) -> dict[str, float]:
+def measure(name: str, width: int, size: int, batch: int, stem: str, args) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = sew_resnet18(T=args.T, width=width, stem=stem, num_classes=10, backend="torch").eval()
+    for module in attach(model).values():  # pruned weights through the soft-threshold parametrization
+        module.parametrizations.weight[0].set_threshold(args.threshold)
+    x = torch.rand(batch, 3, size, size)
+    counter = SynapticOpCounter(model)
+    brute = BruteForceCounter(model)
+    runs = {"plain": None, "counter": counter, "brute force": brute}
+    cpu = {k: [] for k in runs}
+    wall = {k: [] for k in runs}
+    with torch.no_grad(), counter:
+        for i in range(args.warmup + args.repeats):
+            for kind in list(runs) if i % 2 == 0 else reversed(list(runs)):
+                # The counter stays attached; to time plain and brute force without it, its hooks
+                # are detached for those forwards (re-attached after), outside the timed region.
+                if kind != "counter":
+                    counter.__exit__(None, None, None)
+                t0, c0 = time.perf_counter(), time.thread_time()
+                if kind == "brute force":
+                    with brute:
+                        model(x)
+                else:
+                    model(x)
+                c1, t1 = time.thread_time(), time.perf_counter()
+                if kind != "counter":
+                    counter.__enter__()
+                if i >= args.warmup:
+                    cpu[kind].append(c1 - c0)
+                    wall[kind].append(t1 - t0)
+    report = counter.report()
+    sparsity = 1 - report.totals["nonzero_params"] / report.totals["params"]
+    print(
+        f"{name}: width {width}, T={args.T}, batch {batch}, {size}x{size}, {stem} stem, weight sparsity "
+        f"{sparsity:.1%}, {args.repeats} interleaved repeats"
+    )
+    ratios = {}
+    for label, times in (("CPU", cpu), ("wall", wall)):
+        for kind in ("counter", "brute force"):
+            t, p = times[kind], times["plain"]
+            paired = statistics.median(a / b for a, b in zip(t, p))
+            print(
+                f"  {label:4s} {kind:12s} median {statistics.median(t) * 1e3:7.2f} ms (plain "
+                f"{statistics.median(p) * 1e3:7.2f})  ratio {paired:.3f} (median of paired), "
+                f"{statistics.median(t) / statistics.median(p):.3f} (of medians), {min(t) / min(p):.3f} (of minima)"
+            )
+            ratios[f"{label} {kind}"] = paired
+    return ratios
+
+
+def check_exact(args) -> None:
+    """The counter and the brute force count the same forwards of the demo network alike."""
+    torch.manual_seed(0)
+    model = sew_resnet18(T=args.T, width=16, stem="imagenet", num_classes=10, backend="torch").eval()
+    for module in attach(model).values():
+        module.parametrizations.weight[0].set_threshold(args.threshold)
+    brute = BruteForceCounter(model)
+    with torch.no_grad(), SynapticOpCounter(model) as counter, brute:
+        for _ in range(3):
+            model(torch.rand(4, 3, 32, 32))
+    report = counter.report()
+    assert brute.ops == report.total_acs + report.total_macs, (brute.ops, report.total_acs + report.total_macs)
+    print(f"exact: counter = brute force = {brute.ops:,} operations over 3 forwards")
+
+
+def main(argv=None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--T", type=int, default=4)
-    parser.add_argument("-b", "--batch-size", type=int, default=4)
-    parser.add_argument("--size", type=int, default=64, help="image height and width")
     parser.add_argument("--threshold", type=float, default=0.01, help="soft threshold d of every layer")
     parser.add_argument("--repeats", type=int, default=30, help="timed forwards of each kind")
     parser.add_argument("--warmup", type=int, default=3)
@@ -74,61 +145,9 @@ def main(argv=None) -> dict[str, float]:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-
-    model = sew_resnet18(T=args.T, backend="torch").eval()
-    for module in attach(model).values():  # pruned weights through the soft-threshold parametrization
-        module.parametrizations.weight[0].set_threshold(args.threshold)
-    x = torch.rand(args.batch_size, 3, args.size, args.size)
-    counter = SynapticOpCounter(model)
-    brute = BruteForceCounter(model)
-
-    def plain():
-        model(x)
-
-    def counted():
-        with counter:
-            model(x)
-
-    def brute_force():
-        with brute:
-            model(x)
-
-    runs = {"plain": plain, "counter": counted, "brute force": brute_force}
-    times = {name: [] for name in runs}
-    with torch.no_grad():
-        for i in range(args.warmup + args.repeats):
-            for name in list(runs) if i % 2 == 0 else reversed(list(runs)):
-                start = time.perf_counter()
-                runs[name]()
-                if i >= args.warmup:
-                    times[name].append(time.perf_counter() - start)
-
-    report = counter.report()
-    total = report.total_acs + report.total_macs
-    assert brute.ops == total, (brute.ops, total)  # both counted the same forwards
-    sparsity = 1 - report.totals["nonzero_params"] / report.totals["params"]
-    print(
-        f"SEW ResNet-18 inference (no_grad), T={args.T}, batch {args.batch_size}, {args.size}x{args.size}, "
-        f"weight sparsity {sparsity:.1%}, {args.repeats} interleaved repeats, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
-    )
-    ratios = {}
-    for name, t in times.items():
-        paired = statistics.median(a / b for a, b in zip(t, times["plain"]))
-        ratios[name] = paired
-        q = statistics.quantiles(t, n=4)
-        print(
-            f"  {name:12s} median {statistics.median(t) * 1e3:8.1f} ms  (quartiles {q[0] * 1e3:.1f} .. "
-            f"{q[2] * 1e3:.1f})  ratio to plain {paired:.3f} (median of paired), "
-            f"{statistics.median(t) / statistics.median(times['plain']):.3f} (of medians), "
-            f"{min(t) / min(times['plain']):.3f} (of minima)"
-        )
-    print(
-        f"  per sample: {report.acs_per_sample:.4g} ACs + {report.macs_per_sample:.4g} MACs "
-        f"({report.acs_per_sample / report.totals['dense_acs'] * report.samples:.1%} of the unpruned ACs)"
-    )
-    return ratios
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    check_exact(args)
+    return {name: measure(name, **CONFIGS[name], args=args) for name in args.configs}
 
 
 if __name__ == "__main__":

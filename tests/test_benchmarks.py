@@ -198,8 +198,70 @@ def test_paired_runs_aim_at_the_sparsity_each_hand_found_run_reached(tmp_path):
     # The oracle is the other run's own zero count: the controller lands on it (to 1e-6 rounding + ties).
     assert abs(target["sparsity"] - lats["sparsity"]) <= 1e-4
     assert "same seed" in done.stdout
+    # the trajectory read back from the run's own log ends at its final sparsity, all the lr spent
+    curve = load("accuracy_sparsity")
+    points = curve.trajectory((tmp_path / "cache" / f"{curve.spec_key(lats['spec'])}.log").read_text())
+    assert len(points) == 1 and points[0][0] == 1.0 and abs(points[0][1] - lats["sparsity"]) < 1e-4
+    assert "### The trajectory of constant-λ LATS" in done.stdout
 
 
 def test_paired_needs_both_methods(curve):
     with pytest.raises(SystemExit):
         curve.parse_args(["--methods", "lats", "--paired"])
+
+
+def test_pretrained_table_reports_the_seed_by_seed_differences(curve):
+    def run(network, level, seed, acc1):
+        return {"spec": {"network": network, "level": level, "base": {"seed": seed}}, "acc1": acc1}
+
+    runs = [
+        (run("ann", None, 0, 80.0), run("ann", 0.9, 0, 78.0), run("ann", 0.9, 0, 75.0)),
+        (run("ann", None, 1, 82.0), run("ann", 0.9, 1, 77.0), run("ann", 0.9, 1, 78.0)),
+    ]
+    args = curve.parse_args(["--epochs", "4", "--finetune-epochs", "2"])
+    text = curve.pretrained_markdown(runs, args)
+    assert "dense 4 epochs, then `--weights` and `--target-sparsity` for 2 epochs" in text
+    assert "from scratch for 6 epochs" in text
+    # by hand: dense 81 ± 1.41; pretrained 77.5 ± 0.71; scratch 76.5 ± 2.12; differences +3 and −1: 1 ± 2.83
+    assert text.splitlines()[-1] == "| ANN | 90 % | 81.00 ± 1.41 | 77.50 ± 0.71 | 76.50 ± 2.12 | 1.00 ± 2.83 | 2 |"
+
+
+def test_trajectory_exponent_recovers_the_exponent_of_its_model(curve):
+    def logistic(z):
+        return 1 / (1 + math.exp(-z))
+
+    final = 0.95
+    points = [(c, logistic(curve._logit(final) + 2.3 * math.log(c))) for c in (0.2, 0.5, 0.8)] + [(1.0, final)]
+    assert curve.trajectory_exponent(points) == pytest.approx(2.3, abs=1e-9)
+    assert curve.trajectory_exponent([(1.0, final)]) is None  # one epoch: nothing to fit
+
+
+def test_pretrained_needs_dense(curve):
+    with pytest.raises(SystemExit):
+        curve.parse_args(["--methods", "lats", "--pretrained"])
+
+
+@pytest.mark.slow
+def test_fashion_mnist_and_pruning_from_the_dense_runs(tmp_path, curve):
+    """On tiny IDX files in the real format: dense runs, then --weights fine-tunes from their
+    checkpoints, against --target-sparsity from scratch for the same total epochs."""
+    from test_engine_data import write_mnist
+
+    write_mnist(tmp_path / "fmnist", n_train=40, n_val=30)
+    argv = [
+        "--dataset", "fashion-mnist", "--data-path", str(tmp_path / "fmnist"), "--train-subset", "20",
+        "--networks", "ann", "--methods", "dense", "--pretrained", "--finetune-epochs", "1",
+        "--finetune-levels", "0.9", "--seeds", "1", "--epochs", "1", "--lr-warmup-epochs", "0", "--width", "4",
+        "--image-size", "8", "-b", "10", "--jobs", "1", "--output-dir", str(tmp_path / "cache"),
+        "--json", str(tmp_path / "r.json"), "--table", str(tmp_path / "r.md"),
+    ]  # fmt: skip
+    run_command(argv)
+    result = json.loads((tmp_path / "r.json").read_text())
+    ((dense, tuned, scratch),) = [(p["dense"], p["finetuned"], p["scratch"]) for p in result["pretrained"]]
+    start = Path(tuned["spec"]["base"]["weights"])
+    assert start.is_file() and start.name == f"{curve.spec_key(dense['spec'])}.pth"  # the dense run's checkpoint
+    assert tuned["spec"]["base"]["epochs"] == 1 and scratch["spec"]["base"]["epochs"] == 2
+    assert "weights" not in scratch["spec"]["base"]
+    assert abs(tuned["sparsity"] - 0.9) <= 0.005 and abs(scratch["sparsity"] - 0.9) <= 0.005
+    table = (tmp_path / "r.md").read_text()
+    assert "20 training images, validation on all 30" in table and "### Pruning from pretrained" in table

@@ -53,30 +53,27 @@ def test_network_from_flags_on_digits(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["s.csv", "s.json", "s.png"]
 
 
-def test_checkpoint_with_saved_thresholds(tmp_path, capsys):
-    # A pruned checkpoint in the engine's format; its thresholds must be the ones counted with.
-    config = TrainConfig(
-        dataset="digits",
-        image_size=16,
-        model="sew_resnet18",
-        T=2,
-        width=4,
-        stem="cifar",
-        prune="lats",
-        l1=1e-4,
-        batch_size=4,
-        workers=0,
-    )
-    torch.manual_seed(0)
+def pruned_checkpoint(path, threshold: float, seed: int = 0, **overrides):
+    """A pruned SEW ResNet checkpoint in the engine's format (every layer at ``threshold``); its config."""
+    values = dict(dataset="digits", image_size=16, model="sew_resnet18", T=2, width=4, stem="cifar")
+    values |= dict(prune="lats", l1=1e-4, batch_size=4, workers=0) | overrides
+    config = TrainConfig(**values)
+    torch.manual_seed(seed)
     model = build_model(config, 10)
     attach_for_evaluation(model, config)
     for m in model.modules():
         if hasattr(m, "parametrizations"):
-            m.parametrizations.weight[0].set_threshold(0.08)
-    path = tmp_path / "model.pth"
+            m.parametrizations.weight[0].set_threshold(threshold)
     save_checkpoint(
         path, {"model": model.state_dict(), "config": config.to_dict(), "epoch": 1, "step": 1, "num_classes": 10}
     )
+    return model, config
+
+
+def test_checkpoint_with_saved_thresholds(tmp_path, capsys):
+    # A pruned checkpoint in the engine's format; its thresholds must be the ones counted with.
+    path = tmp_path / "model.pth"
+    model, _ = pruned_checkpoint(path, 0.08)
     state = model.state_dict()
     thetas = {k: v for k, v in state.items() if k.endswith("parametrizations.weight.original")}
     # Nonzero weights of S_d(theta) with d = 0.08, computed here from theta alone.
@@ -101,6 +98,7 @@ def test_checkpoint_with_saved_thresholds(tmp_path, capsys):
         ([*SMALL, "--model", "vgg16"], "model must be one of"),
         (["--checkpoint", "OUT/none.pth", "--model", "resnet18"], "--model cannot be combined"),
         (["--checkpoint", "OUT/none.pth"], "does not exist"),
+        ([*SMALL, "--convention", "paper", "--functional"], "exact rule only"),
     ],
 )
 def test_bad_input_writes_nothing(tmp_path, capsys, argv, message):
@@ -147,3 +145,14 @@ def test_no_readable_image_writes_nothing(tmp_path, capsys):
     assert code == 2
     assert "nothing was counted" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_convention_and_functional_flags(tmp_path, capsys):
+    out = tmp_path / "s.json"
+    argv = ["sops", *SMALL, "-b", "3", "--batches", "1"]
+    assert main([*argv, "--convention", "neurobench", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["totals"]["convention"] == "neurobench" and "neurobench" in capsys.readouterr().out
+    assert main([*argv, "--functional", "--extras", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["totals"]["convention"] == "exact" and "bias_adds_per_sample" in data["totals"]

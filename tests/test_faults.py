@@ -108,12 +108,19 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def reference(data, tmp_path_factory) -> dict:
-    """The uninterrupted single-process run (2 epochs, 2 loader workers)."""
+def reference_run(data, tmp_path_factory) -> tuple[dict, float]:
+    """The uninterrupted single-process run (2 epochs, 2 loader workers): its final checkpoint and
+    its wall-clock seconds, start-up included."""
     out = tmp_path_factory.mktemp("reference") / "run"
+    start_time = time.monotonic()
     result = run(command(data, out, "--epochs", "2", "-j", "2"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return load_checkpoint(out / "checkpoint.pth")
+    return load_checkpoint(out / "checkpoint.pth"), time.monotonic() - start_time
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run) -> dict:
+    return reference_run[0]
 
 
 # ------------------------------------------------------------------------------------------ preemption
@@ -139,11 +146,14 @@ def test_group_sigterm_with_loader_workers_checkpoints_and_resumes_exactly(data,
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_moments_leaves_loadable_files_and_an_exact_resume(data, reference, tmp_path):
+def test_kill_9_at_random_moments_leaves_loadable_files_and_an_exact_resume(data, reference_run, tmp_path):
+    reference, wall_s = reference_run
     out, rng, kills = tmp_path / "run", random.Random(0), 0
     for _ in range(6):
         job = start(command(data, out, "--epochs", "2", "-j", "2", "--resume", "auto"), tmp_path / "run.log")
-        time.sleep(rng.uniform(2.0, 8.0))
+        # Moments as fractions of the whole run's wall-clock, so that the first attempt is killed
+        # before it ends on a fast machine as on a loaded one.
+        time.sleep(rng.uniform(0.15, 0.85) * wall_s)
         if job.poll() is not None:
             break
         os.killpg(job.pid, signal.SIGKILL)

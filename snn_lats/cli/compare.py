@@ -1,11 +1,16 @@
-"""``snn-lats compare``: runs side by side (an ANN against an SNN, or any runs).
+"""``snn-lats compare``: ANN runs against SNN runs (or any runs), side by side.
 
-    snn-lats compare runs/resnet18_lats runs/sew_resnet18_lats --out runs/compare
+    snn-lats compare runs/ann_* runs/snn_* --out runs/compare
 
-Reads each run's ``summary.json`` (written by ``snn-lats train`` at its end) and reports accuracy,
-weight sparsity (global and per layer), activation sparsity (1 - firing rate), ACs and MACs per
-sample, and energy. Writes ``compare.json``, ``compare_layers.json``, ``compare.csv`` and two plots:
-per-layer weight sparsity bars, and accuracy against energy.
+Reads each run's ``summary.json`` (written by ``snn-lats train`` at its end). Refuses runs that
+differ in data set, image size or SOP convention (``--force`` compares them anyway, with a warning
+for each difference). Reports accuracy, weight sparsity, activity per inference (spikes per neuron
+over all time steps for an SNN, the fraction of nonzero activations for an ANN; and per time step),
+ACs, MACs and dense FLOPs per sample, and energy (compute only, and with memory traffic); and,
+per synaptic layer, its sparsity, input activity and operations in every run. Writes
+``compare.json``, ``compare.csv``, ``compare_layers.json`` and three plots: accuracy against
+energy, accuracy against weight sparsity (ANN and SNN as two series on shared axes), and
+per-layer weight sparsity.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> None:
+    from snn_lats.estimators import CONVENTIONS
+
     parser = subparsers.add_parser(
         "compare",
-        help="compare runs side by side (accuracy, sparsity, firing rates, ACs/MACs, energy)",
+        help="compare ANN and SNN runs (accuracy, sparsity, activity, ACs/MACs, energy, plots)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -28,24 +35,50 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--names", help="comma-separated names of the runs (default: the directory names)")
     parser.add_argument("--energy-preset", help="energy figures per AC/MAC (default: 45nm-fp32)")
     parser.add_argument("--out", default="runs/compare", help="output directory (default: runs/compare)")
+    parser.add_argument(
+        "--convention",
+        choices=tuple(CONVENTIONS),
+        help="recount every run's model_best.pth under this SOP convention (default: the count each summary holds)",
+    )
+    parser.add_argument(
+        "--batches",
+        type=int,
+        help="validation batches recounted with --convention (default: each run's --sops-batches)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="compare runs that differ in data, image size or SOP convention (each difference is a warning)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from snn_lats.engine.compare import compare, plot_comparison
+    from snn_lats._io import atomic_open
+    from snn_lats.engine.compare import compare, render_comparison
 
     try:
         names = [n.strip() for n in args.names.split(",")] if args.names else None
-        report, layers = compare(args.runs, names, args.energy_preset)
+        if args.batches is not None and args.batches < 1:
+            raise ValueError(f"--batches must be >= 1, got {args.batches}")
+        report, layers = compare(
+            args.runs, names, args.energy_preset, force=args.force, convention=args.convention, batches=args.batches
+        )
     except ValueError as error:
         print(f"snn-lats compare: error: {error}", file=sys.stderr)
         return 2
+    # Everything rendered first, then written atomically: an error leaves no half of it behind.
+    files = {"compare.json": report.to_json(), "compare.csv": report.to_csv(), "compare_layers.json": layers.to_json()}
+    files |= render_comparison(report, layers)
     out = Path(args.out)
-    written = [out / "compare.json", out / "compare.csv", out / "compare_layers.json"]
-    report.to_json(written[0])
-    report.to_csv(written[1])
-    layers.to_json(written[2])
-    written += plot_comparison(report, layers, out)
+    written = []
+    for name, content in files.items():
+        with atomic_open(out / name, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
+        written.append(out / name)
+    for note in report.notes:
+        if note.startswith("NOT MEASURED ALIKE"):
+            print(f"snn-lats compare: warning: {note}", file=sys.stderr)
     print(report.table())
     print()
     print(layers.table())

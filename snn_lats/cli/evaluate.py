@@ -85,7 +85,7 @@ def print_evaluation(summary) -> None:
     print(
         f"{summary.checkpoint} (after {summary.epochs_completed} epochs): top-1 {accuracy['acc1']:.2f}%  "
         f"top-5 {accuracy['acc5']:.2f}%  loss {accuracy['loss']:.4f}  on {accuracy['samples']} images  |  "
-        f"global weight sparsity {100 * sparsity.global_sparsity:.2f}%"
+        f"global {sparsity.describe()}"
         + (f"  |  energy {energy / 1e6:.4g} uJ per sample" if energy is not None else "")
     )
     if warning := sparsity.warning():

@@ -8,8 +8,9 @@ Of a network built from flags (random weights: the architecture's cost at a give
 
     snn-lats sops --model sew_resnet18 --T 4 --width 16 --stem cifar --dataset digits --batches 4
 
-Counts ``--batches`` batches of the validation images of ``--data-path`` (ImageNet layout:
-train/ and val/ class folders) or of the built-in offline digits. Data settings default to the
+``--convention`` chooses the counting rule (exact, neurobench, syops, sinabs, paper:
+docs/concepts.md). Counts ``--batches`` batches of the validation images of ``--data-path``
+(ImageNet layout: train/ and val/ class folders) or of the built-in offline digits. Data settings default to the
 checkpoint's; without a checkpoint, to the digits unless ``--data-path`` is given. Output files
 (``--json``, ``--csv``, ``--plot``) are written only once everything has been counted, and
 atomically: an error leaves none of them behind.
@@ -27,10 +28,10 @@ __all__ = ["DATA_FLAGS", "add_parser", "count", "run"]
 
 #: Data flags (TrainConfig field names) that override the checkpoint's or the defaults, with their help.
 DATA_FLAGS = {
-    "dataset": "imagefolder (--data-path) or the offline digits (default without a checkpoint: "
-    "imagefolder if --data-path is given, else digits)",
-    "data_path": "root holding train/<class>/* and val/<class>/*",
-    "image_size": "digits only: side of the upsampled images (default: 32)",
+    "dataset": "where the images come from, as for snn-lats train (default without a checkpoint: "
+    "imagefolder if --data-path is given, else the offline digits)",
+    "data_path": "the data set's folder (imagefolder: train/<class>/* and val/<class>/*)",
+    "image_size": "digits, MNIST, Fashion-MNIST, CIFAR: side of the images (default: the data set's own)",
     "val_resize_size": "image folders: resize before the centre crop (default: 256)",
     "val_crop_size": "image folders: centre crop (default: 224)",
     "bad_images": "an unreadable image: skip it or fail",
@@ -41,7 +42,7 @@ DATA_FLAGS = {
 
 
 def add_parser(subparsers) -> None:
-    from snn_lats.estimators import ENERGY_PRESETS
+    from snn_lats.estimators import CONVENTIONS, DEFAULT_CONVENTION, ENERGY_PRESETS
     from snn_lats.estimators.energy import DEFAULT_PRESET
 
     parser = subparsers.add_parser(
@@ -62,6 +63,23 @@ def add_parser(subparsers) -> None:
     g = parser.add_argument_group("data (default: the checkpoint's)")
     for name, help in DATA_FLAGS.items():
         add_config_flag(g, name, help)
+
+    g = parser.add_argument_group("counting")
+    g.add_argument(
+        "--convention",
+        default=DEFAULT_CONVENTION,
+        choices=tuple(CONVENTIONS),
+        help=f"how operations are counted: {'; '.join(f'{k}: {v}' for k, v in CONVENTIONS.items())} "
+        f"(default: {DEFAULT_CONVENTION})",
+    )
+    g.add_argument(
+        "--extras", action="store_true", help="also count bias adds, neuron updates, normalisation and pooling"
+    )
+    g.add_argument(
+        "--functional",
+        action="store_true",
+        help="also count F.conv*/F.linear calls and matmul products outside modules (exact convention)",
+    )
 
     g = parser.add_argument_group("output")
     g.add_argument(
@@ -129,7 +147,11 @@ def count(args: argparse.Namespace):
         model = build_model(config, num_classes).to(device).eval()
         source = f"{config.model} (untrained)"
     _, loader = build_loaders(None, val_set, config.batch_size, config.workers, seed=config.seed)
-    report = count_sops(model, loader, args.batches, device)
+    if args.functional and args.convention != "exact":
+        raise ValueError("--functional counts by the exact rule only: drop --convention or give exact")
+    report = count_sops(
+        model, loader, args.batches, device, args.convention, extras=args.extras, functional=args.functional
+    )
 
     # Render every file first, then write them all atomically: none is left behind by an error.
     outputs = []
@@ -144,9 +166,11 @@ def count(args: argparse.Namespace):
             stack.enter_context(atomic_open(path, mode)).write(content)
 
     energy = report.energy_pj(args.preset)
+    memory = report.memory_energy_pj(args.preset)["total"]
     summary = (
         f"{source}: {report.acs_per_sample:.4g} ACs + {report.macs_per_sample:.4g} MACs per sample "
-        f"({report.samples} samples, {report.totals['time_steps']} time steps); "
-        f"energy {energy / 1e6:.4g} uJ per sample ({args.preset})"
+        f"({report.convention} convention; dense FLOPs {report.flops_per_sample:.4g}; {report.samples} samples, "
+        f"{report.totals['time_steps']} time steps); energy {energy / 1e6:.4g} uJ per sample ({args.preset}), "
+        f"{memory / 1e6:.4g} uJ with memory traffic (Lemaire et al. 2022)"
     )
     return report, report.table() + "\n\n" + summary

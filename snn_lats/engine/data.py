@@ -1,11 +1,22 @@
-"""Data sets and loaders: ImageNet-style image folders, and the built-in offline digits set.
+"""Data sets and loaders: ImageNet-style image folders, MNIST, Fashion-MNIST and CIFAR from their
+original files, and the built-in offline digits set. Nothing is ever downloaded.
 
 - ``dataset="imagefolder"``: ``data_path/train/<class>/*.jpg`` and ``data_path/val/<class>/*.jpg``
   (ImageNet's layout), decoded by PIL, with torchvision's standard augmentation: RandomResizedCrop
   + horizontal flip for training; resize, then centre crop, for validation.
+- ``dataset="mnist"`` / ``"fashion-mnist"``: the four original IDX files (``.gz`` or not), flat in
+  ``data_path`` (the layout of Debian's ``dataset-fashion-mnist``, whose folder
+  ``/usr/share/datasets/fashion-mnist/`` is the default) or in ``data_path/<MNIST|FashionMNIST>/raw/``
+  (torchvision's ``download=True`` layout). Train is the 60,000 training images, val the 10,000 test
+  images.
+- ``dataset="cifar10"`` / ``"cifar100"``: the official *binary* distribution
+  (``cifar-10-binary.tar.gz``, ``cifar-100-binary.tar.gz``: raw bytes), as the archive or extracted.
+  The python version is a pickle, which this project never loads.
 - ``dataset="digits"``: scikit-learn's bundled ``load_digits()`` (1797 real 8x8 handwritten digits,
   10 classes), upsampled to a small RGB image and split deterministically: every fifth image of
   each class is in the validation set.
+
+``train_subset`` keeps a class-balanced part of any training set (the validation set stays whole).
 
 Batches are :class:`Batch` tuples ``(images, targets, skipped)``: ``skipped`` counts unreadable
 images dropped from that batch (``bad_images="skip"``), so the count reaches the log even when
@@ -14,9 +25,11 @@ the images were decoded in worker processes.
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import signal
+import tarfile
 import threading
 import warnings
 from pathlib import Path
@@ -25,36 +38,47 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Subset, get_worker_info
 from torch.utils.data.distributed import DistributedSampler
 
 from snn_lats._torchvision import datasets, transforms
 
 __all__ = [
     "BAD_IMAGE_POLICIES",
+    "CIFAR_FILES",
     "DATASETS",
+    "FASHION_MNIST_SYSTEM_PATH",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
+    "MNIST_FILES",
     "Batch",
+    "CIFAR10Binary",
+    "CIFAR100Binary",
     "DataError",
     "DigitsDataset",
+    "FashionMNISTFiles",
     "ImageFolderDataset",
     "Loader",
     "SeededSamples",
+    "MNISTFiles",
     "ShardSampler",
+    "balanced_subset",
     "build_datasets",
     "build_loaders",
     "check_image_folder",
     "scan_image_folder",
     "collate",
     "digits_val_mask",
+    "read_idx",
     "set_epoch",
     "train_transform",
     "val_transform",
 ]
 
-DATASETS = ("imagefolder", "digits")
+DATASETS = ("imagefolder", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
+#: Where Debian's package ``dataset-fashion-mnist`` puts the four IDX files: the default ``data_path``.
+FASHION_MNIST_SYSTEM_PATH = "/usr/share/datasets/fashion-mnist"
 BAD_IMAGE_POLICIES = ("skip", "fail")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -247,6 +271,274 @@ def digits_val_mask(targets: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
+# MNIST and Fashion-MNIST from their IDX files
+
+#: ``(images, labels)`` file names of each split, as distributed (each may also end in ``.gz``).
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# Mean and std of the training images' pixels in [0, 1] (the usual normalisation constants).
+_GRAY_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
+
+
+def read_idx(path: str | os.PathLike) -> torch.Tensor:
+    """The uint8 array of an IDX file (LeCun's format; gzip-compressed when the name ends in ``.gz``).
+
+    Header: two zero bytes, the type byte (``0x08``: unsigned byte), the number of dimensions
+    ``n``, then ``n`` big-endian uint32 sizes; the values follow in row-major order.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"cannot read IDX file {str(path)!r}: {error}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
+        raise DataError(f"{str(path)!r} is not an IDX file of unsigned bytes (header {raw[:4].hex()})")
+    ndim = raw[3]
+    shape = tuple(int(v) for v in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    offset = 4 + 4 * ndim
+    if len(raw) - offset != int(np.prod(shape)):
+        raise DataError(
+            f"IDX file {str(path)!r} is truncated or padded: its header says {shape} "
+            f"({int(np.prod(shape))} values), it holds {len(raw) - offset}"
+        )
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape).copy())
+
+
+def _find_idx(folders: list[Path], name: str) -> Path | None:
+    for folder in folders:
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+class _IDXFiles:
+    """torchvision's MNIST-family data set read from local IDX files, with images prepared once.
+
+    torchvision's own ``__init__`` wants the uncompressed files in ``root/<class name>/raw/`` and
+    offers only a download otherwise; this one also reads the ``.gz`` files as distributed, flat
+    in ``root``, and never downloads. ``data`` (uint8 ``[N, 28, 28]``), ``targets`` and ``classes``
+    are torchvision's. Items are ``[3, image_size, image_size]`` float images: pixels scaled to
+    [0, 1], resized (bilinear, antialiased) once at load, normalised with the training set's mean
+    and std, the gray channel repeated 3 times (the networks, and torchvision's pretrained weights,
+    take RGB). Preparing them once makes an epoch tensor indexing: torchvision's per-item PIL
+    path took more time than the forward pass of the small networks here. ``augment``: a random
+    translation of up to ``image_size // 8`` pixels (padding with the background), and for
+    Fashion-MNIST a horizontal flip (clothes are mirror-symmetric; digits are not).
+    """
+
+    name = ""  # the ``dataset`` value
+    torchvision_name = ""  # torchvision's class, whose name is the folder of its download layout
+
+    def __init__(self, root: str | os.PathLike, split: str, image_size: int = 28, augment: bool = False):
+        if split not in MNIST_FILES:
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        root = Path(root)
+        folders = [root, root / self.torchvision_name / "raw"]
+        paths = [_find_idx(folders, name) for name in MNIST_FILES[split]]
+        missing = [name for name, path in zip(MNIST_FILES[split], paths) if path is None]
+        if missing:
+            raise DataError(_missing_idx_message(self.name, self.torchvision_name, folders, missing))
+        datasets.VisionDataset.__init__(self, str(root))
+        self.train = split == "train"
+        self.data, self.targets = read_idx(paths[0]), read_idx(paths[1]).long()
+        if self.data.ndim != 3 or self.targets.ndim != 1 or len(self.data) != len(self.targets):
+            raise DataError(
+                f"{paths[0]} and {paths[1]} do not fit together: images {tuple(self.data.shape)}, "
+                f"labels {tuple(self.targets.shape)} (expected [N, H, W] and [N])"
+            )
+        if len(self.targets) and int(self.targets.max()) >= len(self.classes):
+            raise DataError(f"{paths[1]} has label {int(self.targets.max())}; {self.name} has {len(self.classes)}")
+        mean, std = _GRAY_STATS[self.name]
+        images = self.data.float().div(255.0)[:, None]
+        if images.shape[-2:] != (image_size, image_size):
+            images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", antialias=True)
+        self.images = (images - mean) / std  # [N, 1, S, S]
+        self.augmentation = None
+        if augment:
+            steps = [transforms.RandomCrop(image_size, padding=max(1, image_size // 8), fill=-mean / std)]
+            if self.name == "fashion-mnist":
+                steps.append(transforms.RandomHorizontalFlip())
+            self.augmentation = transforms.Compose(steps)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        if self.augmentation is not None:
+            image = self.augmentation(image)
+        return image.expand(3, -1, -1), int(self.targets[index])
+
+
+def _missing_idx_message(dataset: str, torchvision_class: str, folders: list[Path], missing: list[str]) -> str:
+    """What is missing where, and both ways to get the files."""
+    files = ", ".join(f"{name}(.gz)" for name in missing)
+    if folders:
+        head = f"{dataset}: no {files} in " + " nor in ".join(repr(str(f)) for f in folders)
+    else:
+        head = f"{dataset} needs --data-path, a folder with its IDX files ({files}, ...)"
+    ways = []
+    if dataset == "fashion-mnist":
+        ways.append(
+            f"install the system package (apt-get install dataset-fashion-mnist, which puts them in "
+            f"{FASHION_MNIST_SYSTEM_PATH}/, the default --data-path)"
+        )
+    ways.append(
+        f'on a machine with internet, download them with torchvision (python -c "from torchvision.datasets '
+        f"import {torchvision_class}; {torchvision_class}('DIR', download=True)\") and pass --data-path DIR"
+    )
+    return f"{head}. To get them, " + ", or ".join(ways)
+
+
+class MNISTFiles(_IDXFiles, datasets.MNIST):
+    """torchvision's :class:`~torchvision.datasets.MNIST`, read from local IDX files (see :class:`_IDXFiles`)."""
+
+    name = "mnist"
+    torchvision_name = "MNIST"
+
+
+class FashionMNISTFiles(_IDXFiles, datasets.FashionMNIST):
+    """torchvision's :class:`~torchvision.datasets.FashionMNIST`, read from local IDX files (see :class:`_IDXFiles`)."""
+
+    name = "fashion-mnist"
+    torchvision_name = "FashionMNIST"
+
+
+# ----------------------------------------------------------------------------------------------
+# CIFAR from the official binary distribution
+
+#: Per data set: the archive, the folder it unpacks to, the train and test files, the class-name
+#: file, the label byte used (CIFAR-100's records are ``coarse, fine, pixels``) and the label bytes.
+CIFAR_FILES = {
+    "cifar10": {
+        "archive": "cifar-10-binary.tar.gz",
+        "folder": "cifar-10-batches-bin",
+        "train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+        "val": ("test_batch.bin",),
+        "names": "batches.meta.txt",
+        "label_bytes": 1,
+        "label": 0,
+    },
+    "cifar100": {
+        "archive": "cifar-100-binary.tar.gz",
+        "folder": "cifar-100-binary",
+        "train": ("train.bin",),
+        "val": ("test.bin",),
+        "names": "fine_label_names.txt",
+        "label_bytes": 2,
+        "label": 1,
+    },
+}
+_CIFAR_STATS = {  # per-channel mean and std of the training images in [0, 1]
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+def _cifar_members(dataset: str, root: Path, names: tuple[str, ...]) -> list[bytes]:
+    """The bytes of ``names`` from the extracted folder (``root`` or ``root/<folder>``) or from the
+    archive (``root`` itself, or ``root/<archive>``); read, never extracted."""
+    spec = CIFAR_FILES[dataset]
+    for folder in (root, root / spec["folder"]):
+        if folder.is_dir() and all((folder / n).is_file() for n in names):
+            return [(folder / n).read_bytes() for n in names]
+    archive = root if root.is_file() else root / spec["archive"]
+    if archive.is_file():
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+                missing = [n for n in names if n not in members]
+                if not missing:
+                    return [tar.extractfile(members[n]).read() for n in names]
+        except (tarfile.TarError, OSError, EOFError) as error:
+            raise DataError(f"cannot read the {dataset} archive {str(archive)!r}: {error}") from None
+        raise DataError(f"the archive {str(archive)!r} has no {', '.join(missing)}: is it {spec['archive']}?")
+    raise DataError(
+        f"{dataset}: no {', '.join(names)} in {str(root)!r} nor in {str(root / spec['folder'])!r}, and no "
+        f"{spec['archive']} there. --data-path takes the official binary distribution ({spec['archive']}, "
+        f"from the CIFAR page of the University of Toronto), as the archive or extracted; the python "
+        f"version (a pickle) is not read"
+    )
+
+
+class _CIFARBinary:
+    """Reads torchvision's CIFAR data from the binary distribution into its ``data``/``targets``.
+
+    torchvision's own ``__init__`` unpickles the python version, and this project never unpickles
+    files it did not write. A record of the binary version is the label byte(s), then 3072 pixel
+    bytes: the 32x32 red plane, then green, then blue, rows in order. ``data`` becomes
+    ``[N, 32, 32, 3]`` uint8 as torchvision keeps it, and torchvision's ``__getitem__`` serves it.
+    """
+
+    name = ""
+
+    def __init__(self, root: str | os.PathLike, split: str, image_size: int = 32, augment: bool = False):
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        spec = CIFAR_FILES[self.name]
+        root = Path(root)
+        *chunks, names = _cifar_members(self.name, root, (*spec[split], spec["names"]))
+        record = spec["label_bytes"] + 3072
+        raw = b"".join(chunks)
+        if len(raw) % record:
+            raise DataError(f"{self.name} {split} files are not whole {record}-byte records: truncated?")
+        records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)
+        mean, std = _CIFAR_STATS[self.name]
+        steps = [] if image_size == 32 else [transforms.Resize(image_size, antialias=True)]
+        if augment:
+            steps += [
+                transforms.RandomCrop(image_size, padding=max(1, image_size // 8)),
+                transforms.RandomHorizontalFlip(),
+            ]
+        steps += [transforms.ToTensor(), transforms.Normalize(mean, std)]
+        datasets.VisionDataset.__init__(self, str(root), transform=transforms.Compose(steps))
+        self.train = split == "train"
+        self.classes = [line.strip() for line in names.decode().splitlines() if line.strip()]
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.data = records[:, spec["label_bytes"] :].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+        self.targets = records[:, spec["label"]].astype(np.int64).tolist()
+        if self.targets and max(self.targets) >= len(self.classes):
+            raise DataError(
+                f"{self.name} {split}: label {max(self.targets)} but {spec['names']} names {len(self.classes)} classes"
+            )
+
+
+class CIFAR10Binary(_CIFARBinary, datasets.CIFAR10):
+    """torchvision's :class:`~torchvision.datasets.CIFAR10`, read from ``cifar-10-binary.tar.gz``'s files."""
+
+    name = "cifar10"
+
+
+class CIFAR100Binary(_CIFARBinary, datasets.CIFAR100):
+    """torchvision's :class:`~torchvision.datasets.CIFAR100` (fine labels), from ``cifar-100-binary.tar.gz``'s files."""
+
+    name = "cifar100"
+
+
+# ----------------------------------------------------------------------------------------------
+# Subsets
+
+
+def balanced_subset(targets: Any, size: int, num_classes: int) -> list[int]:
+    """Indices of ``size`` samples: the first ``size // num_classes`` of every class in file order
+    (one more for the first ``size % num_classes`` classes), in file order. :class:`DataError`
+    when a class has too few."""
+    targets = torch.as_tensor(targets)
+    quota = [size // num_classes + (c < size % num_classes) for c in range(num_classes)]
+    chosen = []
+    for c in range(num_classes):
+        members = torch.nonzero(targets == c).flatten()
+        if len(members) < quota[c]:
+            raise DataError(
+                f"train_subset={size} needs {quota[c]} training images of class {c}; the set has {len(members)}"
+            )
+        chosen.append(members[: quota[c]])
+    return sorted(torch.cat(chosen).tolist())
+
+
+# ----------------------------------------------------------------------------------------------
 # Public entry points
 
 
@@ -254,19 +546,66 @@ def build_datasets(config: Any, *, train: bool = True) -> tuple[Dataset | None, 
     """``(train_set, val_set, num_classes)`` as the data fields of ``config`` say (a
     :class:`~snn_lats.engine.recipe.TrainConfig`, or anything with its ``dataset``, ``data_path``,
     ``image_size``, ``train_crop_size``, ``val_resize_size``, ``val_crop_size``, ``bad_images`` and
-    ``augment`` attributes). With ``train=False`` only the validation set is built (evaluation) and
-    ``train_set`` is None.
+    ``augment`` attributes, and optionally ``train_subset`` and ``num_classes``). With
+    ``train=False`` only the validation set is built (evaluation) and ``train_set`` is None.
 
     ``imagefolder`` reads ``data_path/train`` and ``data_path/val`` and checks them before
     anything else happens: a missing or empty folder, a class folder without images, or
-    different classes in train and val raise :class:`DataError`.
-    ``image_size`` applies to ``digits`` only; the crop/resize sizes to ``imagefolder`` only.
+    different classes in train and val raise :class:`DataError`. So does a missing or malformed
+    file of the other data sets. ``image_size`` applies to ``digits`` (default 32), ``mnist``,
+    ``fashion-mnist`` (default 28) and ``cifar10``/``cifar100`` (default 32), which are resized
+    when it differs from their own size; the crop/resize sizes apply to ``imagefolder`` only.
+    ``train_subset`` keeps that many training images (:func:`balanced_subset`); ``num_classes``,
+    when set, must be the data set's number of classes.
     """
     dataset = config.dataset
+    train_set, val_set, num_classes = _read_datasets(config, dataset, train)
+    subset = getattr(config, "train_subset", None)
+    if train_set is not None and subset is not None:
+        if subset > len(train_set):
+            raise DataError(f"train_subset={subset} exceeds the {len(train_set)} training images of {dataset}")
+        train_set = Subset(train_set, balanced_subset(_targets(train_set), subset, num_classes))
+    wanted = getattr(config, "num_classes", None)
+    if wanted is not None and wanted != num_classes:
+        raise DataError(f"--num-classes {wanted} does not match the {num_classes} classes of the data set ({dataset})")
+    return train_set, val_set, num_classes
+
+
+def _targets(dataset: Dataset) -> Any:
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        targets = [target for _, target in dataset.samples]
+    return targets
+
+
+def _read_datasets(config: Any, dataset: str, train: bool) -> tuple[Dataset | None, Dataset, int]:
     if dataset == "digits":
-        val_set = DigitsDataset("val", config.image_size)
-        train_set = DigitsDataset("train", config.image_size, config.augment) if train else None
+        size = config.image_size or 32
+        val_set = DigitsDataset("val", size)
+        train_set = DigitsDataset("train", size, config.augment) if train else None
         return train_set, val_set, DigitsDataset.num_classes
+    if dataset in ("mnist", "fashion-mnist"):
+        cls = FashionMNISTFiles if dataset == "fashion-mnist" else MNISTFiles
+        root = config.data_path
+        if not root:
+            if dataset == "mnist" or not Path(FASHION_MNIST_SYSTEM_PATH).is_dir():
+                raise DataError(_missing_idx_message(dataset, cls.torchvision_name, [], list(MNIST_FILES["train"])))
+            root = FASHION_MNIST_SYSTEM_PATH
+        size = config.image_size or 28
+        val_set = cls(root, "val", size)
+        train_set = cls(root, "train", size, config.augment) if train else None
+        return train_set, val_set, len(val_set.classes)
+    if dataset in CIFAR_FILES:
+        cls = CIFAR10Binary if dataset == "cifar10" else CIFAR100Binary
+        if not config.data_path:
+            raise DataError(
+                f"--data-path is required for dataset {dataset!r}: the official binary distribution "
+                f"({CIFAR_FILES[dataset]['archive']}), as the archive or extracted"
+            )
+        size = config.image_size or 32
+        val_set = cls(config.data_path, "val", size)
+        train_set = cls(config.data_path, "train", size, config.augment) if train else None
+        return train_set, val_set, len(val_set.classes)
     if dataset != "imagefolder":
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     if not config.data_path:

@@ -59,6 +59,9 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     logger: RunLogger | None = None,
     should_stop: Callable[[], bool] | None = None,
+    sops_convention: str = "exact",
+    sops_extras: bool = False,
+    sops_functional: bool = False,
 ) -> Evaluation:
     """Loss, top-1 and top-5 accuracy (%) over ``loader`` (summed over all ranks), and the
     synaptic operations and firing rates of this rank's first ``sops_batches`` batches.
@@ -71,7 +74,11 @@ def evaluate(
     model.eval()
     criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
     network = model.module if isinstance(model, DistributedDataParallel) else model
-    counter = SynapticOpCounter(network) if sops_batches > 0 else None
+    counter = (
+        SynapticOpCounter(network, convention=sops_convention, extras=sops_extras, functional=sops_functional)
+        if sops_batches > 0
+        else None
+    )
     total = len(loader) if batches is None else min(batches, len(loader))
     logger = logger if logger is not None else RunLogger(None, tensorboard=False)
     loss_sum = correct1 = correct5 = samples = skipped = 0.0
@@ -112,13 +119,31 @@ def evaluate(
     return Evaluation(metrics, counter.report() if counter is not None and counter.samples else None)
 
 
-def count_sops(model: nn.Module, loader, batches: int, device: torch.device | str = "cpu") -> SOPReport:
+def count_sops(
+    model: nn.Module,
+    loader,
+    batches: int,
+    device: torch.device | str = "cpu",
+    convention: str = "exact",
+    *,
+    extras: bool = False,
+    functional: bool = False,
+) -> SOPReport:
     """The :class:`~snn_lats.estimators.SOPReport` of ``model`` over the first ``batches`` batches of
-    ``loader``; ValueError when none of them held a readable image."""
+    ``loader``, counted by ``convention``; ValueError when none of them held a readable image."""
     if batches < 1:
         raise ValueError(f"batches must be >= 1, got {batches}")
     try:
-        result = evaluate(model, loader, torch.device(device), sops_batches=batches, batches=batches)
+        result = evaluate(
+            model,
+            loader,
+            torch.device(device),
+            sops_batches=batches,
+            batches=batches,
+            sops_convention=convention,
+            sops_extras=extras,
+            sops_functional=functional,
+        )
     except RuntimeError as error:
         if "no validation image" not in str(error):
             raise
@@ -183,7 +208,21 @@ def evaluate_checkpoint(
 
 
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``config.amp``: float16 on CUDA (with a GradScaler), bfloat16 on the CPU."""
+    """The autocast dtype of ``config.amp`` on ``device``; None without ``--amp``.
+
+    ``config.amp_dtype`` when given; otherwise bfloat16 where the device computes it natively (the
+    CPU; CUDA GPUs from Ampere on), float16 elsewhere. bfloat16 has float32's exponent range and
+    needs no loss scaling; float16 trains with a ``GradScaler``. ValueError for bfloat16 on a GPU
+    without it (which would emulate it slowly).
+    """
     if not config.amp:
         return None
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
+    native_bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported(including_emulation=False)
+    if config.amp_dtype is None:
+        return torch.bfloat16 if native_bf16 else torch.float16
+    if config.amp_dtype == "bfloat16" and not native_bf16:
+        raise ValueError(
+            f"--amp-dtype bfloat16: {torch.cuda.get_device_name(device)} has no native bfloat16; "
+            "use --amp-dtype float16"
+        )
+    return getattr(torch, config.amp_dtype)

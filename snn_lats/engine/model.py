@@ -1,20 +1,36 @@
-"""Networks and pruners as a configuration describes them, and models rebuilt from checkpoints."""
+"""Networks and pruners as a configuration describes them, models rebuilt from checkpoints, and
+starting points (``--weights``) loaded into a new network."""
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import os
+import pickle
+import struct
+import zipfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from snn_lats import networks
-from snn_lats.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from snn_lats.engine.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model_state
 from snn_lats.engine.recipe import NETWORK_FIELDS, RecipeError, TrainConfig
-from snn_lats.pruning import SoftThresholdPruner, attach, pruner_arguments
+from snn_lats.pruning import SoftThresholdPruner, attach, finalize, pruned_layers, pruner_arguments, select_layers
 
-__all__ = ["attach_for_evaluation", "build_model", "build_model_from_checkpoint", "build_pruner", "model_kwargs"]
+__all__ = [
+    "attach_for_evaluation",
+    "build_model",
+    "build_model_from_checkpoint",
+    "build_pruner",
+    "layer_selector",
+    "load_weights",
+    "model_kwargs",
+    "read_weights",
+]
 
 
 def model_kwargs(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any]:
@@ -64,8 +80,45 @@ def build_pruner(
         planned_lrs=planned_step_lrs,
         dense_first_last=config.dense_first_last,
         gradient=config.gradient,
+        include=_checked_selector(model, config.prune_include, "--prune-include"),
+        exclude=_checked_selector(model, config.prune_exclude, "--prune-exclude"),
     )
     return SoftThresholdPruner(model, optimizer, **kwargs)
+
+
+def layer_selector(text: str | None) -> list[type[nn.Module] | str] | None:
+    """``--prune-include``/``--prune-exclude`` as :func:`~snn_lats.pruning.select_layers` takes them:
+    the comma-separated items that name a ``torch.nn`` layer type (``"Linear"``, ``"nn.Conv2d"``)
+    become that type, the others stay module-name patterns (fnmatch: ``"fc"``, ``"layer4.*"``)."""
+    if text is None:
+        return None
+    items: list[type[nn.Module] | str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        found = getattr(nn, item.removeprefix("nn."), None)
+        items.append(found if isinstance(found, type) and issubclass(found, nn.Module) else item)
+    if not items:
+        raise RecipeError(f"no layer pattern or type in {text!r}")
+    return items
+
+
+def _checked_selector(model: nn.Module, text: str | None, flag: str) -> list[type[nn.Module] | str] | None:
+    """:func:`layer_selector`, refusing an item that matches no module of ``model`` (a typo would
+    otherwise silently prune, or keep dense, other layers than meant)."""
+    selector = layer_selector(text)
+    modules = dict(model.named_modules())
+    for item in selector or ():
+        if isinstance(item, type):
+            matched = any(isinstance(m, item) for m in modules.values())
+        else:
+            matched = any(fnmatch.fnmatchcase(name, item) for name in modules if name)
+        if not matched:
+            layers = list(select_layers(model))
+            shown = ", ".join(layers[:6] + (["..."] if len(layers) > 8 else []) + layers[max(6, len(layers) - 2) :])
+            what = f"type {item.__name__}" if isinstance(item, type) else repr(item)
+            raise RecipeError(f"{flag}: {what} matches no layer of the network (its layers: {shown})")
+    return selector
 
 
 def attach_for_evaluation(model: nn.Module, config: TrainConfig | Mapping[str, Any]) -> None:
@@ -76,6 +129,8 @@ def attach_for_evaluation(model: nn.Module, config: TrainConfig | Mapping[str, A
         return
     attach(
         model,
+        include=layer_selector(values.get("prune_include")),
+        exclude=layer_selector(values.get("prune_exclude")),
         dense_first_last=values["dense_first_last"],
         gradient=values["gradient"],
         learnable=values["prune"] == "learnable",
@@ -100,3 +155,122 @@ def build_model_from_checkpoint(
     attach_for_evaluation(model, config)
     load_model_state(model, checkpoint["model"])
     return model.to(device).eval(), dict(checkpoint)
+
+
+# ----------------------------------------------------------------------------------------------
+# Starting points (--weights)
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, str]:
+    """``(state_dict, architecture, kind)`` of a starting point, read without unpickling any object.
+
+    - an snn-lats checkpoint: the weights it computes with, ``S_d(θ)`` baked in when it was pruned;
+      ``architecture`` is its ``model``, network options and ``num_classes``;
+    - an export directory (``model.safetensors`` + ``export.json``) or its ``model.safetensors``/``model.pth``;
+    - any other state dict, ``.safetensors`` or a torch file (``torch.load(weights_only=True)``):
+      a bare ``{key: tensor}``, or one under ``"model"`` or ``"state_dict"`` (torchvision's reference
+      checkpoints), ``"module."`` prefixes of DDP dropped; ``architecture`` is None.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "model.safetensors").is_file():
+            raise CheckpointError(f"--weights {str(path)!r} is a directory without model.safetensors (an export)")
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"--weights {str(path)!r} does not exist")
+    info = path.parent / "export.json"
+    architecture = None
+    if path.name in ("model.safetensors", "model.pth") and info.is_file():
+        exported = json.loads(info.read_text(encoding="utf-8"))["architecture"]
+        architecture = {k: v for k, v in exported.items() if k != "spiking"}
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path), architecture, "export" if architecture else "safetensors state dict"
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(f"--weights {str(path)!r} is not a readable safetensors file: {error}") from None
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"--weights {str(path)!r} holds objects other than tensors and containers; refusing to unpickle "
+            f"it (weights_only=True): {str(error).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, struct.error) as error:
+        raise CheckpointError(f"--weights {str(path)!r} is truncated or not a torch file: {error}") from None
+    if isinstance(content, Mapping) and content.get("format") == FORMAT:
+        checkpoint = load_checkpoint(path)  # the format's own checks
+        model, _ = build_model_from_checkpoint(checkpoint)
+        if pruned_layers(model):
+            finalize(model)
+        config = checkpoint["config"]
+        architecture = {"model": config["model"], "num_classes": checkpoint["num_classes"], **model_kwargs(config)}
+        return dict(model.state_dict()), architecture, f"snn-lats checkpoint, epoch {checkpoint['epoch']}"
+    for key in ("model", "state_dict"):
+        if isinstance(content, Mapping) and isinstance(content.get(key), Mapping):
+            content = content[key]
+            break
+    if not isinstance(content, Mapping) or not content or not all(torch.is_tensor(v) for v in content.values()):
+        raise CheckpointError(
+            f"--weights {str(path)!r} is not a state dict (a mapping of names to tensors, possibly under "
+            "'model' or 'state_dict'), an snn-lats checkpoint or an export"
+        )
+    state = dict(content)
+    if all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state, architecture, "export" if architecture else "state dict"
+
+
+def load_weights(model: nn.Module, config: TrainConfig) -> str:
+    """Load the starting point ``config.weights`` (:func:`read_weights`) into ``model``, the freshly
+    built, unpruned network of ``config``; return a line saying what was loaded.
+
+    :class:`CheckpointError` naming the mismatch when the weights are of another network (another
+    ``model`` of this project, missing or unexpected keys, other shapes) or of another number of
+    classes. With ``config.num_classes`` set (``--num-classes``), a classifier (the last
+    ``nn.Linear``) of another number of classes is left as ``model`` initialised it: a new
+    classifier, as fine-tuning does (timm's ``num_classes`` does the same). BatchNorm
+    ``num_batches_tracked`` counters missing from older torchvision files keep the model's.
+    """
+    path = config.weights
+    state, architecture, kind = read_weights(path)
+    if architecture is not None and architecture["model"] != config.model:
+        raise CheckpointError(
+            f"--weights {str(path)!r} holds a {architecture['model']}, this run trains {config.model}"
+        )
+    own = model.state_dict()
+    linear = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    head = [f"{linear[-1]}.{p}" for p in ("weight", "bias") if linear and f"{linear[-1]}.{p}" in own]
+    note = ""
+    if head and head[0] in state and state[head[0]].shape[0] != own[head[0]].shape[0]:
+        theirs, ours = state[head[0]].shape[0], own[head[0]].shape[0]
+        if config.num_classes is None:
+            raise CheckpointError(
+                f"--weights {str(path)!r} has {theirs} classes (classifier {head[0]} {list(state[head[0]].shape)}), "
+                f"the data set {ours}: give --num-classes {ours} to start with a new classifier"
+            )
+        for key in head:  # the model's fresh initialisation stays
+            state.pop(key, None)
+            own = {k: v for k, v in own.items() if k != key}
+        note = f"; new classifier {linear[-1]}: {theirs} -> {ours} classes"
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(state) - set(model.state_dict()))
+    shapes = [
+        f"{k} {list(state[k].shape)} there, {list(v.shape)} here"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = [
+            f"{len(names)} {label} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+            for label, names in (("missing keys", missing), ("unexpected keys", unexpected), ("other shapes", shapes))
+            if names
+        ]
+        source = f" ({architecture['model']}, {architecture['num_classes']} classes)" if architecture else ""
+        raise CheckpointError(
+            f"--weights {str(path)!r}{source} does not fit this run's {config.model}: " + "; ".join(parts)
+        )
+    model.load_state_dict({**model.state_dict(), **state}, strict=True)
+    return f"weights: {path} ({kind}){note}"

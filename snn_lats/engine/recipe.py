@@ -34,6 +34,7 @@ from snn_lats.networks import STEMS
 from snn_lats.pruning import GRADIENTS, SCHEDULES
 
 __all__ = [
+    "AMP_DTYPES",
     "ARCHITECTURE_FIELDS",
     "FIELD_NAMES",
     "NETWORK_FIELDS",
@@ -48,6 +49,8 @@ __all__ = [
 
 #: ``--prune`` values: the pruner's schedules, or no pruning.
 PRUNE_MODES: tuple[str, ...] = (*SCHEDULES, "none")
+#: ``--amp-dtype`` values: torch dtype names.
+AMP_DTYPES: tuple[str, ...] = ("bfloat16", "float16")
 
 
 class RecipeError(ValueError):
@@ -92,15 +95,27 @@ class TrainConfig:
     # data
     dataset: str = option(
         "imagefolder",
-        "imagefolder: --data-path with train/ and val/ class folders (ImageNet layout); digits: "
+        "imagefolder: --data-path with train/ and val/ class folders (ImageNet layout); mnist, "
+        "fashion-mnist: the four IDX files; cifar10, cifar100: the official binary version; digits: "
         "scikit-learn's offline handwritten digits",
         group="data",
         choices=DATASETS,
     )
     data_path: str | None = option(
-        None, "root holding train/<class>/* and val/<class>/*", group="data", trajectory=False
+        None,
+        "imagefolder: root holding train/<class>/* and val/<class>/*; mnist, fashion-mnist: the folder of "
+        "the IDX files (default for fashion-mnist: /usr/share/datasets/fashion-mnist when it exists); "
+        "cifar10/100: cifar-10-binary.tar.gz (or cifar-100-...), or its extracted folder",
+        group="data",
+        trajectory=False,
     )
-    image_size: int = option(32, "digits only: side of the upsampled images", group="data", minimum=1)
+    image_size: int | None = option(
+        None,
+        "digits, mnist, fashion-mnist, cifar10/100: side of the images, resized from their own (default: "
+        "32 for the upsampled 8x8 digits, 28 for mnist and fashion-mnist, 32 for cifar)",
+        group="data",
+        minimum=1,
+    )
     train_crop_size: int = option(224, "", group="data", minimum=1)
     val_resize_size: int = option(256, "", group="data", minimum=1, trajectory=False)
     val_crop_size: int = option(224, "", group="data", minimum=1, trajectory=False)
@@ -114,6 +129,21 @@ class TrainConfig:
     augment: bool = option(True, "random crops (and flips for image folders) in training", group="data")
     workers: int = option(
         4, "data loading processes per rank", group="data", flags=("-j", "--workers"), minimum=0, trajectory=False
+    )
+    train_subset: int | None = option(
+        None,
+        "train on this many training images only: the first N/classes of every class (quick runs; the "
+        "validation set stays whole)",
+        group="data",
+        minimum=1,
+    )
+    num_classes: int | None = option(
+        None,
+        "the classifier's outputs, which must be the data set's classes; with --weights whose classifier has "
+        "another number of classes, a new classifier is created (default: the data set's, and such weights "
+        "are refused)",
+        group="data",
+        minimum=1,
     )
     # network
     model: str = option("sew_resnet18", "a name of snn_lats.networks.names()", group="network")
@@ -152,9 +182,24 @@ class TrainConfig:
     lr_step_size: int = option(30, "step schedule: epochs per decay", group="optimisation", minimum=1)
     lr_gamma: float = option(0.1, "step schedule: decay factor", group="optimisation", minimum=0)
     lr_min: float = option(0.0, "cosine schedule: final lr", group="optimisation", minimum=0)
-    amp: bool = option(False, "mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU)", group="optimisation")
+    amp: bool = option(False, "mixed precision: autocast to --amp-dtype", group="optimisation")
     channels_last: bool = option(False, "channels-last memory format", group="optimisation", trajectory=False)
-    sync_bn: bool = option(False, "synchronised BatchNorm across processes (CUDA only)", group="optimisation")
+    sync_bn: bool = option(
+        False, "synchronised BatchNorm across processes (CUDA only; SEW: T folded into the batch)", group="optimisation"
+    )
+    amp_dtype: str | None = option(
+        None,
+        "the autocast dtype of --amp: bfloat16, or float16 with a GradScaler (default: bfloat16 where the "
+        "device supports it, else float16)",
+        group="optimisation",
+        choices=AMP_DTYPES,
+    )
+    compile: bool = option(
+        False,
+        "torch.compile the training steps (evaluation and SOP counting stay eager)",
+        group="optimisation",
+        trajectory=False,
+    )
     # pruning
     prune: str = option("none", "threshold schedule", group="pruning", choices=PRUNE_MODES)
     l1: float | None = option(
@@ -174,6 +219,18 @@ class TrainConfig:
     prune_end_epoch: int | None = option(None, "the threshold stops growing here (default: --epochs)", group="pruning")
     dense_first_last: bool = option(False, "keep the first conv and the classifier dense", group="pruning")
     gradient: str = option("straight-through", "d w/d theta", group="pruning", choices=GRADIENTS)
+    prune_include: str | None = option(
+        None,
+        "prune only these layers: comma-separated module name patterns (fnmatch: 'layer*', 'fc') and/or "
+        "torch.nn layer types ('Conv2d', 'Linear') (default: every Conv and Linear weight)",
+        group="pruning",
+    )
+    prune_exclude: str | None = option(
+        None,
+        "keep these layers dense, in the same form as --prune-include; e.g. 'fc' keeps the classifier dense "
+        "and prunes the first conv, as STDS did",
+        group="pruning",
+    )
     # run
     output_dir: str = option(
         "runs/train", "run directory: checkpoints, TensorBoard, summary", group="run", trajectory=False
@@ -203,6 +260,12 @@ class TrainConfig:
         group="run",
         minimum=0,
         trajectory=False,
+    )
+    weights: str | None = option(
+        None,
+        "start from these weights (fresh optimizer and pruner): an snn-lats checkpoint or export directory, "
+        "or a state dict (.pth, .safetensors) of a SpikingJelly SEW ResNet or a torchvision ResNet",
+        group="run",
     )
     recipe: str | None = option(
         None, "a YAML recipe (models/*.yaml) supplying defaults for every flag below", group="recipe", trajectory=False
@@ -247,6 +310,10 @@ class TrainConfig:
             raise RecipeError(f"lr_warmup_epochs ({self.lr_warmup_epochs}) must be < epochs ({self.epochs})")
         if self.label_smoothing >= 1:
             raise RecipeError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
+        if self.amp_dtype is not None and not self.amp:
+            raise RecipeError(
+                f"amp_dtype (--amp-dtype {self.amp_dtype}) is the dtype of --amp, which is off; add --amp"
+            )
         if self.dataset == "imagefolder" and not self.data_path:
             raise RecipeError("data_path (--data-path) is required for dataset 'imagefolder'")
         self._validate_pruning()
@@ -266,6 +333,9 @@ class TrainConfig:
             raise RecipeError(
                 "l1, final_threshold, target_sparsity and beta need a pruning mode (--prune ...); prune is 'none'"
             )
+        selectors = [name for name in ("prune_include", "prune_exclude") if getattr(self, name) is not None]
+        if not pruning and selectors:
+            raise RecipeError(f"{' and '.join(selectors)} choose the pruned layers; prune is 'none'")
         if pruning and self.prune != "learnable" and not strengths:
             raise RecipeError(f"prune={self.prune!r} needs --l1, --final-threshold or --target-sparsity")
         if self.prune == "learnable" and strengths:
@@ -336,7 +406,7 @@ def field_type(name: str) -> tuple[type, bool]:
 _HINTS = typing.get_type_hints(TrainConfig)
 #: Alternative ways to set the pruning strength: one given explicitly replaces a recipe's other.
 STRENGTH_FIELDS = ("l1", "final_threshold", "target_sparsity")
-_PRUNING_FIELDS = (*STRENGTH_FIELDS, "beta", "prune_start_epoch", "prune_end_epoch")
+_PRUNING_FIELDS = (*STRENGTH_FIELDS, "beta", "prune_start_epoch", "prune_end_epoch", "prune_include", "prune_exclude")
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 #: The fields that choose and shape the network (``networks.create(model, **the others)``).
 NETWORK_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.metadata["group"] == "network")

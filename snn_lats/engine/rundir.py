@@ -158,7 +158,7 @@ def check_resume(config: TrainConfig, checkpoint: Mapping[str, Any], world_size:
             "resuming would change the run: "
             + ", ".join(changed)
             + ". A resumed run continues the checkpoint's trajectory exactly; drop these flags, or start a new "
-            "run in another --output-dir"
+            "run in another --output-dir (--weights CHECKPOINT starts it from the checkpoint's weights)"
         )
     saved_world = int(checkpoint.get("world_size", world_size))
     if saved_world != world_size:

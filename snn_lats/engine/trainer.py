@@ -38,12 +38,13 @@ from snn_lats.engine.checkpoint import CHECKPOINT_NAME, CheckpointSaver, check_a
 from snn_lats.engine.data import build_datasets, build_loaders, set_epoch
 from snn_lats.engine.evaluation import EvaluationStopped, amp_dtype, autocast, evaluate, evaluate_checkpoint
 from snn_lats.engine.logger import RunLogger, plot_history
-from snn_lats.engine.model import build_model, build_pruner
+from snn_lats.engine.model import build_model, build_pruner, load_weights
 from snn_lats.engine.optim import build_lr_scheduler, build_optimizer, planned_step_lrs
 from snn_lats.engine.recipe import RecipeError, TrainConfig
 from snn_lats.engine.rundir import RunDirectory, check_resume, find_checkpoint
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SOPReport
+from snn_lats.networks import convert_sync_batchnorm
 from snn_lats.pruning import SoftThresholdPruner, sparsity_report
 
 __all__ = ["NonFiniteLossError", "RunState", "TrainingInterrupted", "train", "train_one_epoch"]
@@ -119,6 +120,12 @@ def _train(
 ) -> RunSummary:
     device = ctx.device
     output_dir = Path(config.output_dir)
+    if config.sync_bn and ctx.distributed and device.type != "cuda":
+        raise ValueError(
+            f"--sync-bn synchronises BatchNorm between CUDA processes (NCCL); these {ctx.world_size} processes run "
+            "on the CPU (gloo), where SyncBatchNorm cannot run. Drop --sync-bn: each process then normalises "
+            "over its own batch"
+        )
 
     # -- data, and the checkpoint to resume from: both checked before anything is written -------
     train_set, val_set, num_classes = build_datasets(config)
@@ -138,17 +145,22 @@ def _train(
 
     # -- network, optimizer, pruner, lr schedule, AMP ----------------------------------------------
     torch.manual_seed(config.seed)  # the same initial weights on every rank
-    model = build_model_fn(config, num_classes).to(device)
+    model = build_model_fn(config, num_classes)
+    if config.weights and checkpoint is None:  # a starting point; a resumed run continues from its own
+        loaded = load_weights(model, config)
+        if ctx.is_main:
+            print(loaded)
+    model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.sync_bn and ctx.distributed:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = convert_sync_batchnorm(model)  # multi-step BatchNorms keep T folded into the batch
     optimizer = build_optimizer(config, model)
     pruner = build_pruner(config, model, optimizer, steps_per_epoch, planned_step_lrs(config, steps_per_epoch))
     lr_scheduler = build_lr_scheduler(config, optimizer)  # after the pruner: "learnable" adds a group
-    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     mixed_precision = amp_dtype(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision == torch.float16)  # bfloat16 needs none
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     # -- resume --------------------------------------------------------------------------------------
     state = RunState()
@@ -186,6 +198,9 @@ def _train(
         train_model = model
         if ctx.distributed:
             train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # --compile: the training steps (around DDP, so that dynamo splits the graph at DDP's buckets);
+        # evaluation stays eager: the SOP counter's hooks would break and recompile the graph.
+        step_model = torch.compile(train_model) if config.compile else train_model
 
         def validate(logger: RunLogger) -> tuple[dict[str, float], SOPReport | None]:
             # Firing rates and SOPs are counted on rank 0 only (hooks, no collective).
@@ -210,7 +225,7 @@ def _train(
             _seed_epoch(config.seed, epoch, ctx.rank, state)
             set_epoch(train_loader, epoch, config.seed, skip_batches=state.epoch_step)
             train_metrics = train_one_epoch(
-                train_model, criterion, optimizer, pruner, scaler, train_loader, ctx, config, epoch, state, logger,
+                step_model, criterion, optimizer, pruner, scaler, train_loader, ctx, config, epoch, state, logger,
                 stop, saver, mixed_precision,
             )  # fmt: skip
             try:
@@ -462,6 +477,7 @@ def _log_epoch(logger: RunLogger, record: dict, sparsity, sops: SOPReport | None
     logger.scalars(epoch, sparsity.layer_sparsity(), prefix="sparsity/")
     if sops is not None:
         logger.scalars(epoch, {row["name"]: row["firing_rate"] for row in sops.neuron_rows()}, prefix="firing_rate/")
+        logger.scalars(epoch, sops.per_sample_scalars(), prefix="sops/")  # ACs, MACs, energy_pj per sample
     logger.flush()
     threshold = f"  threshold {record['threshold']:.4g}" if pruner is not None else ""
     skipped = train_m["skipped_images"] + val_m["skipped_images"]
@@ -495,8 +511,8 @@ def _print_summary(summary: RunSummary, console: RunLogger, output_dir: Path) ->
         console.print(f"firing rates (spikes per neuron per time step): {rates}")
     energy = summary.energy_pj_per_sample()
     console.print(
-        f"accuracy: top-1 {summary.accuracy['acc1']:.2f}%  top-5 {summary.accuracy['acc5']:.2f}%  |  global weight "
-        f"sparsity {100 * summary.sparsity.global_sparsity:.2f}%"
+        f"accuracy: top-1 {summary.accuracy['acc1']:.2f}%  top-5 {summary.accuracy['acc5']:.2f}%  |  "
+        + summary.sparsity.describe()
         + (f"  |  energy {energy / 1e6:.4g} uJ per sample" if energy is not None else "")
     )
     if warning := summary.sparsity.warning():

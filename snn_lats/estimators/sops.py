@@ -1,8 +1,8 @@
 """The synaptic-operation counter: mask-aware ACs and MACs, and firing rates, of any network.
 
 Counting rule (docs/concepts.md, "Counting synaptic operations"). For a synaptic layer
-(``nn.Conv1d/2d/3d``, ``nn.Linear``) with weight mask ``M = 1[w != 0]`` and input ``x`` (one
-sample: input elements ``i``):
+(``nn.Conv1d/2d/3d``, ``nn.ConvTranspose1d/2d/3d``, ``nn.Linear``) with weight mask
+``M = 1[w != 0]`` and input ``x`` (one row: input elements ``i``):
 
     fan_out[i] = number of NONZERO weights that connect input element i to an output
                = (d / dx_i) sum(layer(x; M))                 (a transposed conv of ones with M)
@@ -10,42 +10,64 @@ sample: input elements ``i``):
     MACs = sum_i [x_i != 0] * fan_out[i]   x real-valued
 
 which equals the brute force ``sum(conv(x, M))`` (resp. ``sum(conv(1[x != 0], M))``) by
-linearity. Pruned synapses (zero weights) never count; ``dense_acs``/``dense_macs`` use the
-all-ones mask instead, to show what pruning saved.
+linearity. Pruned synapses never count; ``dense_acs``/``dense_macs`` use the all-ones mask.
+Other tools' rules (NeuroBench, syops, sinabs, the SNN papers' formula) are computed from the
+same sums: :mod:`snn_lats.estimators.conventions`.
 
 AC or MAC: in a spiking model, an input that is non-negative and integer-valued is spikes (or
 SEW-ADD spike counts) and counts ACs; any other input (the encoding layer's image, average-pooled
 features) counts MACs. In an ANN (``model.spiking`` False) every input counts MACs.
 Non-negativity is tested element by element on every call; integrality element by element on
 a layer's first batch of each input shape (and until its inputs of that shape are integers),
-then through the column sums over the batch, which are integers whenever the inputs are. So a
-batch can be taken for spikes wrongly only if it follows spike batches and its fractional
-values add up to integers in every column: never for spikes, images or pooled features.
+then through the column sums over the batch, which are integers whenever the inputs are. An
+input that is the untouched output of one of SpikingJelly's spiking neurons (IF, LIF, PLIF,
+QIF, EIF, Izhikevich, with a spiking surrogate) is 0/1 by construction (a Heaviside of the
+membrane potential) and is not tested again.
 
 ``fan_out`` depends only on the mask and the input shape: it is computed once per (shape, weight
-version) and cached. A forward costs one column sum over each synaptic layer's input, added to a
-running [K] sum; the ops are the dot products of those sums with the cached pruned and dense
-fan-outs, taken when a report is asked for or the weight changes. The counts become a
-:class:`~snn_lats.estimators.report.SOPReport`.
+version) and cached. A forward adds one column sum per synaptic layer to running [K] sums,
+split by what the batch held (:data:`~snn_lats.estimators.conventions.ROWS` of them); the ops
+are their dot products with the cached fan-outs, taken when the weight changes or a report is
+asked for. The per-layer ``acs + macs`` of the exact convention are therefore also "input events
+x fan-out" of every synaptic layer, the measure a pruning budget needs.
 """
 
 from __future__ import annotations
 
-import math
+import warnings
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from spikingjelly.activation_based import neuron as sj_neuron
 from spikingjelly.activation_based.neuron import BaseNode
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from snn_lats.estimators import conventions as cv
+from snn_lats.estimators import functional as fn
 from snn_lats.estimators.report import SOPReport
 
-__all__ = ["SYNAPTIC_LAYERS", "ANN_ACTIVATIONS", "SynapticOpCounter", "fan_out", "is_spiking"]
+__all__ = [
+    "ANN_ACTIVATIONS",
+    "NORM_LAYERS",
+    "POOL_LAYERS",
+    "SYNAPTIC_LAYERS",
+    "SynapticOpCounter",
+    "fan_out",
+    "is_spiking",
+]
 
-SYNAPTIC_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+SYNAPTIC_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.Linear,
+)
 
 # The neuron layers of an ANN: element-wise activation modules. Their "firing rate" is the
 # fraction of nonzero outputs (activation sparsity); functional activations (F.relu) are not seen.
@@ -69,8 +91,51 @@ ANN_ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.Softplus,
 )
 
+NORM_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+)
+POOL_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+)
+
+
+def _neuron_types() -> tuple[type[nn.Module], ...]:
+    """SpikingJelly's neurons: activation_based, and clock_driven (the API syops hooks) where present."""
+    try:
+        from spikingjelly.clock_driven.neuron import BaseNode as ClockDrivenNode
+    except ImportError:  # pragma: no cover - other SpikingJelly releases
+        return (BaseNode,)
+    return (BaseNode, ClockDrivenNode)
+
+
+NEURONS = _neuron_types()
+
+# Their outputs are Heaviside(v - threshold): 0/1 by construction with a spiking surrogate.
+_BINARY_NEURONS = tuple(
+    getattr(sj_neuron, n)
+    for n in ("IFNode", "LIFNode", "ParametricLIFNode", "QIFNode", "EIFNode", "IzhikevichNode")
+    if hasattr(sj_neuron, n)
+)
+
 _F32_EXACT = 2**24  # float32 represents every integer below this exactly
-_F64_EXACT = 2**53  # and float64 every integer below this
 
 
 def is_spiking(model: nn.Module) -> bool:
@@ -78,29 +143,21 @@ def is_spiking(model: nn.Module) -> bool:
     spiking = getattr(model, "spiking", None)
     if spiking is not None:
         return bool(spiking)
-    return any(isinstance(m, BaseNode) for m in model.modules())
+    return any(isinstance(m, NEURONS) for m in model.modules())
 
 
 def _sample_ndim(module: nn.Module) -> int:
-    """Dimensions of one sample's input to a synaptic layer: (C, *spatial) or (features,)."""
+    """Dimensions of one row's input to a synaptic layer: (C, *spatial) or (features,)."""
     return 1 if isinstance(module, nn.Linear) else len(module.kernel_size) + 1
 
 
 def _all_counts(x: Tensor) -> bool:
-    """Whether every element of ``x`` is an integer (a spike count), exactly.
+    """Whether every element of ``x`` (float, no negative element) is an integer, exactly.
 
-    ``x`` is a float tensor with no negative element: :meth:`SynapticOpCounter._classify` settles
-    bool, integer and negative inputs before it asks. For x >= 0, frac(x) >= 0, and a float sum
-    of non-negative terms is 0 only if every term is, so ``sum(frac(x)) == 0`` is exact.
+    For x >= 0, frac(x) >= 0, and a float sum of non-negative terms is 0 only if every term is.
     frac(inf) and frac(NaN) are NaN: not counts.
     """
     return x.frac().sum().item() == 0
-
-
-def _exact_total(y: Tensor) -> float:
-    """sum(y) for non-negative ``y``: float32, redone in float64 past float32's exact range."""
-    total = float(y.sum(dtype=torch.float32))
-    return float(y.sum(dtype=torch.float64)) if total >= _F32_EXACT else total
 
 
 def _weight_state(module: nn.Module) -> tuple:
@@ -134,80 +191,108 @@ def _same_weight_state(module: nn.Module, state: tuple) -> bool:
     return True
 
 
-def fan_out(module: nn.Module, mask: Tensor, sample_shape: tuple[int, ...], device: torch.device) -> Tensor:
-    """fan_out[i] = sum over outputs of ``mask`` weights touching input element i, as int64 [K].
+def _layer_forward(module: nn.Module, x: Tensor, weight: Tensor, output_padding: tuple | None) -> Tensor:
+    """The layer's own operation on ``x`` with ``weight`` and no bias (stride, padding and its
+    mode, dilation, groups, output padding)."""
+    if isinstance(module, nn.Linear):
+        return torch.nn.functional.linear(x, weight)
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        op = (None, torch.nn.functional.conv_transpose1d, torch.nn.functional.conv_transpose2d)
+        op = (*op, torch.nn.functional.conv_transpose3d)[len(module.kernel_size)]
+        return op(x, weight, None, module.stride, module.padding, output_padding, module.groups, module.dilation)
+    return module._conv_forward(x, weight, None)
+
+
+def fan_out(
+    module: nn.Module,
+    mask: Tensor,
+    sample_shape: tuple[int, ...],
+    device: torch.device,
+    output_padding: tuple | None = None,
+) -> tuple[Tensor, int]:
+    """``(fan_out, output elements)``: fan_out[i] = sum over outputs of ``mask`` weights touching
+    input element i, as float64 [K], and the output elements of one row.
 
     The gradient of sum(layer(x; mask)) with respect to x: a transposed convolution of ones
-    with the mask, respecting stride, padding (and padding_mode), dilation and groups.
+    with the mask (a convolution, for a transposed layer), respecting stride, padding (and
+    padding_mode), dilation, groups and output padding.
     """
     with torch.inference_mode(False), torch.enable_grad():
         x = torch.ones((1, *sample_shape), dtype=torch.float64, device=device, requires_grad=True)
         w = mask.to(device=device, dtype=torch.float64)
-        if isinstance(module, nn.Linear):
-            y = torch.nn.functional.linear(x, w)
-        else:
-            y = module._conv_forward(x, w, None)
+        y = _layer_forward(module, x, w, output_padding)
         (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
-    return grad.reshape(-1).round().to(torch.int64)
+    return grad.reshape(-1).round(), y[0].numel()
+
+
+def _flops_row(module: nn.Module, k: int, out_elements: int) -> int:
+    """Conventional dense MACs of one row, bias excluded: ``out x C_in/groups x prod(kernel)``
+    (a transposed layer: ``in x C_out/groups x prod(kernel)``), ``in x out`` for a Linear."""
+    per_element = module.weight[0].numel()  # C_in/g x prod(k) (conv), C_out/g x prod(k) (transposed)
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        return k * per_element
+    return out_elements * per_element
 
 
 @dataclass
 class _SynapseStats:
     kind: ClassVar[str] = "synaptic"
-    acs: int = 0
-    macs: int = 0
-    dense_acs: int = 0
-    dense_macs: int = 0
-    events: int = 0  # spikes (AC inputs) or nonzero inputs (MAC inputs)
-    elements: int = 0
     sample_shape: tuple[int, ...] | None = None
     params: int | None = None
     nonzero_params: int | None = None
-
-    def figures(self) -> dict[str, Any]:
-        """The figures of this layer's report row; ``input_event_rate`` = events / input elements."""
-        return {
-            "params": self.params,
-            "nonzero_params": self.nonzero_params,
-            "input_event_rate": self.events / self.elements if self.elements else None,
-            "acs": self.acs,
-            "macs": self.macs,
-            "dense_acs": self.dense_acs,
-            "dense_macs": self.dense_macs,
-            "firing_rate": None,
-        }
+    elements: int = 0  # input elements seen
+    encoding: bool = False  # the first synaptic layer a forward called
+    syops_acs: float = 0.0  # syops' own per-call figures (its rate is per call)
+    syops_macs: float = 0.0
+    extra_ops: float = 0.0  # bias adds
 
 
 @dataclass
-class _NeuronStats:
-    kind: ClassVar[str] = "neuron"
-    spikes: float = 0.0  # spikes (SNN) or nonzero activations (ANN)
-    elements: int = 0
-    sample_shape: tuple[int, ...] | None = None
+class _Shape:
+    """What one synaptic layer accumulated for one input shape and device."""
 
-    def figures(self) -> dict[str, Any]:
-        """The figures of this layer's report row; ``firing_rate`` = spikes / output elements."""
-        return {
-            "params": None,
-            "nonzero_params": None,
-            "input_event_rate": None,
-            "acs": None,
-            "macs": None,
-            "dense_acs": None,
-            "dense_macs": None,
-            "firing_rate": self.spikes / self.elements if self.elements else None,
-        }
+    k: int
+    flops_row: int
+    out_elements: int
+    dense: Tensor  # unpruned fan-out [K], float64
+    pending: list[Tensor]  # ROWS column sums [K] since the weight last changed
+    recent: list[tuple[int, Tensor]] = field(default_factory=list)  # (row, column sums), added 32 at a time
+    pruned_dots: list[float] = field(default_factory=lambda: [0.0] * cv.ROWS)  # folded pending . f
+    dense_dots: list[float] = field(default_factory=lambda: [0.0] * cv.ROWS)  # folded pending . g
+    sums: list[float] = field(default_factory=lambda: [0.0] * cv.ROWS)  # folded sum(pending)
+    rows: int = 0
+    rows_neurobench_spiking: int = 0
+
+    def gather(self) -> None:
+        """Add the queued column sums into the pending accumulators: one stack and sum per row and dtype."""
+        groups: dict[tuple, list[Tensor]] = {}
+        for row, col in self.recent:
+            groups.setdefault((row, col.dtype), []).append(col)
+        for (row, _), cols in groups.items():
+            self.pending[row].add_(torch.stack(cols).sum(0, dtype=torch.float64))
+        self.recent.clear()
+
+    def fold(self, pruned: Tensor | None) -> None:
+        """Apply the fan-outs to the pending column sums (``pruned``: the mask they were taken
+        under) and clear them. float64 is exact below 2**53; past it the dot is redone in int64."""
+        self.gather()
+        for row, col in enumerate(self.pending):
+            for dots, f in ((self.pruned_dots, pruned), (self.dense_dots, self.dense)):
+                if f is None:
+                    continue
+                dot = float(torch.dot(col, f))
+                dots[row] += dot if dot < 2**53 else float((col.long() * f.long()).sum())
+            self.sums[row] += float(col.sum())
+            col.zero_()
 
 
 class _FanOutCache:
     """The fan-outs of one synaptic layer per input shape, and its pending column sums.
 
-    Per (input shape, device): a float64 matrix [3, K] (pruned fan_out, dense fan_out, ones)
-    and two float64 accumulators [K]: the column sums over every batch since the weight last
-    changed, of spike counts (AC inputs) and of nonzero inputs (MAC inputs). ACs and MACs are
-    linear in them, so one matrix-vector product per accumulator turns them into ops, dense ops
-    and events, when the weight changes or a report is asked for: a forward only adds its
-    column sums.
+    Per (input shape, device): the unpruned fan-out, and ROWS accumulators [K] (column sums of
+    spike counts, nonzero inputs, ... by what the batch held). Ops are linear in them, so the
+    pruned fan-out is applied (a dot product per accumulator) only when the weight changes or a
+    report is asked for: a forward adds its column sums.
 
     The weight counts as unchanged while every tensor it derives from (the weight, or θ and the
     thresholds of a parametrization) is still in place with the same version and storage:
@@ -221,61 +306,115 @@ class _FanOutCache:
         self.module = module
         self.stats = stats
         self.sample_ndim = _sample_ndim(module)
+        self.transposed = isinstance(module, nn.modules.conv._ConvTransposeNd)
         self.state: tuple | None = None
         self.mask: Tensor | None = None
-        self.matrices: dict[tuple, Tensor] = {}
-        self.dense: dict[tuple, Tensor] = {}  # depends on the shape only
-        self.pending: dict[tuple, tuple[Tensor, Tensor]] = {}  # (AC, MAC) column sums
+        self.pruned: dict[tuple, Tensor] = {}  # fan-out under the current mask
+        self.shapes: dict[tuple, _Shape] = {}
         self.integer_inputs: dict[tuple, bool] = {}  # per input shape: were its inputs integers
+        self.last: tuple | None = None  # (shape, device, output padding, entry) of the last call
 
     def _refresh(self) -> None:
         self.flush()
+        self.last = None
         self.state = _weight_state(self.module)
         with torch.no_grad():
             self.mask = self.module.weight.detach() != 0
-        self.matrices.clear()
+        self.pruned.clear()
         self.stats.params = self.mask.numel()
         self.stats.nonzero_params = int(self.mask.sum())
 
     def flush(self) -> None:
-        """Turn the pending column sums into counts (with the fan-outs they were taken under)."""
-        for key, (acs_col, macs_col) in self.pending.items():
-            matrix = self.matrices[key]
-            for col, as_acs in ((acs_col, True), (macs_col, False)):
-                ops, dense_ops, events = torch.mv(matrix, col).tolist()
-                if dense_ops >= _F64_EXACT:  # past float64's exact integers: redo in int64
-                    ops, dense_ops, events = (matrix.long() * col.long()).sum(1).tolist()
-                if as_acs:
-                    self.stats.acs += int(ops)
-                    self.stats.dense_acs += int(dense_ops)
-                else:
-                    self.stats.macs += int(ops)
-                    self.stats.dense_macs += int(dense_ops)
-                self.stats.events += int(events)
-        self.pending.clear()
+        """Fold every shape's pending column sums (under the mask they were taken with)."""
+        for key, entry in self.shapes.items():
+            entry.fold(self.pruned.get(key))
 
-    def add(self, shape: tuple[int, ...], col: Tensor, as_acs: bool) -> None:
-        """Add the column sums ``col`` [K] of one batch (spike counts, or nonzero inputs)."""
+    def shape(self, shape: tuple[int, ...], device: torch.device, output_padding: tuple | None) -> _Shape:
+        """The accumulators of ``shape`` (created, with its fan-outs, on first use)."""
         if self.state is None or not _same_weight_state(self.module, self.state):
             self._refresh()
-        key = (shape, col.device)
-        pending = self.pending.get(key)
-        if pending is None:
-            if key not in self.matrices:
-                if key not in self.dense:
-                    self.dense[key] = fan_out(self.module, torch.ones_like(self.mask), shape, col.device)
-                pruned = fan_out(self.module, self.mask, shape, col.device)
-                self.matrices[key] = torch.stack((pruned, self.dense[key], torch.ones_like(pruned))).double()
-            k = self.matrices[key].shape[1]
-            pending = self.pending[key] = (
-                torch.zeros(k, dtype=torch.float64, device=col.device),
-                torch.zeros(k, dtype=torch.float64, device=col.device),
-            )
-        pending[0 if as_acs else 1].add_(col)
+        last = self.last
+        if last is not None and last[0] == shape and last[1] == device and last[2] == output_padding:
+            return last[3]  # the same shape as last time, the fan-outs still in force
+        key = (shape, device, output_padding)
+        entry = self.shapes.get(key)
+        if entry is None:
+            dense, out_elements = fan_out(self.module, torch.ones_like(self.mask), shape, device, output_padding)
+            k = dense.numel()
+            with torch.inference_mode(False):  # normal tensors: updated in and out of inference mode
+                pending = [torch.zeros(k, dtype=torch.float64, device=device) for _ in range(cv.ROWS)]
+            entry = self.shapes[key] = _Shape(k, _flops_row(self.module, k, out_elements), out_elements, dense, pending)
+        if key not in self.pruned:
+            self.pruned[key] = fan_out(self.module, self.mask, shape, device, output_padding)[0]
+        self.last = (shape, device, output_padding, entry)
+        return entry
+
+    def accumulated(self, key: tuple) -> cv.Accumulated:
+        entry = self.shapes[key]
+        return cv.Accumulated(
+            pruned=list(entry.pruned_dots),
+            dense=list(entry.dense_dots),
+            sums=list(entry.sums),
+            k=entry.k,
+            flops_row=entry.flops_row,
+            dense_row=float(entry.dense.sum()),
+            rows=entry.rows,
+            rows_neurobench_spiking=entry.rows_neurobench_spiking,
+            encoding=self.stats.encoding,
+        )
+
+
+@dataclass
+class _NeuronStats:
+    kind: ClassVar[str] = "neuron"
+    totals: list[Tensor] = field(default_factory=list)  # y.sum() per call, added up at report
+    columns: list[Tensor] = field(default_factory=list)  # column sums a synaptic layer took of its output
+    spikes: float = 0.0  # spikes (SNN) or nonzero activations (ANN)
+    elements: int = 0
+    sample_shape: tuple[int, ...] | None = None
+    binary: bool = False  # outputs are 0/1 by construction
+    consumed: bool = False  # its output went straight into a synaptic layer last time
+    syops_acs: float = 0.0
+    syops_macs: float = 0.0
+    extra_ops: float = 0.0  # neuron updates (SNN)
+
+    def fold(self) -> None:
+        if self.totals:
+            self.spikes += float(torch.stack(self.totals).sum(dtype=torch.float64))
+            self.totals.clear()
+        for col in self.columns:
+            self.spikes += float(col.sum(dtype=torch.float64))
+        self.columns.clear()
+
+
+@dataclass
+class _OtherStats:
+    """A normalisation or pooling layer (counted with ``extras``)."""
+
+    kind: str
+    elements: int = 0
+    extra_ops: float = 0.0
+    syops_acs: float = 0.0
+    syops_macs: float = 0.0
+    sample_shape: tuple[int, ...] | None = None
+
+
+def _nonzero_columns(xv: Tensor) -> Tensor:
+    """Nonzero elements of ``xv`` [B, K] per column (``|sign(x)|`` summed: faster than count_nonzero)."""
+    return xv.sign().abs_().sum(0, dtype=torch.float32 if xv.shape[0] < _F32_EXACT else torch.float64)
+
+
+def _syops_spike_rate(x: Tensor) -> tuple[bool, float]:
+    """syops 0.0.5's ``spike_rate``: spikes iff at most two distinct values, all in [0, 1]; the
+    rate is then the mean, else 1."""
+    mn, mx = (float(v) for v in torch.aminmax(x.detach()))
+    if mn >= 0 and mx <= 1 and x.detach().unique().numel() <= 2:
+        return True, float(x.detach().sum(dtype=torch.float64)) / x.numel()
+    return False, 1.0
 
 
 class SynapticOpCounter:
-    """Count mask-aware synaptic operations and firing rates while a model runs.
+    """Count synaptic operations and firing rates while a model runs.
 
     ::
 
@@ -284,143 +423,442 @@ class SynapticOpCounter:
                 model(x)
         report = counter.report()
 
-    Hooks every synaptic layer (``nn.Conv1d/2d/3d``, ``nn.Linear``), every neuron layer
-    (SpikingJelly ``BaseNode`` in a spiking model; the activation modules ``ANN_ACTIVATIONS`` in
-    an ANN) and the model itself (to count samples), and accumulates over any number of
-    batches. It keeps running sums only (per layer and input shape: column sums the size of one
-    sample's input), never activations.
+    Hooks every synaptic layer (:data:`SYNAPTIC_LAYERS`), every neuron layer (SpikingJelly
+    neurons in a spiking model; the activation modules :data:`ANN_ACTIVATIONS` in an ANN) and
+    the model itself (to count samples), and accumulates over any number of batches. It keeps
+    running sums only (per layer and input shape: column sums the size of one row's input),
+    never activations.
 
-    Samples: the model's input is ``[N, ...]`` or a sequence ``[T, N, ...]``, told apart by
-    having one dimension more than the first synaptic layer takes (``[N, C, H, W]`` for a
-    Conv2d). Time steps per sample: the sequence length, else ``model.T`` (default 1).
+    ``convention``: how the operations are counted, one of
+    :data:`~snn_lats.estimators.conventions.CONVENTIONS` (default ``"exact"``, mask-aware; the
+    others reproduce NeuroBench, syops, sinabs and the SNN papers' formula).
+    ``T``: time steps per sample for a static input (default: ``model.T``). A spiking model with
+    neither is counted with the time steps unknown (a warning says so): per-step figures are then
+    None and the paper convention refuses it. A sequence input ``[T, N, ...]`` (one dimension
+    more than the first synaptic layer takes) gives its own length.
+    ``extras``: also count bias adds, neuron updates, normalisation and pooling (extra columns;
+    on with ``convention="syops"``, which charges them).
+
+    A module that holds a weight but is none of the kinds above is named in a warning: its
+    operations are not counted.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        convention: str = cv.DEFAULT_CONVENTION,
+        T: int | None = None,
+        extras: bool = False,
+        functional: bool = False,
+    ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
+        self.convention = cv.check_convention(convention)
+        if functional and convention != "exact":
+            raise ValueError("functional=True counts by the exact rule only: use convention='exact'")
+        self.functional = bool(functional)
         self.spiking = is_spiking(model)
-        T = getattr(model, "T", 1)
-        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-            raise ValueError(f"model.T must be a positive int, got {T!r}")
-        self.T = T
-        neuron_types = (BaseNode,) if self.spiking else ANN_ACTIVATIONS
-        self._layers: list[tuple[str, nn.Module, _SynapseStats | _NeuronStats]] = []
+        self.extras = bool(extras) or convention == "syops"
+        self.T, self.T_source = self._time_steps(model, T)
+        neuron_types = NEURONS if self.spiking else ANN_ACTIVATIONS
+        self._layers: list[tuple[str, nn.Module, Any]] = []
         self._caches: dict[int, _FanOutCache] = {}
         self._neurons: dict[int, _NeuronStats] = {}
+        self._others: dict[int, _OtherStats] = {}
+        self._recurrent: dict[int, fn.FunctionalStats] = {}
+        self._functional: dict[str, tuple[str, fn.FunctionalStats]] = {}  # row name -> (enclosing module, stats)
+        unhandled = []
         for name, module in model.named_modules():
+            label = name or type(module).__name__
             if isinstance(module, SYNAPTIC_LAYERS):
                 stats = _SynapseStats(params=module.weight.numel())
                 self._caches[id(module)] = _FanOutCache(module, stats)
-                self._layers.append((name or type(module).__name__, module, stats))
+                self._layers.append((label, module, stats))
             elif isinstance(module, neuron_types):
-                self._neurons[id(module)] = _NeuronStats()
-                self._layers.append((name or type(module).__name__, module, self._neurons[id(module)]))
-        synaptic = [m for _, m, s in self._layers if isinstance(s, _SynapseStats)]
-        if not synaptic:
+                binary = type(module) in _BINARY_NEURONS and getattr(module.surrogate_function, "spiking", False)
+                self._neurons[id(module)] = _NeuronStats(binary=bool(binary))
+                self._layers.append((label, module, self._neurons[id(module)]))
+            elif isinstance(module, fn.RECURRENT) and convention == "exact":
+                stats = fn.FunctionalStats(type=type(module).__name__)
+                self._recurrent[id(module)] = stats
+                self._layers.append((label, module, stats))
+            elif isinstance(module, NORM_LAYERS + POOL_LAYERS):
+                if self.extras:
+                    kind = "norm" if isinstance(module, NORM_LAYERS) else "pool"
+                    self._others[id(module)] = _OtherStats(kind)
+                    self._layers.append((label, module, self._others[id(module)]))
+            elif not isinstance(module, parametrize.ParametrizationList) and any(
+                p.dim() >= 2 for p in module.parameters(recurse=False)
+            ):
+                unhandled.append(f"{label} ({type(module).__name__})")
+        synaptic = [m for _, m, s in self._layers if isinstance(s, (_SynapseStats, fn.FunctionalStats))]
+        if not synaptic and not functional:
             raise ValueError(
-                f"model has no synaptic layer ({', '.join(t.__name__ for t in SYNAPTIC_LAYERS)}); nothing to count"
+                f"model has no synaptic layer ({', '.join(t.__name__ for t in SYNAPTIC_LAYERS)}, "
+                "or a recurrent one); nothing to count"
             )
-        # One dimension more than this is a [T, N, ...] sequence.
-        self._static_ndim = _sample_ndim(synaptic[0]) + 1
+        if unhandled:
+            inside = (
+                "; only the F.conv*/F.linear/matmul calls in their forward are counted"
+                if functional
+                else " (functional=True counts the F.conv*/F.linear/matmul calls in their forward)"
+            )
+            warnings.warn(
+                f"SynapticOpCounter does not count the operations of {', '.join(unhandled)}: "
+                f"modules holding a weight of a kind it does not handle{inside}",
+                stacklevel=2,
+            )
+        self._names = {id(m): name for name, m in model.named_modules()}
+        self._stack: list[str] = []  # names of the model's modules running now (functional=True)
+        self._inside = 0  # depth inside counted layers, whose own F.conv*/F.linear are not counted again
+        self._mode: fn.FunctionalCounter | None = None
+        # One dimension more than this is a [T, N, ...] sequence. A recurrent first layer takes
+        # sequences of its own: [N, L, ...] (batch_first) or [L, N, ...], samples N, one step.
+        first = synaptic[0] if synaptic else None
+        self._recurrent_first = first if isinstance(first, nn.RNNBase) else None
+        self._static_ndim = 2 if first is None or isinstance(first, fn.RECURRENT) else _sample_ndim(first) + 1
         self.samples = 0
-        self.sample_steps = 0  # sum over samples of their time steps
+        self.sample_steps = 0  # sum over samples of their time steps (static inputs with T unknown: 0)
+        self.static_samples = 0  # samples given as a static batch (the encoding layer runs once)
+        self.sequence_samples = 0
+        self._unknown_steps = 0  # static samples counted while T is unknown
         self._handles: list[Any] = []
         self._last_input: tuple | None = None
+        # id(tensor) -> (weakref, version, neuron stats or None): 0/1 outputs of a neuron this forward.
+        # With stats: the neuron left its spike count to the synaptic layer that reads the tensor
+        # (its column sums hold it); ``_awaiting`` keeps such a tensor until then.
+        self._binary_outputs: dict[int, tuple] = {}
+        self._awaiting: dict[int, tuple[Tensor, _NeuronStats, int]] = {}
+        self._first_call = False
+
+    @staticmethod
+    def _time_steps(model: nn.Module, T: int | None) -> tuple[int | None, str]:
+        source = "T="
+        if T is None:
+            T, source = getattr(model, "T", None), "model.T"
+        if T is None:
+            if is_spiking(model):
+                warnings.warn(
+                    f"{type(model).__name__} has no attribute T and no T= was given: the time steps of a "
+                    "static input are unknown, and per-step figures will be None (pass T=)",
+                    stacklevel=3,
+                )
+                return None, "unknown"
+            return 1, "ANN"
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ValueError(f"{'T' if source == 'T=' else 'model.T'} must be a positive int, got {T!r}")
+        return T, source
 
     # -- hooks ---------------------------------------------------------------------------------
 
     def __enter__(self) -> SynapticOpCounter:
         if self._handles:
             raise RuntimeError("this SynapticOpCounter is already attached (nested `with`)")
+        if self.convention == "paper" and self.spiking and self.T is None:
+            raise ValueError("the paper convention charges every layer per time step: pass T= (the model has no T)")
         self._handles.append(self.model.register_forward_pre_hook(self._count_samples, with_kwargs=True))
+        self._handles.append(self.model.register_forward_hook(lambda *_: self._settle_awaiting()))
         for _, module, stats in self._layers:
             if isinstance(stats, _SynapseStats):
                 self._handles.append(module.register_forward_pre_hook(self._count_synapses, with_kwargs=True))
-            else:
+            elif isinstance(stats, fn.FunctionalStats):
+                self._handles.append(module.register_forward_hook(self._count_recurrent))
+            elif isinstance(stats, _NeuronStats):
                 self._handles.append(module.register_forward_hook(self._count_spikes))
+            else:
+                self._handles.append(module.register_forward_hook(self._count_other))
+        if self.functional:
+            from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+            self._handles.append(register_module_forward_pre_hook(self._enter_module))
+            self._handles.append(register_module_forward_hook(self._leave_module))
+            self._mode = fn.FunctionalCounter(self._count_functional, lambda: bool(self._stack) and not self._inside)
+            self._mode.__enter__()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._stack.clear()
+        self._inside = 0
         self._last_input = None
+        self._settle_awaiting()
+
+    def _settle_awaiting(self) -> None:
+        """Count the spikes of neuron outputs that no synaptic layer read (the neuron sums itself
+        from now on), and forget this forward's outputs."""
+        for y, stats, version in self._awaiting.values():
+            if y._version != version:  # edited in place since the neuron emitted it
+                warnings.warn(
+                    "a spiking neuron's output was edited in place before any synaptic layer read it: "
+                    "its firing rate counts the edited values",
+                    stacklevel=2,
+                )
+            stats.totals.append(y.detach().sum(dtype=torch.float64))
+            stats.consumed = False
+        self._awaiting.clear()
+        self._binary_outputs.clear()
 
     def _count_samples(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
         x = next((a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)), None)
         if x is None or x.dim() == 0:
             raise TypeError("the model's first tensor argument must be a batch [N, ...] or [T, N, ...]")
-        if x.dim() == self._static_ndim + 1:
-            steps, n = x.shape[0], x.shape[1]
+        recurrent = self._recurrent_first
+        if recurrent is not None and x.dim() == 3:  # a batch of sequences: N of them, one step each
+            n = x.shape[0] if recurrent.batch_first else x.shape[1]
+            self.static_samples += n
+            self.sample_steps += n * (self.T or 1)
+        elif x.dim() == self._static_ndim + 1:
+            n = x.shape[1]
+            self.sample_steps += n * x.shape[0]
+            self.sequence_samples += n
         else:
-            steps, n = self.T, x.shape[0]
+            n = x.shape[0]
+            self.static_samples += n
+            if self.T is None:
+                self._unknown_steps += n
+            else:
+                self.sample_steps += n * self.T
         self.samples += n
-        self.sample_steps += n * steps
+        self._first_call = True
+        self._settle_awaiting()
 
     def _count_synapses(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        # The hot path of the counter: kept to a few tensor ops and little Python per call.
         x = args[0] if args else next(iter(kwargs.values()))
         cache = self._caches[id(module)]
-        shape = tuple(x.shape[-cache.sample_ndim :])
-        k = math.prod(shape)
-        if x.numel() == 0 or k == 0:
-            return
         stats = cache.stats
-        if stats.sample_shape is None:
-            stats.sample_shape = shape
+        if self._first_call:
+            self._first_call = False
+            stats.encoding = True
+        numel = x.numel()
+        if not numel:
+            return
+        shape = x.shape[-cache.sample_ndim :]
+        output_padding = self._output_padding(module, x, args, kwargs) if cache.transposed else None
+        entry = cache.shape(shape, x.device, output_padding)
+        k = entry.k
+        if not k:
+            return
         # Inference-mode tensors have no version counter: an in-place edit would go unseen.
         version = None if x.is_inference() else x._version
         last = self._last_input
         if last is not None and last[0]() is x and version is not None and last[1] == version and last[2] == k:
-            as_acs, col = last[3], last[4]  # the same tensor again (a shortcut conv): same counts
+            columns, spiking_nb = last[3], last[4]  # the same tensor again (a shortcut conv): the same sums
         else:
-            xv = x.detach().reshape(-1, k)
-            as_acs, col = self._classify(cache, shape, xv) if self.spiking else (False, None)
-            if not as_acs:  # nonzero inputs per element, summed over the batch
-                col = torch.count_nonzero(xv, dim=0)
-            self._last_input = (weakref.ref(x), version, k, as_acs, col)  # weak: keeps no activation
-        cache.add(shape, col, as_acs)
-        stats.elements += x.numel()
+            xv = (x.detach() if x.requires_grad else x).reshape(-1, k)
+            known = self._binary_outputs.get(id(x))
+            if known is not None and version is not None and known[1] == version and known[0]() is x:
+                col = xv.sum(0, dtype=torch.float32 if xv.shape[0] < _F32_EXACT else torch.float64)
+                columns, spiking_nb = [(cv.BINARY, col)], True  # 0/1 by construction
+                neuron = known[2]
+                neuron.consumed = True
+                if self._awaiting.pop(id(x), None) is not None:  # the neuron left its count to us
+                    neuron.columns.append(col)
+            else:
+                columns, spiking_nb = self._columns(cache, shape, xv)
+            self._last_input = (weakref.ref(x), version, k, columns, spiking_nb)  # weak: keeps no activation
+        rows = numel // k
+        recent = entry.recent
+        for item in columns:
+            recent.append(item)
+        if len(recent) >= 32:
+            entry.gather()
+        entry.rows += rows
+        if spiking_nb:
+            entry.rows_neurobench_spiking += rows
+        stats.elements += numel
+        if stats.sample_shape is None:
+            stats.sample_shape = tuple(shape)
+        if self.extras and module.bias is not None:
+            stats.extra_ops += rows * entry.out_elements
+        if self.convention == "syops":
+            self._count_syops(module, stats, entry, x, columns, rows)
 
     @staticmethod
-    def _classify(cache: _FanOutCache, shape: tuple[int, ...], xv: Tensor) -> tuple[bool, Tensor | None]:
-        """(counts, column sums): whether ``xv`` [B, K] is spikes, and then its exact sums over B.
+    def _output_padding(module: nn.Module, x: Tensor, args: tuple, kwargs: dict) -> tuple:
+        """A transposed layer's output padding for this call (``output_size=`` may set it)."""
+        size = args[1] if len(args) > 1 else kwargs.get("output_size")
+        nd = len(module.kernel_size)
+        return tuple(
+            module._output_padding(x, size, module.stride, module.padding, module.kernel_size, nd, module.dilation)
+        )
 
-        Non-negativity is tested element by element on every call. Integrality too on the
-        layer's first batch of this input shape (and until its inputs of this shape were
-        integers); after that, through the column sums: a fractional one proves a fractional
-        input, and integral ones are taken for counts.
+    @staticmethod
+    def _count_syops(module: nn.Module, stats: _SynapseStats, entry: _Shape, x: Tensor, columns, rows: int) -> None:
+        """syops' figures of one call: ``(FL + bias adds) x rate`` ACs for spikes, else MACs."""
+        kinds = [row for row, _ in columns]
+        if kinds == [cv.BINARY]:  # 0/1: at most two values in [0, 1]; the rate is the mean
+            spike, rate = True, float(columns[0][1].sum()) / x.numel()
+        elif cv.MULTI in kinds:
+            spike, rate = False, 1.0
+        else:
+            spike, rate = _syops_spike_rate(x)
+        if module.bias is None:
+            bias_ops = 0
+        elif isinstance(module, nn.Linear):  # syops adds a Linear's bias once per call, not per row
+            bias_ops = module.out_features
+        else:
+            bias_ops = entry.out_elements * rows
+        ops = entry.flops_row * rows + bias_ops
+        if spike:
+            stats.syops_acs += ops * rate
+        else:
+            stats.syops_macs += ops
 
-        A float32 sum of non-negative integers is exact if the computed total is below 2**24
-        (below it every partial sum was exact; past it, rounding only moves up); otherwise the
-        columns are summed again in float64 (exact to 2**53).
-        """
+    def _columns(self, cache: _FanOutCache, shape: tuple, xv: Tensor) -> tuple:
+        """``([(accumulator row, column sums [K]), ...], NeuroBench takes it for spikes)`` of one
+        batch ``xv`` [B, K] of unknown provenance (see :mod:`~snn_lats.estimators.conventions`)."""
         if xv.dtype == torch.bool:
-            return True, xv.sum(0, dtype=torch.int64)
-        if torch.amin(xv).item() < 0:
-            return False, None
+            return [(cv.BINARY, xv.sum(0, dtype=torch.float64))], True
+        neurobench = self.convention == "neurobench"
+        if not self.spiking and not neurobench:  # an ANN: every input counts MACs
+            out = [(cv.REAL_NONZERO, _nonzero_columns(xv))]
+            if self.convention == "sinabs":  # sinabs multiplies whatever values come
+                out.append((cv.REAL_SUM, xv.sum(0, dtype=torch.float64)))
+            return out, False
+        mn, mx = torch.aminmax(xv)
+        mn, mx = mn.item(), mx.item()
+        col = self._integral(cache, shape, xv, mx) if self.spiking and mn >= 0 else None
+        if col is not None:
+            if mx <= 1:
+                return [(cv.BINARY, col)], True
+            # SEW-ADD counts: NeuroBench binarises them (its convention only needs the nonzeros)
+            return [(cv.MULTI, col)] + ([(cv.MULTI_NONZERO, _nonzero_columns(xv))] if neurobench else []), False
+        # Real-valued (MACs). NeuroBench takes {-1, 0, 1} for spikes: tested only for its convention.
+        ternary = (
+            neurobench and mn >= -1 and mx <= 1 and (not xv.dtype.is_floating_point or bool((xv == xv.round()).all()))
+        )
+        out = [(cv.TERNARY_NONZERO if ternary else cv.REAL_NONZERO, _nonzero_columns(xv))]
+        if self.convention in ("sinabs", "paper"):
+            out.append((cv.REAL_SUM, xv.sum(0, dtype=torch.float64)))
+        return out, ternary
+
+    @staticmethod
+    def _integral(cache: _FanOutCache, shape: tuple, xv: Tensor, mx: float) -> Tensor | None:
+        """The exact column sums of ``xv`` [B, K] (no negative element) if it holds counts, else None.
+
+        Integrality is tested element by element on the layer's first batch of this input shape
+        (and until its inputs of this shape were integers); after that, through the column sums:
+        a fractional one proves a fractional input, and integral ones are taken for counts.
+        A float32 sum of non-negative integers below 2**24 is exact; past it, float64 (2**53).
+        """
         if not xv.dtype.is_floating_point:
-            return True, xv.sum(0, dtype=torch.int64)
-        col = xv.sum(0, dtype=torch.float32) if xv.dtype != torch.float64 else None
-        if col is None or col.max().item() >= _F32_EXACT:
-            col = xv.sum(0, dtype=torch.float64)
+            return xv.sum(0, dtype=torch.float64)
+        exact32 = xv.dtype != torch.float64 and xv.shape[0] * mx < _F32_EXACT
+        col = xv.sum(0, dtype=torch.float32 if exact32 else torch.float64)
         if col.frac().sum().item() != 0:
-            return False, None
+            return None
         if not cache.integer_inputs.get(shape, False):
             cache.integer_inputs[shape] = _all_counts(xv)
-        return cache.integer_inputs[shape], col
+        return col if cache.integer_inputs[shape] else None
 
     def _count_spikes(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if not isinstance(output, Tensor) or output.numel() == 0:
+        if not isinstance(output, Tensor):
             return
-        y = output.detach()
+        numel = output.numel()
+        if not numel:
+            return
+        y = output.detach() if output.requires_grad else output
         stats = self._neurons[id(module)]
         if stats.sample_shape is None:
             # A multi-step neuron sees [T, N, ...]; a single-step one and an activation [N, ...].
-            lead = 2 if getattr(module, "step_mode", "s") == "m" else 1
+            lead = 2 if getattr(module, "step_mode", "s") == "m" or y.dim() > self._static_ndim else 1
             stats.sample_shape = tuple(y.shape[lead:])
-        stats.spikes += _exact_total(y) if self.spiking else int(torch.count_nonzero(y))
-        stats.elements += y.numel()
+        if len(stats.totals) >= 256 or len(stats.columns) >= 256:
+            stats.fold()
+        if self.spiking:
+            if stats.binary and not output.is_inference():
+                self._binary_outputs[id(output)] = (weakref.ref(output), output._version, stats)
+                if stats.consumed:  # a synaptic layer read it last time: it will sum it again
+                    self._awaiting[id(output)] = (output, stats, output._version)
+                else:  # 0/1: a float32 sum is exact below 2**24
+                    stats.totals.append(y.sum(dtype=torch.float32 if numel < _F32_EXACT else torch.float64))
+            else:
+                stats.totals.append(y.sum(dtype=torch.float64))
+        else:
+            stats.totals.append(torch.count_nonzero(y))
+        stats.elements += numel
+        if self.extras and self.spiking:
+            stats.extra_ops += numel  # one membrane update per neuron and step
+        if self.convention == "syops":
+            if self.spiking:
+                stats.syops_acs += args[0].numel() if args and isinstance(args[0], Tensor) else y.numel()
+            else:  # an activation: output elements, charged by the rate of its first sample
+                spike, rate = _syops_spike_rate(y[0])
+                stats.syops_acs += y.numel() * rate if spike else 0.0
+                stats.syops_macs += 0.0 if spike else y.numel()
+
+    def _enter_module(self, module: nn.Module, args: tuple) -> None:
+        name = self._names.get(id(module))
+        if name is not None:
+            self._stack.append(name)
+            if id(module) in self._caches or id(module) in self._recurrent:
+                self._inside += 1
+
+    def _leave_module(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if self._names.get(id(module)) is not None and self._stack:
+            self._stack.pop()
+            if id(module) in self._caches or id(module) in self._recurrent:
+                self._inside -= 1
+
+    def _count_functional(self, func, name: str, args: tuple, kwargs: dict) -> None:
+        """One functional call made in the model's forward (:mod:`~snn_lats.estimators.functional`)."""
+        enclosing = self._stack[-1]
+        key = f"{enclosing}.{name}" if enclosing else name
+        if key not in self._functional:
+            self._functional[key] = (enclosing, fn.FunctionalStats(type=name))
+        stats = self._functional[key][1]
+        first = args[0] if args else kwargs.get("input")
+        if name in ("matmul", "mm", "bmm"):
+            ops, dense, as_acs, events, flops = fn.product_ops(args[0], args[1], self.spiking)
+            weight = None
+        elif name == "linear":
+            ops, dense, as_acs, events, flops, weight = fn.linear_ops(args, kwargs, self.spiking)
+        else:
+            ops, dense, as_acs, events, flops, weight = fn.conv_ops(func, args, kwargs, self.spiking)
+        stats.add(ops, dense, as_acs)
+        stats.events += events
+        stats.elements += first.numel()
+        stats.flops += flops
+        if weight is not None:
+            stats.params = weight.numel()
+            stats.nonzero_params = int((weight != 0).sum())
+        stats.sample_shape = stats.sample_shape or tuple(first.shape[1:])
+
+    def _count_recurrent(self, module: nn.Module, args: tuple, output: Any) -> None:
+        stats = self._recurrent[id(module)]
+        if not fn.recurrent_ops(module, args, output, stats, self.spiking):
+            warnings.warn(
+                f"SynapticOpCounter does not count {self._names.get(id(module)) or type(module).__name__} "
+                f"({type(module).__name__}): packed sequences, num_layers > 1 and LSTM projections are not handled",
+                stacklevel=2,
+            )
+        weights = [p for n, p in module.named_parameters() if n.startswith("weight")]
+        stats.params = sum(w.numel() for w in weights)
+        stats.nonzero_params = sum(int((w != 0).sum()) for w in weights)
+
+    def _count_other(self, module: nn.Module, args: tuple, output: Any) -> None:
+        x = args[0] if args else None
+        if not isinstance(x, Tensor) or x.numel() == 0:
+            return
+        stats = self._others[id(module)]
+        if stats.sample_shape is None:
+            stats.sample_shape = tuple(x.shape[1:])
+        affine = getattr(module, "affine", False) or getattr(module, "elementwise_affine", False)
+        ops = x.numel() * (2 if stats.kind == "norm" and affine else 1)
+        stats.elements += x.numel()
+        stats.extra_ops += ops
+        if self.convention == "syops":
+            spike, rate = _syops_spike_rate(x)
+            stats.syops_acs += ops * rate if spike else 0.0
+            stats.syops_macs += 0.0 if spike else ops
 
     # -- report --------------------------------------------------------------------------------
 
@@ -433,9 +871,88 @@ class SynapticOpCounter:
             )
         for cache in self._caches.values():
             cache.flush()
-        rows = [
-            {"name": name, "type": type(module).__name__, "kind": stats.kind, "input_shape": stats.sample_shape}
-            | stats.figures()
-            for name, module, stats in self._layers
-        ]
-        return SOPReport.build(rows, self.samples, self.sample_steps, self.spiking, type(self.model).__name__)
+        steps = self.T if self.T is not None else 1
+        sample_steps_all = self.sample_steps + self._unknown_steps * steps
+        rows = []
+        for name, module, stats in self._layers:
+            row = {"name": name, "type": type(module).__name__, "kind": stats.kind, "input_shape": stats.sample_shape}
+            if isinstance(stats, fn.FunctionalStats):
+                row |= self._functional_figures(stats)
+            else:
+                row |= self._figures(self._caches.get(id(module)), stats, sample_steps_all)
+            rows.append(row)
+        for key, (enclosing, stats) in self._functional.items():
+            # After the enclosing module's own rows (and those of the modules inside it).
+            inside = [i for i, r in enumerate(rows) if not enclosing or r["name"] == enclosing or
+                      r["name"].startswith(enclosing + ".")]  # fmt: skip
+            row = {"name": key, "type": stats.type, "kind": "synaptic", "input_shape": stats.sample_shape}
+            rows.insert((inside[-1] + 1) if inside else len(rows), row | self._functional_figures(stats))
+        encoding = next((name for name, _, s in self._layers if getattr(s, "encoding", False)), None)
+        return SOPReport.build(
+            rows,
+            self.samples,
+            self.sample_steps if self.T is not None or not self._unknown_steps else None,
+            self.spiking,
+            type(self.model).__name__,
+            convention=self.convention,
+            counted={
+                "time_steps_from": self.T_source if self.static_samples else "sequence length",
+                "static_samples": self.static_samples,
+                "sequence_samples": self.sequence_samples,
+                "encoding_layer": encoding,
+                "extras": self.extras,
+            },
+        )
+
+    def _functional_figures(self, stats: fn.FunctionalStats) -> dict[str, Any]:
+        figures = stats.figures()
+        if self.extras:
+            figures["extra_ops"] = 0
+        return figures
+
+    def _figures(self, cache: _FanOutCache | None, stats: Any, sample_steps: int) -> dict[str, Any]:
+        figures: dict[str, Any] = dict.fromkeys(
+            ("params", "nonzero_params", "input_event_rate", "acs", "macs", "dense_acs", "dense_macs", "flops")
+        )
+        figures["output_elements"] = figures["input_events"] = None
+        figures["firing_rate"] = None
+        if self.extras:
+            figures["extra_ops"] = _number(stats.extra_ops)
+        if cache is not None:
+            acs = macs = dense_acs = dense_macs = events = flops = outputs = 0.0
+            layer_rows = sum(s.rows for s in cache.shapes.values())
+            convention = "exact" if self.convention == "syops" else self.convention  # (events; syops below)
+            for key, entry in cache.shapes.items():
+                ops = cv.layer_ops(convention, cache.accumulated(key), sample_steps / layer_rows, self.spiking)
+                acs, macs = acs + ops.acs, macs + ops.macs
+                dense_acs, dense_macs = dense_acs + ops.dense_acs, dense_macs + ops.dense_macs
+                events += ops.events
+                flops += entry.flops_row * entry.rows
+                outputs += entry.out_elements * entry.rows
+            if self.convention == "syops":
+                acs, macs, dense_acs, dense_macs = stats.syops_acs, stats.syops_macs, stats.syops_acs, stats.syops_macs
+            figures |= {
+                "params": stats.params,
+                "nonzero_params": stats.nonzero_params,
+                "input_event_rate": events / stats.elements if stats.elements else None,
+                "input_events": _number(events),
+                "acs": _number(acs),
+                "macs": _number(macs),
+                "dense_acs": _number(dense_acs),
+                "dense_macs": _number(dense_macs),
+                "flops": int(flops),
+                "output_elements": int(outputs),
+            }
+            return figures
+        if isinstance(stats, _NeuronStats):
+            stats.fold()
+            figures["firing_rate"] = stats.spikes / stats.elements if stats.elements else None
+            figures["output_elements"] = stats.elements
+        if self.convention == "syops":
+            figures["acs"], figures["macs"] = _number(stats.syops_acs), _number(stats.syops_macs)
+        return figures
+
+
+def _number(value: float) -> int | float:
+    """An integral count as an int (exact conventions), a fractional one (rate-based) as a float."""
+    return int(value) if float(value).is_integer() else value

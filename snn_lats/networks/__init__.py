@@ -9,6 +9,7 @@ by name: ``create("sew_resnet18", num_classes=10, T=4, width=16, stem="cifar")``
 from ._common import STEMS
 from .neurons import BACKENDS, NEURONS, cupy_usable, make_neuron, set_backend
 from .registry import create, names, register
+from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
 
 # isort: off
 # The import order of the families is their registration order, so the order of names().
@@ -43,4 +44,6 @@ __all__ = [
     "NEURONS",
     "BACKENDS",
     "STEMS",
+    "SyncBatchNorm",
+    "convert_sync_batchnorm",
 ]

@@ -53,6 +53,10 @@ class SoftThreshold(nn.Module):
     batch. Set ``d`` with :meth:`set_threshold`, not by writing the buffer, and change θ in place
     under ``torch.no_grad()`` (as optimizers and ``load_state_dict`` do), not through ``θ.data``,
     whose writes do not move θ's version counter.
+
+    Under ``torch.compile`` the forward is ``θ − clamp(θ, −d, d)`` of the ``threshold`` buffer
+    (:func:`soft_threshold`, the same values and gradients): dynamo traces it into the model's
+    graph, which the compiler fuses, and a new ``d`` is new buffer data, not a recompilation.
     """
 
     def __init__(
@@ -127,6 +131,11 @@ class SoftThreshold(nn.Module):
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         if self.learnable:
             return soft_threshold(theta, torch.sigmoid(self.threshold_logit).to(theta.dtype), self.gradient)
+        if torch.compiler.is_compiling():
+            # Dynamo cannot trace the cache below (version counters, pointers, weak references,
+            # inference mode) and would specialise on the Python float d. Traced instead: S_d(θ)
+            # of the d buffer, an expression the compiler fuses, with the same gradients.
+            return soft_threshold(theta, self.threshold.to(theta.dtype), self.gradient)
         # θ._version moves on every in-place update (optimizer steps, load_state_dict), the
         # pointer on moves; inference-mode tensors must not leak into autograd.
         key = (theta._version, theta.data_ptr(), theta.dtype, torch.is_inference_mode_enabled())

@@ -12,15 +12,37 @@ __all__ = ["SparsityReport", "sparsity_report"]
 
 
 class SparsityReport(Report):
-    """Rows ``name, shape, numel, zeros, density, threshold``; totals ``numel, zeros, sparsity``.
+    """Rows ``name, shape, numel, zeros, density, threshold``; totals with two denominators:
 
-    ``sparsity`` is the fraction of exact zeros over all pruned weights (``threshold`` is None
-    for a layer without a soft threshold, e.g. after :func:`finalize`).
+    - ``numel``, ``zeros``, ``sparsity``: over the pruned layers' weights only (the rows);
+    - ``all_weights_numel``, ``all_weights_zeros``, ``all_weights_sparsity``: over every Conv and
+      Linear weight of the model, pruned or kept dense (biases and normalisation layers are not
+      synaptic weights and count in neither).
+
+    ``threshold`` is None for a layer without a soft threshold, e.g. after :func:`finalize`.
     """
 
     @property
     def global_sparsity(self) -> float:
+        """Exact zeros over the pruned layers' weights (the ``sparsity`` total)."""
         return float(self.totals["sparsity"])
+
+    @property
+    def all_weights_sparsity(self) -> float | None:
+        """Exact zeros over every Conv/Linear weight (None in a report from before it was counted)."""
+        value = self.totals.get("all_weights_sparsity")
+        return None if value is None else float(value)
+
+    def describe(self) -> str:
+        """One line naming both denominators, e.g. ``weight sparsity 90.00% of the 20 pruned layers'
+        174,552 weights, 89.67% of all 175,192 weights``."""
+        line = (
+            f"weight sparsity {100 * self.global_sparsity:.2f}% of the {self.totals['layers']} pruned layers' "
+            f"{self.totals['numel']:,} weights"
+        )
+        if self.all_weights_sparsity is not None:
+            line += f", {100 * self.all_weights_sparsity:.2f}% of all {self.totals['all_weights_numel']:,} weights"
+        return line
 
     def layer_sparsity(self) -> dict[str, float]:
         """The fraction of exact zeros of every layer's weight, by name."""
@@ -72,8 +94,23 @@ def sparsity_report(model: nn.Module) -> SparsityReport:
         )
     numel = sum(r["numel"] for r in rows)
     zeros = sum(r["zeros"] for r in rows)
+    every = select_layers(model)  # every Conv/Linear weight, pruned or not
+    all_numel = sum(m.weight.numel() for m in every.values())
+    all_zeros = sum(int((m.weight == 0).sum()) for m in every.values())
     return SparsityReport(
         title="Sparsity (exact zeros of the pruned weights)",
         rows=rows,
-        totals={"layers": len(rows), "numel": numel, "zeros": zeros, "sparsity": zeros / numel if numel else 0.0},
+        totals={
+            "layers": len(rows),
+            "numel": numel,
+            "zeros": zeros,
+            "sparsity": zeros / numel if numel else 0.0,
+            "all_weights_numel": all_numel,
+            "all_weights_zeros": all_zeros,
+            "all_weights_sparsity": all_zeros / all_numel if all_numel else 0.0,
+        },
+        notes=[
+            f"sparsity: zeros / the weights of the {len(rows)} pruned layers; all_weights_sparsity: zeros / every "
+            "Conv and Linear weight of the model, pruned or dense (biases and norm layers count in neither)"
+        ],
     )
