@@ -21,21 +21,23 @@ __all__ = ["TOLERANCE", "norse_simulator"]
 
 # Why a tolerance and not equality: the graph applies fc at every step and averages the T outputs,
 # the toolkit averages the pooled spikes and applies fc once; and the folded conv rounds its sums
-# differently from conv then BN. Both are float32 rounding (observed below 1e-7). A spike of the
+# differently from conv then BN. Both are float32 rounding. A spike of the
 # last stage that differs moves a logit by about |w_fc| / (T·H·W), 1e-3 or more here: the
 # tolerance hides no difference in the spikes that reach the output.
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
 
 class _SpecThreshold(nn.Module):
-    """NIR's Threshold node as its spec defines it: z = 1 where v > threshold, else 0."""
+    """NIR's Threshold node as its spec defines it: z = 1 where v > threshold, else 0; or, with
+    ``fire_on_equal``, where v >= threshold (as integer hardware may compare)."""
 
-    def __init__(self, threshold):
+    def __init__(self, threshold, fire_on_equal=False):
         super().__init__()
         self.register_buffer("threshold", torch.from_numpy(np.asarray(threshold, dtype=np.float32)))
+        self.fire_on_equal = fire_on_equal
 
     def forward(self, x):
-        return (x > self.threshold).to(x.dtype)
+        return (x >= self.threshold if self.fire_on_equal else x > self.threshold).to(x.dtype)
 
 
 class _SpecScale(nn.Module):
@@ -56,9 +58,9 @@ def _sum_pool(node):
     return nn.AvgPool2d(pair(node.kernel_size), pair(node.stride), pair(node.padding), divisor_override=1)
 
 
-def norse_simulator(graph, dt):
+def norse_simulator(graph, dt, fire_on_equal=False):
     """``run(x, T)``: the logits of ``graph`` simulated by Norse (see the module docstring), with
-    Norse's neurons stepping ``dt`` seconds."""
+    Norse's neurons stepping ``dt`` seconds; ``fire_on_equal``: Threshold nodes fire on >=."""
     nirtorch = pytest.importorskip("nirtorch")
     import_nir = pytest.importorskip("norse.torch.utils.import_nir")
     nir = pytest.importorskip("nir")
@@ -66,7 +68,7 @@ def norse_simulator(graph, dt):
     norse = functools.partial(import_nir._import_norse_module, dt=dt, ignore_warnings=True)
     node_map = {t: norse for t in (nir.IF, nir.LIF, nir.Conv2d, nir.Affine, nir.Flatten)}
     node_map[nir.SumPool2d] = _sum_pool
-    node_map[nir.Threshold] = lambda n: _SpecThreshold(n.threshold)
+    node_map[nir.Threshold] = lambda n: _SpecThreshold(n.threshold, fire_on_equal)
     node_map[nir.Scale] = lambda n: _SpecScale(n.scale)
     module = nirtorch.nir_to_torch(graph, node_map)
 

@@ -203,6 +203,7 @@ def test_nir_file_reads_back_with_nir_read(tmp_path):
         ("ceil_mode", "maxpool", "ceil_mode"),
         ("no_running_stats", "layer2.0.bn2", "running statistics"),
         ("other_neuron", "layer3.0.sn2", "only IF, LIF and PLIF"),
+        ("neuron_subclass", "layer3.0.sn2", "not subclasses"),
     ],
 )
 def test_what_nir_cannot_express_is_refused_naming_the_module(change, module, reason):
@@ -224,6 +225,13 @@ def test_what_nir_cannot_express_is_refused_naming_the_module(change, module, re
         net.layer2[0].bn2 = nn.BatchNorm2d(16, track_running_stats=False)
     elif change == "other_neuron":
         net.layer3[0].sn2 = sj_neuron.QIFNode(step_mode="m")
+    elif change == "neuron_subclass":  # a user's LIFNode with its own dynamics (as SpikingJelly's LIAFNode is)
+
+        class CustomLIF(sj_neuron.LIFNode):
+            def neuronal_charge(self, x):
+                self.v = self.v + x * x
+
+        net.layer3[0].sn2 = CustomLIF(step_mode="m")
     with pytest.raises(NIRExportError, match=reason) as error:
         to_nir(net, (3, 32, 32), dt=DT)
     assert str(error.value).startswith(f"cannot export {module} (")
@@ -248,45 +256,55 @@ def test_bad_arguments_of_to_nir():
 
 
 @pytest.mark.parametrize(
-    "arch, stem, cnf, neuron, size",
+    "arch, stem, cnf, neuron, size, options, dt",
     [
-        ("sew_resnet18", "cifar", "ADD", "if", 16),  # the CIFAR-stem SEW ResNet
-        ("sew_resnet18", "imagenet", "ADD", "if", 48),  # the demo's stem: max-pool of spikes
-        ("sew_resnet18", "cifar", "AND", "if", 16),
-        ("sew_resnet18", "cifar", "IAND", "lif", 16),
-        ("sew_resnet18", "cifar", "ADD", "plif", 16),
-        ("sew_resnet50", "cifar", "ADD", "if", 16),  # bottleneck blocks
+        ("sew_resnet18", "cifar", "ADD", "if", 16, None, DT),  # the CIFAR-stem SEW ResNet
+        ("sew_resnet18", "imagenet", "ADD", "if", 48, None, DT),  # the demo's stem: max-pool of spikes
+        ("sew_resnet18", "cifar", "AND", "if", 16, None, DT),
+        ("sew_resnet18", "cifar", "IAND", "lif", 16, None, DT),
+        ("sew_resnet18", "cifar", "ADD", "plif", 16, None, DT),
+        ("sew_resnet50", "cifar", "ADD", "if", 16, None, DT),  # bottleneck blocks
+        # a threshold other than 1 and another dt (R = τ, decay_input=False: Norse's LIF import
+        # ignores r, so that case is snnTorch's, below)
+        ("sew_resnet18", "cifar", "ADD", "lif", 16, {"v_threshold": 0.7}, 1e-3),
     ],
 )
-def test_norse_reproduces_the_toolkit_forward(tmp_path, arch, stem, cnf, neuron, size):
+def test_norse_reproduces_the_toolkit_forward(tmp_path, arch, stem, cnf, neuron, size, options, dt):
     nir = pytest.importorskip("nir")
     from snn_lats.deploy import to_nir
 
-    net, x = _network(stem=stem, cnf=cnf, neuron=neuron, size=size, arch=arch)
+    net, x = _network(stem=stem, cnf=cnf, neuron=neuron, size=size, arch=arch, neuron_kwargs=options)
     rates = _firing_rates(net, x)
     neurons = sum(isinstance(m, sj_neuron.BaseNode) for m in net.modules())
     assert len(rates) == neurons == {"sew_resnet18": 20, "sew_resnet50": 53}[arch]
     assert all(0.01 < r < 0.99 for r in rates.values()), rates  # every layer spikes
-    nir.write(tmp_path / "net.nir", to_nir(net, (3, size, size), dt=DT))
-    simulate = norse_simulator(nir.read(tmp_path / "net.nir"), DT)
+    nir.write(tmp_path / "net.nir", to_nir(net, (3, size, size), dt=dt))
+    graph = nir.read(tmp_path / "net.nir")
     inputs = x[:3]
     with torch.no_grad():
         expected = net(inputs)
-        got = simulate(inputs, net.T)
-    torch.testing.assert_close(got, expected, **TOLERANCE)
+        torch.testing.assert_close(norse_simulator(graph, dt)(inputs, net.T), expected, **TOLERANCE)
+        if any(isinstance(node, nir.Threshold) for node in graph.nodes.values()):
+            # The same logits from a simulator whose Threshold fires on >= (as integer hardware may).
+            fire_on_equal = norse_simulator(graph, dt, fire_on_equal=True)
+            torch.testing.assert_close(fire_on_equal(inputs, net.T), expected, **TOLERANCE)
     assert expected.std(0).max() > 1e-2  # the inputs give different logits
 
 
-def test_snntorch_reproduces_the_toolkit_forward_of_a_lif_network(tmp_path):
+@pytest.mark.parametrize(
+    "options", [None, {"decay_input": False, "v_threshold": 0.7}], ids=["decay_input", "R=tau,threshold-0.7"]
+)
+def test_snntorch_reproduces_the_toolkit_forward_of_a_lif_network(tmp_path, options):
     """snnTorch's own importer (snntorch.import_nir.import_from_nir, NIR's dt fixed at 1e-4 s).
     Only LIF networks: snnTorch 1.0.0 imports NIR's IF as a leaky neuron with beta = 0.9
-    (snntorch#416), and it maps no SumPool2d, Threshold or Scale node."""
+    (snntorch#416), and it maps no SumPool2d, Threshold or Scale node. It reads NIR's r
+    (``decay_input=False`` exports R = τ), where Norse's LIF import ignores it."""
     nir = pytest.importorskip("nir")
     import_nir = pytest.importorskip("snntorch.import_nir")
     snn_utils = pytest.importorskip("snntorch.utils")
     from snn_lats.deploy import to_nir
 
-    net, x = _network(neuron="lif")
+    net, x = _network(neuron="lif", neuron_kwargs=options)
     assert all(0.01 < r < 0.99 for r in _firing_rates(net, x).values())
     nir.write(tmp_path / "net.nir", to_nir(net, (3, 16, 16), dt=1e-4))
     module = import_nir.import_from_nir(nir.read(tmp_path / "net.nir"))
@@ -375,3 +393,21 @@ def test_load_sparse_refuses_other_files(tmp_path):
         decode_sparse(safetensors_bytes(short_mask, metadata=header))
     with pytest.raises(ValueError, match="reserves"):
         encode_sparse({"a::mask": torch.zeros(1)})
+
+
+@pytest.mark.parametrize(
+    "sparse, tensors, message",
+    [
+        (None, {"w": torch.ones(2)}, "bad 'sparse' entry"),  # no shapes at all
+        ([[4]], {"w::mask": torch.zeros(1, dtype=torch.uint8)}, "bad 'sparse' entry"),  # a list, not a mapping
+        ({"w": [-4]}, {"w::mask": torch.zeros(1, dtype=torch.uint8)}, "bad 'sparse' entry"),  # a negative size
+        ({"w": [8]}, {"w::mask": torch.zeros(1), "w::values": torch.zeros(0)}, "1-D uint8 mask"),  # a float mask
+        ({"w": [8]}, {"w::values": torch.zeros(0)}, "its mask or values are missing"),
+    ],
+)
+def test_a_malformed_sparse_file_is_a_value_error(sparse, tensors, message):
+    header = {"format": "snn-lats-sparse", "format_version": "1"}
+    if sparse is not None:
+        header["sparse"] = json.dumps(sparse)
+    with pytest.raises(ValueError, match=message):
+        decode_sparse(safetensors_bytes(tensors, metadata=header))

@@ -198,6 +198,8 @@ def test_norse_runs_the_exported_nir_file_as_the_checkpoint_computes(exported, c
         ("channels", "input_shape has 2 channels, the network takes 3"),
         ("dt", "--dt must be > 0"),
         ("sops_batches", "--sops-batches must be >= 0"),
+        ("dt_without_nir", "--dt: for --format nir only"),
+        ("no_data", "give --data-path, or --sops-batches 0"),
     ],
 )
 def test_bad_exports_fail_with_one_line_and_write_nothing(case, expected, checkpoints, tmp_path, capsys, monkeypatch):
@@ -210,8 +212,7 @@ def test_bad_exports_fail_with_one_line_and_write_nothing(case, expected, checkp
         "--out",
         str(out),
         "--format",
-        "sparse",
-        "nir",
+        *(["dense"] if case == "dt_without_nir" else ["sparse", "nir"]),
     ]
     if case == "no_nir":
         monkeypatch.setitem(sys.modules, "nir", None)  # `import nir` raises ImportError
@@ -219,6 +220,8 @@ def test_bad_exports_fail_with_one_line_and_write_nothing(case, expected, checkp
         "channels": ["--input-shape", "2", "12", "12"],
         "dt": ["--dt", "0"],
         "sops_batches": ["--sops-batches", "-1"],
+        "dt_without_nir": ["--dt", "1e-3"],
+        "no_data": ["--data-path", str(tmp_path / "no-such-folder")],
     }.get(case, [])
     code, stdout, stderr = run_cli(args, capsys)
     assert code == 2 and stderr.startswith("snn-lats export: error: ") and expected in stderr, stderr
@@ -230,3 +233,15 @@ def test_unknown_format_is_refused_by_the_parser(checkpoints, tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
         main(["export", "--checkpoint", str(checkpoints[0]), "--out", str(tmp_path / "x"), "--format", "onnx"])
     assert error.value.code == 2 and "invalid choice: 'onnx'" in capsys.readouterr().err
+
+
+def test_a_new_export_replaces_the_files_of_an_earlier_one(checkpoints, tmp_path, capsys):
+    """export.json describes exactly the files in the folder: a dense-only export into a folder
+    that held a NIR and a sparse export removes them."""
+    out = tmp_path / "export"
+    args = ["export", "--checkpoint", str(checkpoints[0]), "--out", str(out), "--sops-batches", "0"]
+    assert run_cli([*args, "--format", "dense", "sparse", "nir"], capsys)[0] == 0
+    assert {"model.nir", "model.sparse.safetensors", "model.safetensors"} <= {p.name for p in out.iterdir()}
+    assert run_cli([*args, "--format", "dense"], capsys)[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.pth", "model.safetensors"]
+    assert json.loads((out / "export.json").read_text())["files"] == ["model.safetensors", "model.pth"]

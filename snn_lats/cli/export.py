@@ -52,9 +52,7 @@ def add_parser(subparsers) -> None:
         metavar=("C", "H", "W"),
         help="input of the NIR graph (default: that of the checkpoint's validation images)",
     )
-    parser.add_argument(
-        "--dt", type=float, default=DEFAULT_DT, help=f"seconds per time step in the NIR graph (default: {DEFAULT_DT})"
-    )
+    parser.add_argument("--dt", type=float, help=f"seconds per time step in the NIR graph (default: {DEFAULT_DT})")
     parser.add_argument(
         "--sops-batches",
         type=int,
@@ -66,6 +64,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from snn_lats.deploy import DEFAULT_DT
     from snn_lats.engine.export import export_checkpoint
     from snn_lats.estimators import SOPReport
     from snn_lats.report import Report
@@ -73,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
     if args.sops_batches < 0:
         print("snn-lats export: error: --sops-batches must be >= 0", file=sys.stderr)
         return 2
-    if not args.dt > 0:
+    nir_only = [flag for flag, value in (("--input-shape", args.input_shape), ("--dt", args.dt)) if value is not None]
+    if nir_only and "nir" not in args.format:
+        print(f"snn-lats export: error: {' and '.join(nir_only)}: for --format nir only", file=sys.stderr)
+        return 2
+    if args.dt is not None and not args.dt > 0:
         print(f"snn-lats export: error: --dt must be > 0 seconds, got {args.dt}", file=sys.stderr)
         return 2
     try:
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             args.format,
             input_shape=args.input_shape,
-            dt=args.dt,
+            dt=DEFAULT_DT if args.dt is None else args.dt,
             sops_batches=args.sops_batches,
             data_path=args.data_path,
         )

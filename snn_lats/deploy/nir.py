@@ -20,12 +20,12 @@ Nodes and edges, named after the modules (``layer1.0.conv1``, ...):
 - every conv with the BatchNorm after it folded in (:func:`~snn_lats.deploy.fold.fold_batchnorm`):
   one ``Conv2d`` with a bias; the classifier: ``Affine``;
 - the stem's 3x3 max-pool (ImageNet stem) acts on spikes, where a max is an OR:
-  ``max(s) = [Σ s > 0]``, a ``SumPool2d`` then a ``Threshold`` at 0 (exact for 0/1 inputs);
+  ``max(s) = [Σ s > 0.5]``, a ``SumPool2d`` then a ``Threshold`` at 0.5 (exact for 0/1 inputs);
 - SEW connect functions g(A, S), A the residual branch's spikes, S the identity's: ADD is NIR's
   edge fan-in (a node's input is the sum of its incoming edges, so A + S needs no node of its own,
-  and its 0, 1, 2, ... spike counts flow on as they are); AND ``A·S = [A + S > 1]`` is a
-  ``Threshold`` at 1; IAND ``(1 - A)·S = [S - A > 0]`` a ``Scale`` by -1 of A and a ``Threshold``
-  at 0 (exact for 0/1 spikes);
+  and its 0, 1, 2, ... spike counts flow on as they are); AND ``A·S = [A + S > 1.5]`` is a
+  ``Threshold`` at 1.5; IAND ``(1 - A)·S = [S - A > 0.5]`` a ``Scale`` by -1 of A and a ``Threshold``
+  at 0.5 (exact for 0/1 spikes; thresholds halfway between integers hold under > and >=);
 - the global average pool: ``AvgPool2d`` over the whole feature map, then ``Flatten`` and ``fc``.
 
 The static image is the graph's input at every one of the T steps (the stem's conv sees the same
@@ -72,11 +72,19 @@ class NIRExportError(ValueError):
 
 
 def require_nir():
-    """The ``nir`` module; ImportError saying how to install it when it is missing."""
+    """The ``nir`` module; ImportError saying how to install it when it is missing or too old."""
     try:
         import nir
     except ImportError:
         raise ImportError("NIR export needs the nir package: pip install 'snn-lats[nir]'") from None
+    # nir < 1.0.6 has no reset potential on IF/LIF (NIR#129) nor node metadata; sinabs 3.1.3 pins
+    # nir <= 1.0.4, so an environment with sinabs may hold one.
+    if "v_reset" not in getattr(nir.IF, "__dataclass_fields__", {}):
+        version = getattr(nir, "__version__", "unknown")
+        raise ImportError(
+            f"NIR export needs nir >= 1.0.8 (IF/LIF with v_reset), this environment has {version}: "
+            "pip install 'nir>=1.0.8' (sinabs pins nir<=1.0.4: install sinabs with --no-deps)"
+        )
     return nir
 
 
@@ -138,8 +146,10 @@ class _Graph:
 
     def neuron(self, name: str, node: nn.Module, x: list[str], shape: Shape) -> list[str]:
         kind = type(node).__name__
-        if not isinstance(node, (sj_neuron.IFNode, sj_neuron.LIFNode, sj_neuron.ParametricLIFNode)):
-            raise NIRExportError(name, kind, "only IF, LIF and PLIF neurons have a NIR form here")
+        # The exact types: a subclass (SpikingJelly's LIAFNode is a LIFNode that emits analog
+        # values) may compute something else under the same parameters.
+        if type(node) not in (sj_neuron.IFNode, sj_neuron.LIFNode, sj_neuron.ParametricLIFNode):
+            raise NIRExportError(name, kind, "only IF, LIF and PLIF neurons (not subclasses) have a NIR form here")
         if node.v_reset is None:
             raise NIRExportError(
                 name,
@@ -175,7 +185,7 @@ class _Graph:
 
 
 def _max_pool(graph: _Graph, name: str, pool: nn.Module, x: list[str], shape: Shape) -> tuple[list[str], Shape]:
-    """``max`` over 0/1 spikes as ``[Σ > 0]``: SumPool2d, then Threshold at 0."""
+    """``max`` over 0/1 spikes as ``[Σ > 0.5]``: SumPool2d, then Threshold at 0.5."""
     kind = type(pool).__name__
     if pool.ceil_mode or _pair(pool.dilation) != (1, 1) or pool.return_indices:
         raise NIRExportError(name, kind, "NIR's SumPool2d has no dilation or ceil_mode")
@@ -187,8 +197,10 @@ def _max_pool(graph: _Graph, name: str, pool: nn.Module, x: list[str], shape: Sh
     summed.input_type = {"input": np.array(shape)}
     summed.output_type = {"output": np.array(out)}
     total = graph.add(f"{name}.sum", summed, x, module=name)
-    threshold = nir.Threshold(threshold=_array(0.0, out))
-    threshold.metadata = {"computes": "max-pool of 0/1 spikes = [sum-pool > 0]"}
+    # Thresholds halfway between integers: exact for integer inputs whether a simulator fires on
+    # > (NIR's definition) or on >= (common on integer hardware).
+    threshold = nir.Threshold(threshold=_array(0.5, out))
+    threshold.metadata = {"computes": "max-pool of 0/1 spikes = [sum-pool > 0.5]"}
     return graph.add(name, threshold, total), out
 
 
@@ -220,13 +232,13 @@ def _block(graph: _Graph, prefix: str, block: nn.Module, x: list[str], shape: Sh
     nir = graph.nir
     name = f"{prefix}.cnf"
     if block.cnf == "AND":
-        node = nir.Threshold(threshold=_array(1.0, out_shape))
-        node.metadata = {"computes": "SEW AND: A*S = [A + S > 1] for 0/1 spikes"}
+        node = nir.Threshold(threshold=_array(1.5, out_shape))
+        node.metadata = {"computes": "SEW AND: A*S = [A + S > 1.5] for 0/1 spikes"}
         return graph.add(name, node, out + identity, module=prefix), out_shape
     if block.cnf == "IAND":
         negated = graph.add(f"{name}.negate", nir.Scale(scale=_array(-1.0, out_shape)), out, module=prefix)
-        node = nir.Threshold(threshold=_array(0.0, out_shape))
-        node.metadata = {"computes": "SEW IAND: (1 - A)*S = [S - A > 0] for 0/1 spikes"}
+        node = nir.Threshold(threshold=_array(0.5, out_shape))
+        node.metadata = {"computes": "SEW IAND: (1 - A)*S = [S - A > 0.5] for 0/1 spikes"}
         return graph.add(name, node, negated + identity, module=prefix), out_shape
     raise NIRExportError(prefix, kind, f"unknown connect function {block.cnf!r}")
 

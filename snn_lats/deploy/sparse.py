@@ -75,13 +75,22 @@ def decode_sparse(data: bytes) -> dict[str, torch.Tensor]:
         raise ValueError(f"not a {FORMAT} file (its metadata has format={header.get('format')!r})")
     if header.get("format_version") != _VERSION:
         raise ValueError(f"{FORMAT} version {header.get('format_version')!r} is not supported (expected {_VERSION})")
-    shapes = json.loads(header["sparse"])
+    try:
+        shapes = json.loads(header["sparse"])
+        if not isinstance(shapes, dict) or not all(
+            isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape) for shape in shapes.values()
+        ):
+            raise ValueError("expected a mapping of keys to shapes of sizes >= 0")
+    except (KeyError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{FORMAT} file with a bad 'sparse' entry in its metadata: {error}") from None
     state = {k: v for k, v in tensors.items() if _SEP not in k}
     for key, shape in shapes.items():
         try:
             packed, values = tensors[key + _SEP + "mask"], tensors[key + _SEP + "values"]
         except KeyError:
             raise ValueError(f"{key}: its mask or values are missing") from None
+        if packed.dtype != torch.uint8 or packed.dim() != 1 or values.dim() != 1:
+            raise ValueError(f"{key}: expected a 1-D uint8 mask and 1-D values")
         numel = int(np.prod(shape, dtype=np.int64))
         if packed.numel() != (numel + 7) // 8:
             raise ValueError(f"{key}: a mask of {packed.numel()} bytes for {numel} elements")

@@ -31,7 +31,7 @@ from snn_lats._io import atomic_open, atomic_write_text
 from snn_lats.deploy import DEFAULT_DT, decode_sparse, encode_sparse, load_sparse, to_nir
 from snn_lats.deploy.nir import require_nir
 from snn_lats.engine.checkpoint import CheckpointError, load_checkpoint
-from snn_lats.engine.data import build_datasets, build_loaders
+from snn_lats.engine.data import DataError, build_datasets, build_loaders
 from snn_lats.engine.evaluation import count_sops
 from snn_lats.engine.model import build_model, build_model_from_checkpoint, model_kwargs
 from snn_lats.engine.recipe import resolve_config
@@ -72,7 +72,13 @@ def nonzero_report(model: torch.nn.Module) -> Report:
 def _validation_data(content: Mapping[str, Any], data_path: str | None):
     """A loader over the checkpoint's validation data (``data_path`` overrides its own)."""
     config = resolve_config({"data_path": data_path, "workers": 0}, base=content["config"])
-    _, val_set, num_classes = build_datasets(config, train=False)
+    try:
+        _, val_set, num_classes = build_datasets(config, train=False)
+    except DataError as error:
+        raise DataError(
+            f"{error}; the SOP report and the NIR graph's input shape read the checkpoint's validation data: "
+            "give --data-path, or --sops-batches 0 (and --input-shape C H W for nir)"
+        ) from None
     if num_classes != content["num_classes"]:
         raise CheckpointError(f"the checkpoint has {content['num_classes']} classes, the data {num_classes}")
     return build_loaders(None, val_set, config.batch_size, 0, seed=config.seed)[1]
@@ -162,7 +168,7 @@ def export_checkpoint(
     if "sparse" in formats:
         sparse = encode_sparse(state, metadata={"model": str(config["model"])})
         decoded = decode_sparse(sparse)
-        if decoded.keys() != state.keys() or not all(torch.equal(decoded[k], state[k]) for k in state):
+        if decoded.keys() != state.keys() or not all(_same(decoded[k], state[k]) for k in state):
             raise RuntimeError("the sparse file does not decode to the exported state dict")
         files["model.sparse.safetensors"] = sparse
     nir_info = None
@@ -218,11 +224,27 @@ def export_checkpoint(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # export.json names a consistent set of files: it goes first and comes back last, so that a
+    # write that fails midway leaves no description of a mixed folder; the files of formats this
+    # export does not write (an earlier export's) go too.
+    (out_dir / "export.json").unlink(missing_ok=True)
+    for name in {n for names in FORMATS.values() for n in names} - files.keys():
+        (out_dir / name).unlink(missing_ok=True)
     for name, data in files.items():
         with atomic_open(out_dir / name, "wb") as f:
             f.write(data)
     atomic_write_text(out_dir / "export.json", json.dumps(info, indent=2) + "\n")
     return info
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal values, NaN equal to NaN (``torch.equal`` is False for a NaN weight)."""
+    return (
+        a.shape == b.shape
+        and a.dtype == b.dtype
+        and torch.equal(a.isnan(), b.isnan())
+        and torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0))
+    )
 
 
 def load_exported(out_dir: str | os.PathLike) -> tuple[torch.nn.Module, Mapping[str, Any]]:
