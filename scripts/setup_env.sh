@@ -15,8 +15,9 @@ fi
 stamp=.venv/.snn-lats-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,peers]"
-    # syops 0.0.5 pins spikingjelly<=0.0.0.0.12; its code runs on 0.0.0.0.14: install it without deps.
-    .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps syops==0.0.5
+    # syops 0.0.5 pins spikingjelly<=0.0.0.0.12 and sinabs 3.1.3 pins nir<=1.0.4 (the NIR export
+    # needs 1.0.8); both run on this stack: install them without deps (their others are in `peers`).
+    .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps syops==0.0.5 sinabs==3.1.3
     touch "$stamp"
 fi
 fashion=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
