@@ -152,6 +152,8 @@ def run_point(spec: dict, cache_dir: str) -> dict:
         builder = ModelBuilder(dict(sparsity=spec["level"], end_step=int(0.75 * steps), every=spec["gmp_every"]))
     elif method == "lats-target":
         values.update(prune="lats", target_sparsity=spec["level"])
+    elif method == "lats-energy":  # benchmarks/energy_budget.py
+        values.update(prune="lats", target_energy_uj=spec["budget_uj"], energy_preset=spec["preset"])
     else:
         values.update(prune=method, final_threshold=spec["D"])
         if method == "pgh":

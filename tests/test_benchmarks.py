@@ -265,3 +265,19 @@ def test_fashion_mnist_and_pruning_from_the_dense_runs(tmp_path, curve):
     assert abs(tuned["sparsity"] - 0.9) <= 0.005 and abs(scratch["sparsity"] - 0.9) <= 0.005
     table = (tmp_path / "r.md").read_text()
     assert "20 training images, validation on all 30" in table and "### Pruning from pretrained" in table
+
+
+def test_energy_budget_calibration_is_exact_when_log_energy_is_linear_in_logit_sparsity():
+    """benchmarks/energy_budget.py: the sparsity that gives a budget, interpolated between the two
+    calibration runs that bracket it; on a response log E = a − b·logit s it is exact (up to the
+    rounding to 6 decimals), and a budget no pair brackets has none."""
+    budget = load("energy_budget")
+
+    def energy(s):
+        return math.exp(1.0 - 0.8 * math.log(s / (1 - s)))
+
+    points = [(s, energy(s)) for s in (0.8, 0.9, 0.95, 0.98, 0.99)]
+    for target in (0.5, 0.2, 0.1):
+        s = budget.level_for(points, target)
+        assert energy(s) == pytest.approx(target, rel=1e-4)
+    assert budget.level_for(points, 10.0) is None and budget.level_for(points, 0.001) is None

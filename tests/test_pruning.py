@@ -338,7 +338,11 @@ def make_pruner(schedule="lats", model=None, **kwargs):
 
 LR = [0.1] * 10
 BAD = [
-    (dict(schedule="lats"), ValueError, "exactly one of l1, final_threshold or target_sparsity, got none"),
+    (
+        dict(schedule="lats"),
+        ValueError,
+        r"exactly one of l1, final_threshold or a target \(target_sparsity, target_sops, target_energy\), got none",
+    ),
     (dict(schedule="lats", l1=1e-3, final_threshold=0.1), ValueError, "got l1 and final_threshold"),
     (dict(schedule="pgh", beta=0.5), ValueError, "exactly one of l1, final_threshold"),
     (dict(schedule="lats", l1=-1.0), ValueError, "l1 must be"),

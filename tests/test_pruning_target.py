@@ -173,7 +173,7 @@ def test_on_still_weights_the_controller_follows_the_constant_lambda_trajectory(
             assert counted_sparsity(pruner.layers) == pytest.approx(expected, abs=1.5e-4), t
 
 
-# --- checkpoints written before the controller had its own state (pruner state version 2) ------
+# --- checkpoints of older layouts: version 2 (everything flat), version 3 (anchors per param group)
 V2_KEYS = {
     "version",
     "schedule",
@@ -188,17 +188,8 @@ V2_KEYS = {
     "drift_origin",
     "thresholds",
 }
-V3_KEYS = {
-    "version",
-    "schedule",
-    "step_count",
-    "lr_sum",
-    "pending",
-    "implied_l1",
-    "last_threshold",
-    "thresholds",
-    "controller",
-}
+V3_KEYS = V2_KEYS - {"l1", "anchor_threshold", "anchor_lr_sum", "drift_origin"} | {"controller"}
+V4_KEYS = V3_KEYS | {"costs"}
 RESUME_STEPS, RESUME_STOP = 20, 7
 RESUME_RUNS = {
     # re-estimates at window steps 0, 3, 6 before the stop (drift origin set), 9, 12 and the snap at 15
@@ -233,46 +224,53 @@ def resume_train(model, optimizer, pruner, scheduler, start, stop):
     return trace
 
 
+def version_3_layout(pruner) -> dict:
+    """The pruner's state as a version-3 checkpoint held it: the controller's anchors per param
+    group (one group here, every layer_scale 1: each layer's anchor is the group's)."""
+    state = pruner.state_dict()
+    assert state["version"] == 4 and set(state) == V4_KEYS
+    controller = state.pop("controller")
+    del state["costs"]
+    if controller is not None:
+        assert set(controller["anchor"].values()) <= {controller["global_anchor"]}
+        assert set(controller["anchor_lr_sum"].values()) <= {controller["global_anchor_lr_sum"]}
+        controller = {
+            "l1": controller["l1"],
+            "anchor_threshold": [controller["global_anchor"]],
+            "anchor_lr_sum": [controller["global_anchor_lr_sum"]],
+            "drift_origin": controller["drift_origin"],
+        }
+    return {**state, "version": 3, "controller": controller}
+
+
 def version_2_layout(pruner) -> dict:
     """The pruner's state written out as a version-2 checkpoint held it: everything flat, λ and
     anchors for every schedule (zero anchors and no drift origin without target_sparsity)."""
     groups = len(pruner.optimizer.param_groups)
-    state = pruner.state_dict()
-    controller = state["controller"] or {
+    state = version_3_layout(pruner)
+    controller = state.pop("controller") or {
         "l1": pruner.l1,
         "anchor_threshold": [0.0] * groups,
         "anchor_lr_sum": [0.0] * groups,
         "drift_origin": {},
     }
-    return {
-        "version": 2,
-        "schedule": state["schedule"],
-        "step_count": state["step_count"],
-        "lr_sum": state["lr_sum"],
-        "pending": state["pending"],
-        "implied_l1": state["implied_l1"],
-        "last_threshold": state["last_threshold"],
-        "l1": controller["l1"],
-        "anchor_threshold": controller["anchor_threshold"],
-        "anchor_lr_sum": controller["anchor_lr_sum"],
-        "drift_origin": controller["drift_origin"],
-        "thresholds": state["thresholds"],
-    }
+    return {**state, **controller, "version": 2}
 
 
 @pytest.mark.parametrize("run", list(RESUME_RUNS))
-def test_a_version_2_checkpoint_resumes_exactly(run):
+@pytest.mark.parametrize("layout", [version_2_layout, version_3_layout], ids=["v2", "v3"])
+def test_an_older_checkpoint_resumes_exactly(run, layout):
     uninterrupted = resume_run(run, seed=0)
     expected = resume_train(*uninterrupted, 0, RESUME_STEPS)
 
     first = resume_run(run, seed=0)
     resume_train(*first, 0, RESUME_STOP)
     model, optimizer, pruner, scheduler = first
-    assert set(pruner.state_dict()) == V3_KEYS and pruner.state_dict()["version"] == 3
-    old = version_2_layout(pruner)
-    assert set(old) == V2_KEYS
+    old = layout(pruner)
+    assert set(old) == (V2_KEYS if layout is version_2_layout else V3_KEYS)
     if run == "target":
-        assert set(old["drift_origin"]) == {"0", "2"}  # the stop falls between re-estimates with drift
+        drift = old["drift_origin"] if layout is version_2_layout else old["controller"]["drift_origin"]
+        assert set(drift) == {"0", "2"}  # the stop falls between re-estimates with drift
     buffer = io.BytesIO()
     torch.save(
         {
@@ -306,9 +304,9 @@ def test_a_version_2_checkpoint_resumes_exactly(run):
 
 def test_a_state_with_or_without_the_controller_loads_only_into_its_kind():
     target, lats = resume_run("target", seed=0)[2], resume_run("lats", seed=0)[2]
-    with pytest.raises(ValueError, match="saved without target_sparsity, this pruner runs with it"):
+    with pytest.raises(ValueError, match="saved without a target or cost, this pruner runs target_sparsity=0.6"):
         target.load_state_dict(lats.state_dict())
-    with pytest.raises(ValueError, match="saved with target_sparsity, this pruner runs without it"):
+    with pytest.raises(ValueError, match="saved with a target or cost, this pruner runs plain"):
         lats.load_state_dict(target.state_dict())
     with pytest.raises(ValueError, match="unsupported pruner state version 1"):
         lats.load_state_dict({**lats.state_dict(), "version": 1})

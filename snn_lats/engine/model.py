@@ -64,8 +64,9 @@ def build_pruner(
     """The :class:`SoftThresholdPruner` of ``config.prune`` (None for ``"none"``).
 
     The pruning window ``[prune_start_epoch, prune_end_epoch)`` becomes optimizer steps, and the
-    planned per-step lrs let a ``final_threshold`` or a ``target_sparsity`` of "lats"/"pgh" be
-    reached at its end (:func:`~snn_lats.pruning.pruner_arguments`).
+    planned per-step lrs let a ``final_threshold`` or a target of "lats"/"pgh" be reached at its
+    end (:func:`~snn_lats.pruning.pruner_arguments`). ``target_energy_uj`` (µJ) becomes the
+    pruner's ``target_energy`` (pJ).
     """
     if config.prune == "none":
         return None
@@ -74,6 +75,9 @@ def build_pruner(
         l1=config.l1,
         final_threshold=config.final_threshold,
         target_sparsity=config.target_sparsity,
+        target_sops=config.target_sops,
+        target_energy=None if config.target_energy_uj is None else config.target_energy_uj * 1e6,
+        energy_preset=config.energy_preset,
         beta=config.beta,
         start_step=config.prune_start_epoch * steps_per_epoch,
         end_step=config.pruning_end_epoch * steps_per_epoch,

@@ -30,6 +30,7 @@ import yaml
 from snn_lats.engine.data import BAD_IMAGE_POLICIES, DATASETS
 from snn_lats.engine.distributed import DEVICES
 from snn_lats.engine.optim import LR_SCHEDULERS
+from snn_lats.estimators import ENERGY_PRESETS
 from snn_lats.networks import STEMS
 from snn_lats.pruning import GRADIENTS, SCHEDULES
 
@@ -212,6 +213,26 @@ class TrainConfig:
         "--l1/--final-threshold); lambda is re-estimated 32 times over the window",
         group="pruning",
     )
+    target_sops: float | None = option(
+        None,
+        "lats: the synaptic operations (ACs + MACs, exact count) per sample to end the pruning window at, e.g. "
+        "2e6 (instead of --l1/--final-threshold): each weight's L1 term is weighted by what it costs, measured on "
+        "the training forwards",
+        group="pruning",
+    )
+    target_energy_uj: float | None = option(
+        None,
+        "lats: the energy per sample in uJ to end the pruning window at, e.g. 1.5, priced by --energy-preset "
+        "(instead of --l1/--final-threshold)",
+        group="pruning",
+        flags=("--target-energy",),
+    )
+    energy_preset: str | None = option(
+        None,
+        "--target-energy: the energy of one AC and one MAC (default: 45nm-fp32)",
+        group="pruning",
+        choices=tuple(ENERGY_PRESETS),
+    )
     beta: float | None = option(
         None, "pgh: lambda is scaled by beta**x over the window, > 0 (< 1 prunes early, 1 is LATS)", group="pruning"
     )
@@ -326,20 +347,34 @@ class TrainConfig:
         strengths = [name for name in STRENGTH_FIELDS if getattr(self, name) is not None]
         if len(strengths) > 1:
             raise RecipeError(
-                f"give one of l1 (--l1), final_threshold (--final-threshold) or target_sparsity "
-                f"(--target-sparsity), not {' and '.join(strengths)}: each determines the others"
+                f"give one of l1 (--l1), final_threshold (--final-threshold), target_sparsity (--target-sparsity), "
+                f"target_sops (--target-sops) or target_energy_uj (--target-energy), not {' and '.join(strengths)}: "
+                "each determines the others"
             )
         if not pruning and (strengths or self.beta is not None):
             raise RecipeError(
-                "l1, final_threshold, target_sparsity and beta need a pruning mode (--prune ...); prune is 'none'"
+                "l1, final_threshold, the targets and beta need a pruning mode (--prune ...); prune is 'none'"
             )
         selectors = [name for name in ("prune_include", "prune_exclude") if getattr(self, name) is not None]
         if not pruning and selectors:
             raise RecipeError(f"{' and '.join(selectors)} choose the pruned layers; prune is 'none'")
         if pruning and self.prune != "learnable" and not strengths:
-            raise RecipeError(f"prune={self.prune!r} needs --l1, --final-threshold or --target-sparsity")
+            raise RecipeError(
+                f"prune={self.prune!r} needs --l1, --final-threshold, --target-sparsity, --target-sops or "
+                "--target-energy"
+            )
+        if self.energy_preset is not None and self.target_energy_uj is None:
+            raise RecipeError("energy_preset (--energy-preset) prices --target-energy; it is not given")
         if self.prune == "learnable" and strengths:
             raise RecipeError(f"prune='learnable' learns its thresholds (STR); drop {', '.join(strengths)}")
+        for name, flag in (("target_sops", "--target-sops"), ("target_energy_uj", "--target-energy")):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if self.prune != "lats":
+                raise RecipeError(f"{name} ({flag}) drives prune='lats' only; prune is {self.prune!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise RecipeError(f"{name} must be a finite number > 0; got {value!r}")
         if self.target_sparsity is not None:
             if self.prune != "lats":
                 raise RecipeError(
@@ -405,8 +440,16 @@ def field_type(name: str) -> tuple[type, bool]:
 
 _HINTS = typing.get_type_hints(TrainConfig)
 #: Alternative ways to set the pruning strength: one given explicitly replaces a recipe's other.
-STRENGTH_FIELDS = ("l1", "final_threshold", "target_sparsity")
-_PRUNING_FIELDS = (*STRENGTH_FIELDS, "beta", "prune_start_epoch", "prune_end_epoch", "prune_include", "prune_exclude")
+STRENGTH_FIELDS = ("l1", "final_threshold", "target_sparsity", "target_sops", "target_energy_uj")
+_PRUNING_FIELDS = (
+    *STRENGTH_FIELDS,
+    "energy_preset",
+    "beta",
+    "prune_start_epoch",
+    "prune_end_epoch",
+    "prune_include",
+    "prune_exclude",
+)
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 #: The fields that choose and shape the network (``networks.create(model, **the others)``).
 NETWORK_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.metadata["group"] == "network")
@@ -468,8 +511,9 @@ def resolve_config(
         for key in _PRUNING_FIELDS:
             values.pop(key, None)
     if any(key in given for key in STRENGTH_FIELDS):
-        # "--target-sparsity 0.95" over a recipe that sets final_threshold replaces it.
-        for key in STRENGTH_FIELDS:
+        # "--target-sparsity 0.95" over a recipe that sets final_threshold replaces it (and the
+        # recipe's energy preset, which priced its target energy).
+        for key in (*STRENGTH_FIELDS, "energy_preset"):
             values.pop(key, None)
     values.update(given)
     try:

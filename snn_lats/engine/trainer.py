@@ -44,6 +44,7 @@ from snn_lats.engine.recipe import RecipeError, TrainConfig
 from snn_lats.engine.rundir import RunDirectory, check_resume, find_checkpoint
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SOPReport
+from snn_lats.estimators.energy import DEFAULT_PRESET
 from snn_lats.networks import convert_sync_batchnorm
 from snn_lats.pruning import SoftThresholdPruner, sparsity_report
 
@@ -157,6 +158,10 @@ def _train(
         model = convert_sync_batchnorm(model)  # multi-step BatchNorms keep T folded into the batch
     optimizer = build_optimizer(config, model)
     pruner = build_pruner(config, model, optimizer, steps_per_epoch, planned_step_lrs(config, steps_per_epoch))
+    if pruner is not None and checkpoint is None and (pruner.target_sops or pruner.target_energy):
+        images = _spread_batch(train_set, config.batch_size, device, config.channels_last)
+        if images is not None:  # (else the first measurement in training checks it)
+            pruner.check_target(images)
     lr_scheduler = build_lr_scheduler(config, optimizer)  # after the pruner: "learnable" adds a group
     mixed_precision = amp_dtype(config, device)
     scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision == torch.float16)  # bfloat16 needs none
@@ -276,6 +281,20 @@ def _train(
             _write_outputs(summary, output_dir)
             _print_summary(summary, console, output_dir)
         return summary
+
+
+def _spread_batch(dataset, size: int, device: torch.device, channels_last: bool) -> torch.Tensor | None:
+    """``size`` training images spread evenly over ``dataset`` by index (every class of a sorted
+    image folder), for checking a cost target before anything is written; the augmentation runs
+    under a forked RNG, so the run's own random stream is untouched."""
+    n = len(dataset)
+    indices = sorted({round(i * (n - 1) / max(size - 1, 1)) for i in range(min(size, n))})
+    with torch.random.fork_rng(devices=[]):
+        images = [item[0] for item in (dataset[i] for i in indices) if item is not None]
+    if not images:
+        return None
+    images = torch.stack(images).to(device)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
 @contextlib.contextmanager
@@ -515,11 +534,36 @@ def _print_summary(summary: RunSummary, console: RunLogger, output_dir: Path) ->
         + summary.sparsity.describe()
         + (f"  |  energy {energy / 1e6:.4g} uJ per sample" if energy is not None else "")
     )
+    if line := _target_line(summary):
+        console.print(line)
     if warning := summary.sparsity.warning():
         console.print(warning)
     console.print(
         f"run directory: {output_dir} (checkpoint.pth, model_best.pth, summary.json, sops.png, "
         f"training.png, tensorboard/)"
+    )
+
+
+def _target_line(summary: RunSummary) -> str | None:
+    """Target against reached, for --target-sops and --target-energy: the exact count on the
+    validation samples counted (the pruner lands on the training data; held out, it is reported)."""
+    config = summary.config
+    if config.get("target_sops") is not None:
+        target, unit, what = config["target_sops"], "M SOPs", "exact count"
+        reached = None if summary.sops is None else summary.sops.acs_per_sample + summary.sops.macs_per_sample
+    elif config.get("target_energy_uj") is not None:
+        preset = config.get("energy_preset") or DEFAULT_PRESET
+        target, unit, what = config["target_energy_uj"] * 1e6, "uJ", f"exact count, {preset}"
+        reached = summary.energy_pj_per_sample(preset)
+    else:
+        return None
+    line = f"target: {target / 1e6:.4g} {unit} per sample"
+    if reached is None:
+        return line + "; reached: not counted (--sops-batches 0)"
+    samples = summary.sops.totals["samples"]
+    return (
+        f"{line}; reached: {reached / 1e6:.4g} {unit} ({100 * (reached / target - 1):+.2f} %) on {samples} "
+        f"validation samples ({what})"
     )
 
 

@@ -63,8 +63,11 @@ ENERGY_PRESETS: dict[str, EnergyPreset] = {
 DEFAULT_PRESET = "45nm-fp32"
 
 
-def energy_preset(preset: str) -> EnergyPreset:
-    """The :class:`EnergyPreset` called ``preset``; ValueError naming the presets otherwise."""
+def energy_preset(preset: str | EnergyPreset) -> EnergyPreset:
+    """The :class:`EnergyPreset` called ``preset`` (an :class:`EnergyPreset` is returned as it is);
+    ValueError naming the presets otherwise."""
+    if isinstance(preset, EnergyPreset):
+        return preset
     try:
         return ENERGY_PRESETS[preset]
     except (KeyError, TypeError):

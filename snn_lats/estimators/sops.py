@@ -37,7 +37,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from spikingjelly.activation_based import neuron as sj_neuron
@@ -47,16 +47,19 @@ from torch.nn.utils import parametrize
 
 from snn_lats.estimators import conventions as cv
 from snn_lats.estimators import functional as fn
+from snn_lats.estimators.energy import EnergyPreset, energy_preset
 from snn_lats.estimators.report import SOPReport
 
 __all__ = [
     "ANN_ACTIVATIONS",
+    "InputEvents",
     "NORM_LAYERS",
     "POOL_LAYERS",
     "SYNAPTIC_LAYERS",
     "SynapticOpCounter",
     "fan_out",
     "is_spiking",
+    "weight_cost",
 ]
 
 SYNAPTIC_LAYERS: tuple[type[nn.Module], ...] = (
@@ -225,6 +228,41 @@ def fan_out(
     return grad.reshape(-1).round(), y[0].numel()
 
 
+class InputEvents(NamedTuple):
+    """The inputs one synaptic layer saw in one input shape, summed over every row (samples x
+    steps), by the exact rule: ``spikes`` [K], the spike counts of its AC inputs, and ``nonzero``
+    [K], the nonzero elements of its real-valued (MAC) inputs."""
+
+    sample_shape: tuple[int, ...]
+    output_padding: tuple | None
+    spikes: Tensor
+    nonzero: Tensor
+
+
+def _weight_shape(module: nn.Module) -> torch.Size:
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original.shape
+    return module.weight.shape
+
+
+def weight_cost(module: nn.Module, events: InputEvents, ac: float = 1.0, mac: float = 1.0) -> Tensor:
+    """``cost[w] = d/dw sum(layer(ac*spikes + mac*nonzero; w))``, float64 shaped like the weight:
+    what weight ``w`` adds to ``ac*ACs + mac*MACs`` of these inputs when it is nonzero.
+
+    ``ac = mac = 1`` gives operations, the pJ of one AC and one MAC give energy. The layer is
+    linear in ``w``, so ``sum_w 1[w != 0] * cost[w]`` equals the exact convention's
+    ``ac*ACs + mac*MACs`` of these inputs under that mask. A conv weight ``w[o, c, ky, kx]`` is
+    charged the events of its input channel ``c`` at offset ``(ky, kx)`` over every valid output
+    position, whatever ``o`` (within its group).
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        x = (events.spikes * ac + events.nonzero * mac).reshape(1, *events.sample_shape)
+        w = torch.zeros(_weight_shape(module), dtype=torch.float64, device=x.device, requires_grad=True)
+        y = _layer_forward(module, x, w, events.output_padding)
+        (grad,) = torch.autograd.grad(y.sum(), w)
+    return grad
+
+
 def _flops_row(module: nn.Module, k: int, out_elements: int) -> int:
     """Conventional dense MACs of one row, bias excluded: ``out x C_in/groups x prod(kernel)``
     (a transposed layer: ``in x C_out/groups x prod(kernel)``), ``in x out`` for a Linear."""
@@ -256,6 +294,7 @@ class _Shape:
     out_elements: int
     dense: Tensor  # unpruned fan-out [K], float64
     pending: list[Tensor]  # ROWS column sums [K] since the weight last changed
+    events: Tensor  # [2, K]: every spike count (row 0) and nonzero real input (row 1) so far (exact rule)
     recent: list[tuple[int, Tensor]] = field(default_factory=list)  # (row, column sums), added 32 at a time
     pruned_dots: list[float] = field(default_factory=lambda: [0.0] * cv.ROWS)  # folded pending . f
     dense_dots: list[float] = field(default_factory=lambda: [0.0] * cv.ROWS)  # folded pending . g
@@ -276,6 +315,9 @@ class _Shape:
         """Apply the fan-outs to the pending column sums (``pruned``: the mask they were taken
         under) and clear them. float64 is exact below 2**53; past it the dot is redone in int64."""
         self.gather()
+        p = self.pending
+        self.events[0].add_(p[cv.BINARY]).add_(p[cv.MULTI])
+        self.events[1].add_(p[cv.REAL_NONZERO]).add_(p[cv.TERNARY_NONZERO])
         for row, col in enumerate(self.pending):
             for dots, f in ((self.pruned_dots, pruned), (self.dense_dots, self.dense)):
                 if f is None:
@@ -302,9 +344,10 @@ class _FanOutCache:
     ``.data`` bypass the version counter and are not seen.
     """
 
-    def __init__(self, module: nn.Module, stats: _SynapseStats):
+    def __init__(self, module: nn.Module, stats: _SynapseStats, events_only: bool = False):
         self.module = module
         self.stats = stats
+        self.events_only = events_only  # column sums only: no fan-out, no mask
         self.sample_ndim = _sample_ndim(module)
         self.transposed = isinstance(module, nn.modules.conv._ConvTransposeNd)
         self.state: tuple | None = None
@@ -331,6 +374,8 @@ class _FanOutCache:
 
     def shape(self, shape: tuple[int, ...], device: torch.device, output_padding: tuple | None) -> _Shape:
         """The accumulators of ``shape`` (created, with its fan-outs, on first use)."""
+        if self.events_only:
+            return self._events_shape(shape, device, output_padding)
         if self.state is None or not _same_weight_state(self.module, self.state):
             self._refresh()
         last = self.last
@@ -343,11 +388,39 @@ class _FanOutCache:
             k = dense.numel()
             with torch.inference_mode(False):  # normal tensors: updated in and out of inference mode
                 pending = [torch.zeros(k, dtype=torch.float64, device=device) for _ in range(cv.ROWS)]
-            entry = self.shapes[key] = _Shape(k, _flops_row(self.module, k, out_elements), out_elements, dense, pending)
+                events = torch.zeros(2, k, dtype=torch.float64, device=device)
+            entry = self.shapes[key] = _Shape(
+                k, _flops_row(self.module, k, out_elements), out_elements, dense, pending, events
+            )
         if key not in self.pruned:
             self.pruned[key] = fan_out(self.module, self.mask, shape, device, output_padding)[0]
         self.last = (shape, device, output_padding, entry)
         return entry
+
+    def _events_shape(self, shape: tuple[int, ...], device: torch.device, output_padding: tuple | None) -> _Shape:
+        """The accumulators of ``shape`` for the column sums alone (the weight never matters)."""
+        key = (shape, device, output_padding)
+        entry = self.shapes.get(key)
+        if entry is None:
+            k = 1
+            for n in shape:
+                k *= n
+            with torch.inference_mode(False):
+                pending = [torch.zeros(k, dtype=torch.float64, device=device) for _ in range(cv.ROWS)]
+                events = torch.zeros(2, k, dtype=torch.float64, device=device)
+            entry = self.shapes[key] = _Shape(k, 0, 0, None, pending, events)
+        return entry
+
+    def input_events(self) -> list[InputEvents]:
+        """What every input shape accumulated so far, pending column sums included."""
+        out = []
+        for (shape, _, output_padding), entry in self.shapes.items():
+            entry.gather()
+            p = entry.pending
+            spikes = entry.events[0] + p[cv.BINARY] + p[cv.MULTI]
+            nonzero = entry.events[1] + p[cv.REAL_NONZERO] + p[cv.TERNARY_NONZERO]
+            out.append(InputEvents(tuple(shape), output_padding, spikes, nonzero))
+        return out
 
     def accumulated(self, key: tuple) -> cv.Accumulated:
         entry = self.shapes[key]
@@ -438,6 +511,14 @@ class SynapticOpCounter:
     more than the first synaptic layer takes) gives its own length.
     ``extras``: also count bias adds, neuron updates, normalisation and pooling (extra columns;
     on with ``convention="syops"``, which charges them).
+    ``training_only``: count only the forwards run in training mode with grad enabled, so that a
+    counter left attached through a training loop skips the validation passes in between.
+    ``events_only``: keep the column sums alone (:meth:`input_events`, :meth:`weight_costs`),
+    without fan-outs, masks or :meth:`report`: the cheap way to measure a layer's input events
+    while its weights change every step.
+
+    :meth:`input_events` and :meth:`weight_costs` give the column sums behind the exact count,
+    and what each weight adds to it (a pruning budget's costs).
 
     A module that holds a weight but is none of the kinds above is named in a warning: its
     operations are not counted.
@@ -451,6 +532,8 @@ class SynapticOpCounter:
         T: int | None = None,
         extras: bool = False,
         functional: bool = False,
+        training_only: bool = False,
+        events_only: bool = False,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -459,6 +542,11 @@ class SynapticOpCounter:
         if functional and convention != "exact":
             raise ValueError("functional=True counts by the exact rule only: use convention='exact'")
         self.functional = bool(functional)
+        self.training_only = bool(training_only)
+        self.events_only = bool(events_only)
+        if events_only and (convention != "exact" or extras or functional):
+            raise ValueError("events_only keeps the exact rule's column sums: no convention, extras or functional")
+        self._active = True  # False during a forward that training_only skips
         self.spiking = is_spiking(model)
         self.extras = bool(extras) or convention == "syops"
         self.T, self.T_source = self._time_steps(model, T)
@@ -474,7 +562,7 @@ class SynapticOpCounter:
             label = name or type(module).__name__
             if isinstance(module, SYNAPTIC_LAYERS):
                 stats = _SynapseStats(params=module.weight.numel())
-                self._caches[id(module)] = _FanOutCache(module, stats)
+                self._caches[id(module)] = _FanOutCache(module, stats, self.events_only)
                 self._layers.append((label, module, stats))
             elif isinstance(module, neuron_types):
                 binary = type(module) in _BINARY_NEURONS and getattr(module.surrogate_function, "spiking", False)
@@ -609,6 +697,9 @@ class SynapticOpCounter:
         x = next((a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)), None)
         if x is None or x.dim() == 0:
             raise TypeError("the model's first tensor argument must be a batch [N, ...] or [T, N, ...]")
+        self._active = not self.training_only or (model.training and torch.is_grad_enabled())
+        if not self._active:
+            return
         recurrent = self._recurrent_first
         if recurrent is not None and x.dim() == 3:  # a batch of sequences: N of them, one step each
             n = x.shape[0] if recurrent.batch_first else x.shape[1]
@@ -631,6 +722,8 @@ class SynapticOpCounter:
 
     def _count_synapses(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         # The hot path of the counter: kept to a few tensor ops and little Python per call.
+        if not self._active:
+            return
         x = args[0] if args else next(iter(kwargs.values()))
         cache = self._caches[id(module)]
         stats = cache.stats
@@ -760,6 +853,8 @@ class SynapticOpCounter:
         return col if cache.integer_inputs[shape] else None
 
     def _count_spikes(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if not self._active:
+            return
         if not isinstance(output, Tensor):
             return
         numel = output.numel()
@@ -810,6 +905,8 @@ class SynapticOpCounter:
 
     def _count_functional(self, func, name: str, args: tuple, kwargs: dict) -> None:
         """One functional call made in the model's forward (:mod:`~snn_lats.estimators.functional`)."""
+        if not self._active:
+            return
         enclosing = self._stack[-1]
         key = f"{enclosing}.{name}" if enclosing else name
         if key not in self._functional:
@@ -833,6 +930,8 @@ class SynapticOpCounter:
         stats.sample_shape = stats.sample_shape or tuple(first.shape[1:])
 
     def _count_recurrent(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if not self._active:
+            return
         stats = self._recurrent[id(module)]
         if not fn.recurrent_ops(module, args, output, stats, self.spiking):
             warnings.warn(
@@ -845,6 +944,8 @@ class SynapticOpCounter:
         stats.nonzero_params = sum(int((w != 0).sum()) for w in weights)
 
     def _count_other(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if not self._active:
+            return
         x = args[0] if args else None
         if not isinstance(x, Tensor) or x.numel() == 0:
             return
@@ -862,8 +963,35 @@ class SynapticOpCounter:
 
     # -- report --------------------------------------------------------------------------------
 
+    def input_events(self) -> dict[str, list[InputEvents]]:
+        """The column sums behind the exact count of every synaptic layer module (by the names of
+        :meth:`report`'s rows), one :class:`InputEvents` per input shape, totals so far."""
+        return {name: self._caches[id(module)].input_events() for name, module, stats in self._layers
+                if isinstance(stats, _SynapseStats)}  # fmt: skip
+
+    def weight_costs(self, preset: str | EnergyPreset | None = None) -> dict[str, Tensor]:
+        """What every weight adds per sample to the exact count when it is nonzero (:func:`weight_cost`
+        over every input shape, divided by the samples counted): operations (``preset`` None) or
+        energy in pJ (``ac_pj``, ``mac_pj`` of an :data:`ENERGY_PRESETS` name or an
+        :class:`EnergyPreset`). For the weights in force while counting,
+        ``sum_w 1[w != 0] * cost[w]`` is the report's ``acs + macs`` per sample (or its energy)."""
+        if self.samples == 0:
+            raise ValueError("nothing was counted yet: weight_costs() needs at least one forward")
+        ac, mac = (1.0, 1.0) if preset is None else energy_preset(preset)[:2]
+        costs = {}
+        for name, module, stats in self._layers:
+            if not isinstance(stats, _SynapseStats):
+                continue
+            total = torch.zeros(_weight_shape(module), dtype=torch.float64)  # a layer never called costs 0
+            for item in self._caches[id(module)].input_events():
+                total = weight_cost(module, item, ac, mac) + total.to(item.spikes.device)
+            costs[name] = total / self.samples
+        return costs
+
     def report(self) -> SOPReport:
         """The counts so far, as a :class:`SOPReport` (one row per layer, in network order)."""
+        if self.events_only:
+            raise ValueError("this counter keeps input events only (events_only=True): use input_events()")
         if self.samples == 0:
             raise ValueError(
                 "nothing was counted: run the model inside `with SynapticOpCounter(model):` "

@@ -2,12 +2,15 @@
 threshold schedules of the unified framework (LATS, S-LATS, PGH, STDS, constant, STR).
 
 ``attach`` adds the reparameterisation (``torch.nn.utils.parametrize``), ``SoftThresholdPruner``
-drives the thresholds during training (with ``target_sparsity``, through a
-``TargetSparsityController`` that picks λ), ``finalize`` bakes the pruned weights into plain ones.
-``pruner_arguments`` turns a schedule and its settings into the pruner's keyword arguments.
+drives the thresholds during training (with a target, ``target_sparsity``, ``target_sops`` or
+``target_energy``, or a ``cost``, through an ``L1Controller`` that picks λ and the per-layer
+weights of the L1 term; costs are measured by a ``CostMeter``), ``finalize`` bakes the pruned
+weights into plain ones. ``pruner_arguments`` turns a schedule and its settings into the
+pruner's keyword arguments. This package reads costs from ``snn_lats.estimators``.
 """
 
-from snn_lats.pruning.controller import TargetSparsityController
+from snn_lats.pruning.controller import MEASURES, L1Controller
+from snn_lats.pruning.costs import COSTS, CostMeter, Measurement
 from snn_lats.pruning.functional import GRADIENTS, soft_threshold
 from snn_lats.pruning.parametrization import SoftThreshold, attach, finalize, pruned_layers, select_layers
 from snn_lats.pruning.pruner import SoftThresholdPruner
@@ -23,7 +26,11 @@ from snn_lats.pruning.schedules import (
 
 __all__ = [
     "SoftThresholdPruner",
-    "TargetSparsityController",
+    "L1Controller",
+    "CostMeter",
+    "Measurement",
+    "MEASURES",
+    "COSTS",
     "pruner_arguments",
     "attach",
     "finalize",

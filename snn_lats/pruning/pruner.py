@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from snn_lats.pruning.controller import TargetSparsityController, check_target_sparsity
+from snn_lats.estimators.energy import EnergyPreset
+from snn_lats.pruning.controller import RE_ESTIMATES, L1Controller, check_target_sparsity
+from snn_lats.pruning.costs import COSTS, CostMeter
 from snn_lats.pruning.functional import check_gradient
 from snn_lats.pruning.parametrization import Selector, SoftThreshold, attach, finalize, select_layers, soft_threshold_of
 from snn_lats.pruning.report import SparsityReport, sparsity_report
@@ -25,10 +29,13 @@ from snn_lats.pruning.schedules import (
 
 __all__ = ["SoftThresholdPruner"]
 
-# 3: the target-sparsity controller's state under "controller"; 2 (read too) had it flat
-_STATE_VERSION = 3
+# 4: the controller's anchors per layer, and the cost meter's window under "costs"; 3 (read too)
+# had the anchors per param group; 2 (read too) had them flat
+_STATE_VERSION = 4
 # the flat version-2 keys that are the controller's state now
 _V2_CONTROLLER_KEYS = ("l1", "anchor_threshold", "anchor_lr_sum", "drift_origin")
+# the targets, by the controller's measure
+_TARGETS = {"target_sparsity": "sparsity", "target_sops": "sops", "target_energy": "energy"}
 
 
 class SoftThresholdPruner:
@@ -59,18 +66,28 @@ class SoftThresholdPruner:
 
     Target sparsity (``schedule="lats"``, ``target_sparsity=s``, with ``lr_schedule`` and
     ``end_step``/``total_steps``, instead of ``l1``/``final_threshold``): a
-    :class:`TargetSparsityController` picks λ. Every ``retarget_every`` window steps (default:
+    :class:`L1Controller` picks λ. Every ``retarget_every`` window steps (default:
     ``RE_ESTIMATES`` = 32 times over the window) it sets λ so that the sparsity at the next
     re-estimate follows the trajectory of constant-λ LATS,
     ``logit s(c) = logit s + TRAJECTORY_EXPONENT·log c`` (``c``: fraction of the planned lr
     spent), predicting each weight from its recent drift
-    (:meth:`TargetSparsityController.retarget`). Guarantees:
+    (:meth:`L1Controller.retarget`). Guarantees:
     between re-estimates λ is constant (ISTA on a fixed ``L + λ‖w‖₁``) and ``λ ≥ 0``, so the
     threshold never shrinks inside the window; at ``end_step`` the thresholds are set to the
     exact quantile of the final θ, so the sparsity at ``end_step`` is ``s`` (up to ties: at most
     one weight per ``N`` above). That last correction is the only step off the piecewise-constant
     λ, and small when θ drifts slowly (``implied_l1()`` shows it). After ``end_step`` the
     thresholds are fixed; with the straight-through gradient weights may still regrow or die.
+
+    Cost targets (``schedule="lats"``, ``target_sops=S`` per sample, or ``target_energy=E`` in pJ
+    per sample with ``energy_preset``, instead of ``l1``/``final_threshold``/``target_sparsity``):
+    the L1 term becomes ``λ·Σ_l c_l‖w_l‖₁``, ``c_l`` the mean cost per sample of one of layer
+    ``l``'s weights in the exact synaptic-operation count, measured on the training forwards by
+    a :class:`CostMeter` and re-measured at every re-estimate; layer ``l``'s threshold grows by
+    ``λ·c_l·η_t``. The same controller picks λ, counting pruned cost instead of pruned weights, so
+    that the training count at ``end_step`` is ``S`` (or ``E``). ``cost="sops"``/``"energy"`` with an
+    explicit ``l1`` is the weighted objective without a target. :meth:`check_target` refuses an
+    unreachable target before training.
 
     With param groups of different lrs, each layer follows its own group's lr: one λ, one
     objective, so a layer whose lr is ``k×`` the planned one reaches ``k·D``. ``layer_scale``
@@ -129,6 +146,10 @@ class SoftThresholdPruner:
         dense_first_last: bool = False,
         gradient: str = "straight-through",
         target_sparsity: float | None = None,
+        target_sops: float | None = None,
+        target_energy: float | None = None,
+        energy_preset: str | EnergyPreset | None = None,
+        cost: str | None = None,
         retarget_every: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -144,9 +165,12 @@ class SoftThresholdPruner:
         self.beta = None
         if target_sparsity is not None:
             target_sparsity = check_target_sparsity(target_sparsity)
+        targets = {"target_sparsity": target_sparsity, "target_sops": target_sops, "target_energy": target_energy}
+        targets = {name: value for name, value in targets.items() if value is not None}
         self._check_arguments(
-            l1, final_threshold, target_sparsity, lr_schedule, beta, s_init, layer_scale, start_step, end_step
-        )
+            l1, final_threshold, targets, lr_schedule, beta, s_init, layer_scale, start_step, end_step, cost,
+            energy_preset, retarget_every,
+        )  # fmt: skip
         if schedule == "pgh":
             self.beta = check_beta(beta)
         self.start_step = check_step_index(start_step, "start_step", 0)
@@ -166,6 +190,11 @@ class SoftThresholdPruner:
             raise ValueError(f"schedule={schedule!r} needs the end of the pruning window: give end_step or total_steps")
         if self.end_step is not None and self.end_step <= self.start_step:
             raise ValueError(f"end_step ({self.end_step}) must be > start_step ({self.start_step})")
+        if cost is not None and self.end_step is None and retarget_every is None:
+            raise ValueError(
+                "cost re-measures the costs every retarget_every steps: give retarget_every, or end_step/total_steps "
+                f"(then {RE_ESTIMATES} times over the window)"
+            )
         self._planned_sum = None
         planned: list[float] = []
         if lr_schedule is not None:
@@ -173,13 +202,6 @@ class SoftThresholdPruner:
             self._planned_sum = sum(planned)
             if not self._planned_sum > 0:
                 raise ValueError("lr_schedule plans no learning rate over the pruning window (sum of lrs is 0)")
-        self._controller: TargetSparsityController | None = None
-        if target_sparsity is not None:
-            self._controller = TargetSparsityController(
-                target_sparsity, planned, groups=len(optimizer.param_groups), retarget_every=retarget_every
-            )
-        elif retarget_every is not None:
-            raise ValueError("retarget_every applies to target_sparsity only")
 
         if schedule not in LR_DRIVEN:
             self._l1 = None
@@ -189,9 +211,28 @@ class SoftThresholdPruner:
         # Which weights: selected and checked before anything is modified.
         candidates = select_layers(model, include, exclude, dense_first_last)
         scale = self._layer_scales(layer_scale, list(candidates))
-        if self._controller is not None:
-            self._controller.check_reachable({n: m.weight.numel() for n, m in candidates.items()}, scale)
         group_of = self._param_groups(optimizer, candidates)
+        ref_group = next(iter(group_of.values())) if group_of else 0
+        self._controller: L1Controller | None = None
+        self._meter: CostMeter | None = None
+        ((target_name, target),) = targets.items() if targets else ((None, None),)
+        measure = _TARGETS[target_name] if target_name is not None else cost
+        if measure is not None:
+            window = None if self.end_step is None else self.end_step - self.start_step
+            self._controller = L1Controller(
+                planned if target is not None else None,
+                window=window,
+                layers={name: (group_of[name], scale[name]) for name in candidates},
+                ref_group=ref_group,
+                measure=measure,
+                target=target,
+                l1=self._l1 if target is None else None,
+                retarget_every=retarget_every,
+                start_step=self.start_step,
+            )
+            self._controller.check_reachable({n: m.weight.numel() for n, m in candidates.items()})
+            if measure != "sparsity":
+                self._meter = CostMeter(model, candidates, measure, energy_preset)
 
         learnable = schedule == "learnable"
         self.model = model
@@ -202,7 +243,7 @@ class SoftThresholdPruner:
         self._params: dict[str, SoftThreshold] = {n: soft_threshold_of(m) for n, m in self.layers.items()}
         self._scale = scale
         self._group_of = group_of
-        self._ref_group = next(iter(group_of.values())) if group_of else 0
+        self._ref_group = ref_group
         if learnable:
             optimizer.add_param_group({"params": [p.threshold_logit for p in self._params.values()]})
 
@@ -212,6 +253,7 @@ class SoftThresholdPruner:
         self._implied = math.nan
         self._finalized = False
         self._last_threshold = 0.0
+        self._estimate: dict[str, float] | None = None
         if schedule == "constant":
             self._apply_thresholds()
             with torch.no_grad():  # θ0 = sign(w0)(|w0| + D) through SoftThreshold.right_inverse
@@ -220,63 +262,187 @@ class SoftThresholdPruner:
         if schedule in ("constant", "learnable"):
             self._last_threshold = self.threshold
         if self._controller is not None:
-            self._control()  # λ for the first stretch when the window starts at step 0
+            self._control()  # λ for the first stretch when the window starts at step 0; the meter armed
         self._hooks = [
             optimizer.register_step_pre_hook(self._before_optimizer_step),
             optimizer.register_step_post_hook(self._after_optimizer_step),
         ]
 
-    # --- λ and the target-sparsity controller ---------------------------------------------------
+    # --- λ, the targets and the costs ----------------------------------------------------------
     @property
     def l1(self) -> float | None:
         """λ of "lats" (λ0 of "pgh"): given, or final_threshold / Σ planned lrs, or the controller's
-        current estimate (target_sparsity); None for the other schedules."""
+        current estimate (a target); None for the other schedules."""
         return self._l1 if self._controller is None else self._controller.l1
+
+    def _target(self, measure: str) -> float | None:
+        c = self._controller
+        return c.target if c is not None and c.measure == measure else None
 
     @property
     def target_sparsity(self) -> float | None:
         """The sparsity the window ends at (None without target_sparsity)."""
-        return None if self._controller is None else self._controller.target_sparsity
+        return self._target("sparsity")
+
+    @property
+    def target_sops(self) -> float | None:
+        """The synaptic operations per sample the window ends at (None without target_sops)."""
+        return self._target("sops")
+
+    @property
+    def target_energy(self) -> float | None:
+        """The energy per sample (pJ) the window ends at (None without target_energy)."""
+        return self._target("energy")
+
+    @property
+    def cost(self) -> str | None:
+        """What the L1 term weighs: ``"sops"``, ``"energy"`` (pJ), or None (plain L1)."""
+        return None if self._meter is None else self._meter.cost
+
+    @property
+    def energy_preset(self) -> EnergyPreset | None:
+        """The energy of one AC and one MAC that ``cost="energy"`` prices weights with (else None)."""
+        return None if self._meter is None else self._meter.preset
 
     @property
     def retarget_every(self) -> int | None:
-        """Window steps between the controller's re-estimates of λ (None without target_sparsity)."""
+        """Window steps between the controller's re-estimates of λ or of the costs (None without a
+        target or cost)."""
         return None if self._controller is None else self._controller.retarget_every
 
+    def layer_costs(self) -> dict[str, float] | None:
+        """``c_l`` of every pruned layer, the weight of its L1 term in force: its ``layer_scale``
+        times its weights' mean cost per sample (SOPs or pJ) at the last re-measurement. None
+        without a cost."""
+        return None if self._meter is None else self._controller.factors()
+
+    @property
+    def cost_estimate(self) -> dict[str, float] | None:
+        """What the last re-measurement found, per sample of its training forwards (SOPs or pJ):
+        ``step``, ``samples``, ``dense`` (the network unpruned), ``pruned`` (with the thresholds
+        the re-estimate set). None before the first one, or without a cost."""
+        return None if self._estimate is None else dict(self._estimate)
+
     def _control(self) -> None:
-        """Let the controller re-estimate λ when it is due, from the θ of every pruned layer now."""
+        """Let the controller re-estimate when it is due, from the θ of every pruned layer (and the
+        costs measured) now; then arm the meter for the next forward if it is measured."""
+        controller = self._controller
         k = self.step_count - self.start_step
-        if not self._controller.due(k):
+        if controller.due(k):
+            thetas = {name: module.parametrizations.weight.original for name, module in self.layers.items()}
+            kwargs = dict(lrs=self._group_lrs(), lr_sum=self._lr_sum, thetas=thetas)
+            if self._meter is None:
+                controller.retarget(k, **kwargs)
+            else:
+                self._retarget_with_costs(k, kwargs)
+        if self._meter is not None:
+            self._meter.arm(controller.measures(k))
+
+    def _retarget_with_costs(self, k: int, kwargs: dict) -> None:
+        controller = self._controller
+        measurement = self._meter.take()
+        if measurement is None:
+            warnings.warn(
+                f"{controller.describe()}: no training forward was measured before the re-estimate after step "
+                f"{self.step_count} (forwards in eval mode or under no_grad are not); the costs stay as they were",
+                stacklevel=4,
+            )
             return
-        layers = {
-            name: (module.parametrizations.weight.original, self._group_of[name], self._scale[name])
-            for name, module in self.layers.items()
-        }
-        self._controller.retarget(
-            k, lrs=self._group_lrs(), lr_sum=self._lr_sum, ref_group=self._ref_group, layers=layers
-        )
+        dense = measurement.fixed + sum(float(c.sum()) for c in measurement.costs.values())
+        if self._estimate is None:  # the first measurement: is the target reachable?
+            self._check_reachable(measurement, f"on its first {measurement.samples} training samples")
+        controller.retarget(k, **kwargs, costs=measurement.costs, fixed_cost=measurement.fixed)
+        pruned = measurement.fixed
+        with torch.no_grad():
+            for name, theta in kwargs["thetas"].items():
+                alive = theta.abs() > controller.threshold(name, self._lr_sum)
+                pruned += float((measurement.costs[name] * alive).sum())
+        self._estimate = {"step": self.step_count, "samples": measurement.samples, "dense": dense, "pruned": pruned}
+
+    def _check_reachable(self, measurement, seen: str) -> None:
+        """ValueError when a cost target is not below the network's cost unpruned, or not above what
+        the synaptic layers left out of the pruning cost (``measurement``: the costs of every weight)."""
+        controller = self._controller
+        target = controller.target
+        if target is None:
+            return
+        dense = measurement.fixed + sum(float(c.sum()) for c in measurement.costs.values())
+        unit = "pJ" if controller.measure == "energy" else "SOPs"
+        if target >= dense:
+            raise ValueError(
+                f"{controller.describe()} is not below the unpruned network's {dense:.6g} {unit} per sample "
+                f"{seen}: there is nothing to prune"
+            )
+        if target <= measurement.fixed:
+            raise ValueError(
+                f"{controller.describe()} cannot be reached: the synaptic layers left out of the pruning "
+                f"already cost {measurement.fixed:.6g} {unit} per sample {seen}"
+            )
+
+    @torch.no_grad()
+    def check_target(self, inputs: torch.Tensor) -> None:
+        """Refuse, before training, a ``target_sops``/``target_energy`` that cannot be reached: the
+        same check as at the first measurement in training, on one forward of ``inputs`` (a training
+        batch) through a copy of the model in training mode, with every weight as it is (unpruned at
+        the start). The model, its buffers (BatchNorm statistics) and the RNG are left as they were,
+        so a run that passes trains exactly as without the check. Nothing to check without a cost
+        target."""
+        self._check_live()
+        if self._meter is None or self._controller.target is None:
+            return
+        armed = self._meter.armed
+        self._meter.arm(False)  # the copy must not carry the meter's hooks
+        try:
+            model = copy.deepcopy(self.model)
+        finally:
+            self._meter.arm(armed)
+        model.train().requires_grad_(False)
+        modules = dict(model.named_modules())
+        meter = CostMeter(model, {name: modules[name] for name in self.layers}, self._meter.cost, self._meter.preset)
+        devices = [inputs.device] if inputs.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():  # the meter counts training forwards
+            meter.arm(True)
+            try:
+                model(inputs)
+            finally:
+                meter.close()
+        self._check_reachable(meter.take(), f"on {inputs.shape[0]} training samples (checked before training)")
 
     # --- argument checks ---------------------------------------------------------------------
     def _check_arguments(
-        self, l1, final_threshold, target_sparsity, lr_schedule, beta, s_init, layer_scale, start_step, end_step
-    ):
+        self, l1, final_threshold, targets, lr_schedule, beta, s_init, layer_scale, start_step, end_step, cost,
+        energy_preset, retarget_every,
+    ):  # fmt: skip
         schedule = self.schedule
         given = [n for n, v in (("l1", l1), ("final_threshold", final_threshold)) if v is not None]
-        if target_sparsity is not None:
+        if len(targets) > 1:
+            raise ValueError(f"give one target: {' and '.join(targets)} each set the strength of the pruning")
+        for name in ("target_sops", "target_energy"):
+            value = targets.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        if targets:
+            (name,) = targets
             if schedule != "lats":
-                raise ValueError(f"target_sparsity drives schedule='lats' only, not {schedule!r}")
+                raise ValueError(f"{name} drives schedule='lats' only, not {schedule!r}")
             if given:
-                raise ValueError(f"target_sparsity replaces l1 and final_threshold; drop {', '.join(given)}")
+                raise ValueError(f"{name} replaces l1 and final_threshold; drop {', '.join(given)}")
+            if cost is not None:
+                raise ValueError(f"{name} weighs the weights by its own measure; drop cost")
             if lr_schedule is None:
                 raise ValueError(
-                    "target_sparsity needs lr_schedule: the planned lr of every step (a sequence, or a "
+                    f"{name} needs lr_schedule: the planned lr of every step (a sequence, or a "
                     "callable step -> lr), to share the remaining threshold growth among the remaining steps"
                 )
         elif schedule in LR_DRIVEN:
             if len(given) != 1:
                 raise ValueError(
-                    f"schedule={schedule!r} needs exactly one of l1, final_threshold or target_sparsity, got "
-                    + (" and ".join(given) if given else "none")
+                    f"schedule={schedule!r} needs exactly one of l1, final_threshold or a target (target_sparsity, "
+                    "target_sops, target_energy), got " + (" and ".join(given) if given else "none")
                 )
             if final_threshold is not None and lr_schedule is None:
                 raise ValueError(
@@ -293,12 +459,20 @@ class SoftThresholdPruner:
                 raise ValueError(
                     f"schedule={schedule!r} is set by final_threshold; l1 applies to 'lats' and 'pgh' only"
                 )
-        if lr_schedule is not None and (
-            schedule not in LR_DRIVEN or (final_threshold is None and target_sparsity is None)
-        ):
-            raise ValueError(
-                "lr_schedule is only used with final_threshold or target_sparsity, and schedule 'lats' or 'pgh'"
-            )
+        if cost is not None:
+            if cost not in COSTS:
+                raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+            if schedule != "lats" or l1 is None:
+                raise ValueError(
+                    "cost weighs the L1 term of an explicit l1 with schedule='lats' (a target weighs its own)"
+                )
+        energy = cost == "energy" or "target_energy" in targets
+        if energy_preset is not None and not energy:
+            raise ValueError("energy_preset prices energy: it applies to target_energy and cost='energy' only")
+        if retarget_every is not None and not (targets or cost is not None):
+            raise ValueError("retarget_every applies to a target (target_sparsity, target_sops, target_energy) or cost")
+        if lr_schedule is not None and (schedule not in LR_DRIVEN or (final_threshold is None and not targets)):
+            raise ValueError("lr_schedule is only used with final_threshold or a target, and schedule 'lats' or 'pgh'")
         if lr_schedule is not None and not (callable(lr_schedule) or isinstance(lr_schedule, Sequence)):
             raise TypeError(
                 f"lr_schedule must be a sequence of lrs or a callable step -> lr, got {type(lr_schedule).__name__}"
@@ -387,7 +561,7 @@ class SoftThresholdPruner:
     def _group_threshold(self, group: int) -> float:
         if self.schedule in LR_DRIVEN:
             if self._controller is not None:
-                return self._controller.threshold(group, self._lr_sum)
+                return self._controller.global_threshold(self._lr_sum)
             if self.final_threshold is not None:
                 return self.final_threshold * (self._lr_sum[group] / self._planned_sum)
             return self._l1 * self._lr_sum[group]
@@ -404,6 +578,7 @@ class SoftThresholdPruner:
         """The current global threshold ``d`` (before ``layer_scale``).
 
         For lr-driven schedules with several lrs: that of the first pruned layer's param group.
+        With a cost: ``Σ λ·η``, the threshold per unit cost (layer ``l``'s grows ``c_l`` times as fast).
         For ``"learnable"``: the mean of the per-layer thresholds.
         """
         return self._group_threshold(self._ref_group)
@@ -422,6 +597,10 @@ class SoftThresholdPruner:
         if self.schedule == "learnable":
             for p in self._params.values():
                 p.sync_threshold()
+            return
+        if self._controller is not None:
+            for name, p in self._params.items():
+                p.set_threshold(self._controller.threshold(name, self._lr_sum))
             return
         for name, p in self._params.items():
             d = self._group_threshold(self._group_of.get(name, self._ref_group))
@@ -468,9 +647,14 @@ class SoftThresholdPruner:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly, besides ``model.state_dict()`` (θ, the threshold
-        buffers and learnable ``s``) and ``optimizer.state_dict()``. Plain Python values and, with
-        ``target_sparsity``, one ``|θ|`` tensor per layer: ``torch.load(..., weights_only=True)``
-        reads it. ``"controller"``: the :class:`TargetSparsityController`'s state, or None."""
+        buffers and learnable ``s``) and ``optimizer.state_dict()``. Plain Python values and
+        tensors (with a target, one ``|θ|`` tensor per layer; with a cost, the column sums of the
+        measurement in progress): ``torch.load(..., weights_only=True)`` reads it.
+        ``"controller"``: the :class:`L1Controller`'s state, or None; ``"costs"``: the
+        :class:`CostMeter`'s window in progress and the last ``cost_estimate``, or None."""
+        costs = None
+        if self._meter is not None:
+            costs = {"meter": self._meter.state_dict(), "estimate": self.cost_estimate}
         return {
             "version": _STATE_VERSION,
             "schedule": self.schedule,
@@ -481,22 +665,45 @@ class SoftThresholdPruner:
             "last_threshold": self._last_threshold,
             "thresholds": self.thresholds(),
             "controller": None if self._controller is None else self._controller.state_dict(),
+            "costs": costs,
         }
 
     def _upgrade_state(self, state: Mapping[str, Any]) -> Mapping[str, Any]:
-        """A version-2 state in the version-3 layout. Version 2 kept λ, the anchors and the drift
+        """An older state in the version-4 layout. Version 2 kept λ, the anchors and the drift
         origin flat, for every schedule: they become the controller's state; without
-        target_sparsity they are dropped (λ follows from the constructor's arguments)."""
-        if state.get("version") != 2:
+        target_sparsity they are dropped (λ follows from the constructor's arguments). Version 3
+        anchored the threshold of every param group ``g``, and layer ``l``'s was ``layer_scale_l``
+        times it: that is the layer anchor ``layer_scale_l·anchor_g`` with ``c_l = layer_scale_l``."""
+        version = state.get("version")
+        if version not in (2, 3):
             return state
         state = dict(state)
-        controller = {key: state.pop(key) for key in _V2_CONTROLLER_KEYS}
-        state["controller"] = None if self._controller is None else controller
-        state["version"] = 3
+        if version == 2:
+            controller = {key: state.pop(key) for key in _V2_CONTROLLER_KEYS}
+            state["controller"] = None if self._controller is None else controller
+        old = state["controller"]
+        if old is not None and self._controller is not None and self._controller.measure == "sparsity":
+            anchor, lr_sum = old["anchor_threshold"], old["anchor_lr_sum"]
+            if len(anchor) != len(self._lr_sum):
+                raise ValueError("state was saved with a different number of optimizer param groups")
+            group, ref = self._group_of, self._ref_group
+            state["controller"] = {
+                "measure": "sparsity",
+                "target": self.target_sparsity,
+                "l1": old["l1"],
+                "anchor": {name: self._scale[name] * anchor[group[name]] for name in self._params},
+                "anchor_lr_sum": {name: lr_sum[group[name]] for name in self._params},
+                "factor": dict(self._scale),
+                "global_anchor": anchor[ref],
+                "global_anchor_lr_sum": lr_sum[ref],
+                "drift_origin": old["drift_origin"],
+            }
+        state["costs"] = None
+        state["version"] = _STATE_VERSION
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume from :meth:`state_dict` (version 3, or version 2 of older checkpoints)."""
+        """Resume from :meth:`state_dict` (version 4, or versions 2 and 3 of older checkpoints)."""
         state = self._upgrade_state(state)
         if state.get("version") != _STATE_VERSION:
             raise ValueError(f"unsupported pruner state version {state.get('version')!r}")
@@ -507,10 +714,16 @@ class SoftThresholdPruner:
         if len(state["lr_sum"]) != len(self._lr_sum):
             raise ValueError("state was saved with a different number of optimizer param groups")
         if (state["controller"] is None) != (self._controller is None):
-            saved, runs = ("without", "with") if state["controller"] is None else ("with", "without")
-            raise ValueError(f"state was saved {saved} target_sparsity, this pruner runs {runs} it")
+            saved = "without a target or cost" if state["controller"] is None else "with a target or cost"
+            runs = "plain" if self._controller is None else self._controller.describe()
+            raise ValueError(f"state was saved {saved}, this pruner runs {runs}")
         if self._controller is not None:
             self._controller.load_state_dict(state["controller"])
+        if self._meter is not None:
+            if state["costs"] is None:
+                raise ValueError("state was saved without costs, this pruner measures them")
+            self._meter.load_state_dict(state["costs"]["meter"])
+            self._estimate = None if state["costs"]["estimate"] is None else dict(state["costs"]["estimate"])
         self.step_count = int(state["step_count"])
         self._lr_sum = [float(v) for v in state["lr_sum"]]
         self._pending = [[float(v) for v in p] for p in state["pending"]]
@@ -519,6 +732,8 @@ class SoftThresholdPruner:
         if self.schedule != "learnable":
             for name, p in self._params.items():
                 p.set_threshold(state["thresholds"][name])
+        if self._meter is not None:  # the next forward is measured or not, as in the saved run
+            self._meter.arm(self._controller.measures(self.step_count - self.start_step))
 
     def _check_live(self) -> None:
         if self._finalized:
@@ -529,6 +744,8 @@ class SoftThresholdPruner:
         self._check_live()
         for hook in self._hooks:
             hook.remove()
+        if self._meter is not None:
+            self._meter.close()
         self._finalized = True
         return finalize(self.model)
 

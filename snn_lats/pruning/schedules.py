@@ -122,6 +122,8 @@ def pruner_arguments(
     l1: float | None = None,
     final_threshold: float | None = None,
     target_sparsity: float | None = None,
+    target_sops: float | None = None,
+    target_energy: float | None = None,
     beta: float | None = None,
     start_step: int = 0,
     end_step: int | None = None,
@@ -130,23 +132,26 @@ def pruner_arguments(
 ) -> dict[str, Any]:
     """Keyword arguments of ``SoftThresholdPruner(model, optimizer, **kwargs)`` for ``schedule``
     and its strength: the L1 coefficient ``l1`` (λ), the final threshold ``final_threshold`` (D)
-    or the ``target_sparsity``.
+    or a target: ``target_sparsity``, ``target_sops`` (per sample) or ``target_energy`` (pJ per
+    sample).
 
     The pruning window ``[start_step, end_step)`` is passed on, except for the schedules without
     one (``WINDOWLESS``: ``"constant"``, ``"learnable"``), where it is dropped. ``planned_lrs``,
     the planned lr of every step, becomes ``lr_schedule`` of the lr-driven schedules
     (``LR_DRIVEN``) when they need it, i.e. with ``final_threshold`` (``λ = D / Σ planned η``)
-    or ``target_sparsity``; elsewhere it is not used. ``rest`` (``dense_first_last``,
-    ``gradient``, ``layer_scale``, ...) is passed on as is; the pruner checks everything.
+    or a target; elsewhere it is not used. ``rest`` (``dense_first_last``, ``gradient``,
+    ``layer_scale``, ``energy_preset``, ``cost``, ...) is passed on as is, ``None`` values
+    dropped; the pruner checks everything.
     """
     if "lr_schedule" in rest:
         raise TypeError("pruner_arguments takes the planned lrs as planned_lrs, not lr_schedule")
-    kwargs: dict[str, Any] = {"schedule": schedule, **rest}
+    kwargs: dict[str, Any] = {"schedule": schedule, **{k: v for k, v in rest.items() if v is not None}}
     if schedule not in WINDOWLESS:
         kwargs.update(start_step=start_step, end_step=end_step)
-    given = {"l1": l1, "final_threshold": final_threshold, "target_sparsity": target_sparsity, "beta": beta}
+    targets = {"target_sparsity": target_sparsity, "target_sops": target_sops, "target_energy": target_energy}
+    given = {"l1": l1, "final_threshold": final_threshold, "beta": beta, **targets}
     kwargs.update({name: value for name, value in given.items() if value is not None})
-    lr_needed = final_threshold is not None or target_sparsity is not None
+    lr_needed = final_threshold is not None or any(v is not None for v in targets.values())
     if schedule in LR_DRIVEN and lr_needed and planned_lrs is not None:
         kwargs["lr_schedule"] = planned_lrs if callable(planned_lrs) else list(planned_lrs)
     return kwargs
