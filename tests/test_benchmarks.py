@@ -281,3 +281,22 @@ def test_energy_budget_calibration_is_exact_when_log_energy_is_linear_in_logit_s
         s = budget.level_for(points, target)
         assert energy(s) == pytest.approx(target, rel=1e-4)
     assert budget.level_for(points, 10.0) is None and budget.level_for(points, 0.001) is None
+
+
+def test_bn_statistics_recomputes_the_plain_average_over_the_training_batches():
+    """Stale running statistics are replaced by the average of the batches' statistics (equal
+    batches: the mean of the means, the mean of the unbiased variances), not a moving average."""
+    bn_statistics = load("bn_statistics")
+    torch.manual_seed(0)
+    batches = [(torch.randn(16, 3) * (i + 1) + i, torch.zeros(16)) for i in range(4)]
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    model[1].running_mean.fill_(100.0)  # stale
+    bn_statistics.recompute_statistics(model, batches, batches=None)
+    with torch.no_grad():
+        features = [model[0](x) for x, _ in batches]
+    mean = torch.stack([f.mean(0) for f in features]).mean(0)
+    var = torch.stack([f.var(0, unbiased=True) for f in features]).mean(0)
+    torch.testing.assert_close(model[1].running_mean, mean)
+    torch.testing.assert_close(model[1].running_var, var)
+    bn_statistics.recompute_statistics(model, batches, batches=1)  # only the first batch
+    torch.testing.assert_close(model[1].running_mean, features[0].mean(0))
