@@ -397,9 +397,48 @@ def test_an_unreachable_target_is_refused_at_the_first_measurement(digits):
         train(model, X, y, 64, target_sops=1.5 * dense)
     torch.manual_seed(0)
     model = network("snn")
-    fixed = exact_count(model, X) - 0.0  # with the first and last layers dense, they alone cost more than ...
+    # With the first and last layers dense, those alone cost more than 1 % of the whole network.
+    dense = exact_count(model, X)
     with pytest.raises(ValueError, match="cannot be reached: the synaptic layers left out of the pruning already cost"):
-        train(model, X, y, 64, target_sops=0.01 * fixed, dense_first_last=True)
+        train(model, X, y, 64, target_sops=0.01 * dense, dense_first_last=True)
+
+
+def test_a_window_that_ends_at_a_large_lr_does_not_prune_everything():
+    """The end-of-window correction is bounded: after the settle point, weights that regrow under a
+    still-large lr move the count for another reason than the settling (it once aimed at -136
+    SOPs here and pruned every weight)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps = 40
+    pruner = SoftThresholdPruner(model, optimizer, "lats", target_sops=20.0, total_steps=steps,
+                                 lr_schedule=[0.1] * steps, retarget_every=4)  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):  # a loss that keeps pushing the weights out: they regrow after the settle point
+        optimizer.zero_grad()
+        model(torch.randn(16, 6, generator=g)).sum().backward()
+        optimizer.step()
+        pruner.step()
+    weights = [module.weight for module in (model[0], model[2])]
+    assert sum(int((w != 0).sum()) for w in weights) > 0  # not everything pruned
+
+
+def test_a_model_that_is_itself_the_synaptic_layer():
+    """The root module as the pruned layer (a bare nn.Linear: the LASSO case), whose counter row is
+    named by its type while named_modules() names it ''."""
+    torch.manual_seed(0)
+    model = nn.Linear(6, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    pruner = SoftThresholdPruner(model, optimizer, "lats", l1=0.05, cost="sops", retarget_every=4)
+    x, y = torch.randn(32, 6).relu(), torch.randint(0, 3, (32,))
+    for _ in range(12):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        pruner.step()
+    # A weight of a Linear layer costs the nonzero inputs it multiplies, per sample: the brute force.
+    expected = (x != 0).double().mean(0).mean()
+    assert pruner.layer_costs()[""] == pytest.approx(float(expected))
 
 
 def test_an_ac_only_preset_prices_a_spiking_network():

@@ -279,6 +279,7 @@ class L1Controller:
         if horizon <= 0:  # no lr planned before the next re-estimate: keep λ (and take the new costs)
             if self.uses_costs:
                 self._reanchor(lr_sum, factors)
+                self._drift_origin = {}  # the drift is measured from the new anchor
             return
         past = lr_sum[self._ref_group] - self._global_anchor_lr_sum  # lr since the anchor
         drift = not snap and self._drift_origin and past > 0
@@ -297,6 +298,7 @@ class L1Controller:
         if quantile is None:
             if self.uses_costs:
                 self._reanchor(lr_sum, factors)
+                self._drift_origin = {}
             return
         if snap:
             for name in thetas:
@@ -331,11 +333,15 @@ class L1Controller:
         change ``after − before`` by ``a = (now − before) / (after − before)`` (more than 1 in
         SNNs, where a pruned weight also silences spikes downstream). The remaining error
         ``target − now`` is corrected by ``1/a`` of it (``a`` clamped to [1/4, 4]; 1 when the
-        settling moved the cost by less than 1 % of the target, too little to measure ``a``)."""
+        settling moved the cost by less than 1 % of the target, too little to measure ``a``).
+        The corrected aim stays within [1/2, 3/2] of the target: where weights regrew after the
+        settle point (the lr still large there), ``now`` moved for another reason than the
+        settling, and an unbounded correction could aim below zero and prune everything."""
         before, after = self._response
         predicted = after - before
         answer = (now - before) / predicted if abs(predicted) > 0.01 * self.target else 1.0
-        return now + (self.target - now) / min(max(answer, 0.25), 4.0)
+        corrected = now + (self.target - now) / min(max(answer, 0.25), 4.0)
+        return min(max(corrected, 0.5 * self.target), 1.5 * self.target)
 
     def _reanchor(self, lr_sum: Sequence[float], factors: Mapping[str, float]) -> None:
         """Anchor every threshold where it is now, and let ``factors`` (``c_l``) drive them on."""

@@ -140,7 +140,9 @@ class CostMeter:
         ac, mac = (1.0, 1.0) if self.preset is None else (self.preset.ac_pj, self.preset.mac_pj)
         modules = dict(self.model.named_modules())
         costs, fixed = {}, 0.0
-        for name, shapes in events.items():
+        for label, shapes in events.items():
+            # The counter names the root module (named_modules()' "") by its type.
+            name = label if label in modules else ""
             module = modules[name]
             total = None
             for (shape, output_padding), (spikes, nonzero) in shapes.items():
