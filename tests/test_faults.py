@@ -137,7 +137,9 @@ def test_group_sigterm_with_loader_workers_checkpoints_and_resumes_exactly(data,
     assert job.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()[-3000:]
     assert "Traceback" not in log.read_text()
     interrupted = load_checkpoint(out / "checkpoint.pth")
-    assert interrupted["epoch"] == 0 and 3 <= interrupted["epoch_step"] < 8  # a step boundary mid-epoch
+    # A step boundary of epoch 0, or its end when the signal came during its validation (a fast
+    # machine can finish the last steps between the log line and the signal).
+    assert interrupted["epoch"] == 0 and 3 <= interrupted["epoch_step"] <= 8
 
     # The requeued job runs the same command with --resume auto; 1 worker instead of 2 is allowed.
     result = run(command(data, out, "--epochs", "2", "-j", "1", "--resume", "auto"))
@@ -218,7 +220,8 @@ def test_group_sigterm_under_torchrun_checkpoints_every_rank_and_resumes_exactly
     job.wait(timeout=120)  # torchrun's own code is 1 (its agent got the signal); the ranks' is 143
     assert log.read_text().count("training interrupted by SIGTERM; checkpoint of the last completed step") == 2
     interrupted = load_checkpoint(out / "checkpoint.pth")
-    assert interrupted["epoch"] == 1 and 0 < interrupted["epoch_step"] < 4 and len(interrupted["rng"]) == 2
+    # Within epoch 1: at a step boundary, or at its end when the signal came during its validation.
+    assert interrupted["epoch"] == 1 and 0 < interrupted["epoch_step"] <= 4 and len(interrupted["rng"]) == 2
     result = run(torchrun("-m", "snn_lats", "train", *train))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert_same_run(load_checkpoint(out / "checkpoint.pth"), two_process_reference)
