@@ -310,3 +310,17 @@ def test_a_state_with_or_without_the_controller_loads_only_into_its_kind():
         lats.load_state_dict(target.state_dict())
     with pytest.raises(ValueError, match="unsupported pruner state version 1"):
         lats.load_state_dict({**lats.state_dict(), "version": 1})
+
+
+@pytest.mark.parametrize("layout", [version_2_layout, version_3_layout], ids=["v2", "v3"])
+def test_an_older_target_state_is_refused_by_a_cost_target_pruner(layout):
+    """Versions 2 and 3 knew weight-sparsity targets only: a pruner aiming at SOPs cannot resume one."""
+    _, _, pruner, _ = resume_run("target", seed=0)
+    old = layout(pruner)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR0, momentum=0.9)
+    cost = SoftThresholdPruner(model, optimizer, "lats", target_sops=50.0, total_steps=RESUME_STEPS,
+                               lr_schedule=[LR0] * RESUME_STEPS)  # fmt: skip
+    with pytest.raises(ValueError, match=f"a version-{old['version']} state is a target-sparsity pruner's"):
+        cost.load_state_dict(old)
