@@ -683,8 +683,10 @@ class SoftThresholdPruner:
             state["controller"] = None if self._controller is None else controller
         old = state["controller"]
         if old is not None and self._controller is not None and self._controller.measure != "sparsity":
-            raise ValueError(f"a version-{version} state is a target-sparsity pruner's; this pruner runs "
-                             f"{self._controller.describe()}")  # fmt: skip
+            raise ValueError(
+                f"a version-{version} state is a target-sparsity pruner's; this pruner runs "
+                f"{self._controller.describe()}"
+            )
         if old is not None and self._controller is not None:
             anchor, lr_sum = old["anchor_threshold"], old["anchor_lr_sum"]
             if len(anchor) != len(self._lr_sum):
