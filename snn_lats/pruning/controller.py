@@ -138,8 +138,7 @@ class L1Controller:
         """``target_sparsity=0.9``, ``target_sops=2e+06``, ``l1=0.001 (cost 'energy')``, ..."""
         if self.target is None:
             return f"l1={self.l1:g} (cost {self.measure!r})"
-        name = {"sparsity": "target_sparsity", "sops": "target_sops", "energy": "target_energy"}[self.measure]
-        return f"{name}={self.target:g}"
+        return f"target_{self.measure}={self.target:g}"  # the pruner's argument
 
     def check_reachable(self, sizes: Mapping[str, int]) -> None:
         """Refuse a target sparsity beyond the weights of the layers with ``layer_scale > 0`` (their
@@ -268,7 +267,7 @@ class L1Controller:
         if self.uses_costs:
             weights = [costs[name].flatten() for name in thetas]
             total = float(sum(float(w.sum()) for w in weights))
-            before = fixed_cost + self._cost_now(thetas, costs, lr_sum)
+            before = fixed_cost + self.pruned_cost(thetas, costs, lr_sum)
             target = self.target
             if k == self._window and self._response is not None:
                 target = self._corrected_target(before)
@@ -318,7 +317,7 @@ class L1Controller:
         self._drift_origin = origin
         self.l1 = max(0.0, quantile)
 
-    def _cost_now(self, thetas, costs, lr_sum) -> float:
+    def pruned_cost(self, thetas, costs, lr_sum) -> float:
         """``Σ_i cost_i·1[|θ_i| > d_l]``: what the pruned layers cost with the thresholds in force."""
         return sum(
             float((costs[name] * (theta.detach().abs() > self.threshold(name, lr_sum))).sum())

@@ -36,6 +36,11 @@ class Measurement(NamedTuple):
     fixed: float
     samples: int
 
+    @property
+    def dense(self) -> float:
+        """The network's cost with every pruned weight kept."""
+        return self.fixed + sum(float(c.sum()) for c in self.costs.values())
+
 
 class CostMeter:
     """Measures the costs of the pruned weights on the training forwards it is armed for.

@@ -34,10 +34,9 @@ __all__ = ["SoftThresholdPruner"]
 _STATE_VERSION = 4
 # the flat version-2 keys that are the controller's state now
 _V2_CONTROLLER_KEYS = ("l1", "anchor_threshold", "anchor_lr_sum", "drift_origin")
+
+
 # the targets, by the controller's measure
-_TARGETS = {"target_sparsity": "sparsity", "target_sops": "sops", "target_energy": "energy"}
-
-
 class SoftThresholdPruner:
     """Soft-threshold pruning ``w = S_d(θ) = sign(θ)·max(|θ| − d, 0)`` driven by a threshold schedule.
 
@@ -216,7 +215,7 @@ class SoftThresholdPruner:
         self._controller: L1Controller | None = None
         self._meter: CostMeter | None = None
         ((target_name, target),) = targets.items() if targets else ((None, None),)
-        measure = _TARGETS[target_name] if target_name is not None else cost
+        measure = target_name.removeprefix("target_") if target_name is not None else cost  # MEASURES
         if measure is not None:
             window = None if self.end_step is None else self.end_step - self.start_step
             self._controller = L1Controller(
@@ -348,16 +347,17 @@ class SoftThresholdPruner:
                 stacklevel=4,
             )
             return
-        dense = measurement.fixed + sum(float(c.sum()) for c in measurement.costs.values())
         if self._estimate is None:  # the first measurement: is the target reachable?
             self._check_reachable(measurement, f"on its first {measurement.samples} training samples")
         controller.retarget(k, **kwargs, costs=measurement.costs, fixed_cost=measurement.fixed)
-        pruned = measurement.fixed
         with torch.no_grad():
-            for name, theta in kwargs["thetas"].items():
-                alive = theta.abs() > controller.threshold(name, self._lr_sum)
-                pruned += float((measurement.costs[name] * alive).sum())
-        self._estimate = {"step": self.step_count, "samples": measurement.samples, "dense": dense, "pruned": pruned}
+            pruned = measurement.fixed + controller.pruned_cost(kwargs["thetas"], measurement.costs, self._lr_sum)
+        self._estimate = {
+            "step": self.step_count,
+            "samples": measurement.samples,
+            "dense": measurement.dense,
+            "pruned": pruned,
+        }
 
     def _check_reachable(self, measurement, seen: str) -> None:
         """ValueError when a cost target is not below the network's cost unpruned, or not above what
@@ -366,7 +366,7 @@ class SoftThresholdPruner:
         target = controller.target
         if target is None:
             return
-        dense = measurement.fixed + sum(float(c.sum()) for c in measurement.costs.values())
+        dense = measurement.dense
         unit = "pJ" if controller.measure == "energy" else "SOPs"
         if target >= dense:
             raise ValueError(
