@@ -84,7 +84,7 @@ def wait_for(log: Path, text: str, process: subprocess.Popen, timeout: float = 3
     while text not in log.read_text():
         assert process.poll() is None, f"the run ended before {text!r}:\n{log.read_text()[-3000:]}"
         assert time.time() < deadline, f"no {text!r} after {timeout} s:\n{log.read_text()[-3000:]}"
-        time.sleep(0.1)
+        time.sleep(0.01)  # the signals of these tests land within a few steps of the line
 
 
 def assert_same_run(a: dict, b: dict) -> None:
@@ -137,9 +137,9 @@ def test_group_sigterm_with_loader_workers_checkpoints_and_resumes_exactly(data,
     assert job.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()[-3000:]
     assert "Traceback" not in log.read_text()
     interrupted = load_checkpoint(out / "checkpoint.pth")
-    # A step boundary of epoch 0, or its end when the signal came during its validation (a fast
-    # machine can finish the last steps between the log line and the signal).
-    assert interrupted["epoch"] == 0 and 3 <= interrupted["epoch_step"] <= 8
+    # A step boundary after the line, or an epoch's end when the signal came during its validation
+    # (a fast machine can finish a few steps between the log line and the signal).
+    assert (interrupted["epoch"], interrupted["epoch_step"]) >= (0, 3)
 
     # The requeued job runs the same command with --resume auto; 1 worker instead of 2 is allowed.
     result = run(command(data, out, "--epochs", "2", "-j", "1", "--resume", "auto"))
@@ -220,8 +220,8 @@ def test_group_sigterm_under_torchrun_checkpoints_every_rank_and_resumes_exactly
     job.wait(timeout=120)  # torchrun's own code is 1 (its agent got the signal); the ranks' is 143
     assert log.read_text().count("training interrupted by SIGTERM; checkpoint of the last completed step") == 2
     interrupted = load_checkpoint(out / "checkpoint.pth")
-    # Within epoch 1: at a step boundary, or at its end when the signal came during its validation.
-    assert interrupted["epoch"] == 1 and 0 < interrupted["epoch_step"] <= 4 and len(interrupted["rng"]) == 2
+    # A step boundary after the line, or an epoch's end when the signal came during its validation.
+    assert (interrupted["epoch"], interrupted["epoch_step"]) >= (1, 2) and len(interrupted["rng"]) == 2
     result = run(torchrun("-m", "snn_lats", "train", *train))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert_same_run(load_checkpoint(out / "checkpoint.pth"), two_process_reference)
@@ -230,11 +230,14 @@ def test_group_sigterm_under_torchrun_checkpoints_every_rank_and_resumes_exactly
 @pytest.mark.slow
 def test_a_stalled_peer_becomes_an_error_after_the_timeout(data, tmp_path):
     out, log = tmp_path / "run", tmp_path / "run.log"
-    train = command(data, out, "--epochs", "3", "-j", "0", "--dist-timeout", "5")[4:]
+    # 100 epochs (about a minute) that the stall cuts short: a peer stopped after its last
+    # collective goes unnoticed, and a 3-epoch run could end within the moment the stop takes.
+    train = command(data, out, "--epochs", "100", "-j", "0", "--dist-timeout", "5")[4:]
     job = start(torchrun("-m", "snn_lats", "train", *train), log)
     wait_for(log, "epoch 0 [2/", job)
     workers = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
-    os.kill(int(workers[-1]), signal.SIGSTOP)  # rank 1 stops answering
+    assert len(workers) == 2, workers
+    os.kill(int(workers[-1]), signal.SIGSTOP)  # one rank stops answering
     started = time.time()
     code = job.wait(timeout=300)
     assert code != 0

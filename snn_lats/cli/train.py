@@ -23,6 +23,7 @@ signal N (SIGTERM: 143, SIGINT: 130) after writing a checkpoint of the last comp
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from snn_lats.cli._args import add_training_arguments, explicit_flags
@@ -65,7 +66,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except PeerFailure as error:  # a peer died or stalled past --dist-timeout; torchrun may restart the job
         print(f"snn-lats train: error: {error}", file=sys.stderr)
-        return 1
+        # Exit without tearing down: freeing DDP's gloo group after a timed-out collective can
+        # deadlock on the GIL (its destructor joins a gloo thread that waits for the GIL to free the
+        # collective's tensors; pytorch/pytorch#56297), and torchrun waits for this process forever.
+        # The checkpoint and the logs are already closed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     if config.test_only:
         print_evaluation(summary)
     return 0

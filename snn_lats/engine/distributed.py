@@ -36,7 +36,11 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
 class PeerFailure(RuntimeError):
-    """Another process of the job died, or did not answer a collective within the timeout."""
+    """Another process of the job died, or did not answer a collective within the timeout.
+
+    The process should exit after it, with ``os._exit``: PyTorch's teardown of a gloo group
+    after a timed-out collective can deadlock (pytorch/pytorch#56297); ``snn-lats train`` does.
+    """
 
 
 # What gloo and NCCL say when a peer is gone or stalled: they raise plain RuntimeErrors.

@@ -56,6 +56,12 @@ class RunLogger:
             self.writer.close()
             self.writer = None
 
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()  # an interrupted or failed run keeps its TensorBoard events up to the failure
+
     def progress(self, iterable: Iterable, total: int, desc: str, start: int = 0) -> Progress:
         return Progress(self, iterable, total, desc, start)
 

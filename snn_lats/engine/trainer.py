@@ -186,9 +186,11 @@ def _train(
         saver.restore(checkpoint)
 
     # -- the run directory: one writer, no foreign checkpoint, no half-written leftovers --------------
-    with _claimed(RunDirectory(output_dir), ctx, source if checkpoint is not None else None):
+    with (
+        _claimed(RunDirectory(output_dir), ctx, source if checkpoint is not None else None),
+        RunLogger(output_dir, enabled=ctx.is_main, print_freq=config.print_freq) as logger,
+    ):
         # -- logging (rank 0), the run's configuration ---------------------------------------------
-        logger = RunLogger(output_dir, enabled=ctx.is_main, print_freq=config.print_freq)
         console = RunLogger(None, enabled=ctx.is_main, tensorboard=False, print_freq=config.print_freq)
         if ctx.is_main:
             atomic_write_text(output_dir / "config.yaml", config.to_yaml())
@@ -266,7 +268,6 @@ def _train(
 
         if state.epoch == start_epoch:  # resumed after the last epoch: no evaluation yet
             metrics, sops = validate(console)
-        logger.close()
         summary = RunSummary(
             config=config.to_dict(),
             accuracy=metrics,
