@@ -441,6 +441,54 @@ def test_a_model_that_is_itself_the_synaptic_layer():
     assert pruner.layer_costs()[""] == pytest.approx(float(expected))
 
 
+def test_forwards_the_hooks_miss_are_a_warning_or_an_error_and_eager_ones_are_measured():
+    """torch.compile ignores hooks attached after it compiled, and a forward that uses a layer's
+    weight without calling the layer skips them: neither may leave the costs silently at zero."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    pruner = SoftThresholdPruner(model, optimizer, "lats", l1=0.05, cost="sops", retarget_every=4, start_step=4)
+    compiled = torch.compile(model, backend="aot_eager")
+    x, y = torch.randn(32, 6).relu(), torch.randint(0, 3, (32,))
+
+    def step(forward):
+        optimizer.zero_grad()
+        F.cross_entropy(forward(x), y).backward()
+        optimizer.step()
+        pruner.step()
+
+    for _ in range(3):  # before the window, unmeasured: compiled without the hooks
+        assert not pruner.measuring
+        step(compiled)
+    assert pruner.measuring  # the forward before the window's first re-estimate
+    with pytest.warns(UserWarning, match="no training forward was measured.*through torch.compile"):
+        step(compiled)
+    assert pruner.cost_estimate is None
+    for _ in range(4):  # the next stretch, the measured forward eager
+        step(model if pruner.measuring else compiled)
+    # The first layer's weights cost the nonzero inputs they multiply, per sample: the brute force.
+    assert pruner.layer_costs()["0"] == pytest.approx(float((x != 0).double().mean()))
+    assert pruner.cost_estimate["samples"] == 32
+
+    class Functional(nn.Module):  # calls F.linear with the layer's weight, never the layer
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 3)
+
+        def forward(self, x):
+            return F.linear(x, self.fc.weight, self.fc.bias)
+
+    model = Functional()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    pruner = SoftThresholdPruner(model, optimizer, "lats", l1=0.05, cost="sops", retarget_every=2)
+    with pytest.raises(RuntimeError, match="saw 32 training samples but no call of a pruned layer"):
+        for _ in range(2):
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            pruner.step()
+
+
 def test_an_ac_only_preset_prices_a_spiking_network():
     """An AC-only preset (mac_pj = 0: a chip that charges synaptic events only) is accepted for a
     spiking network, whose spikes cost; for an ANN it is refused (test above)."""

@@ -206,7 +206,8 @@ def _train(
         if ctx.distributed:
             train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         # --compile: the training steps (around DDP, so that dynamo splits the graph at DDP's buckets);
-        # evaluation stays eager: the SOP counter's hooks would break and recompile the graph.
+        # evaluation and the steps the cost meter measures stay eager: dynamo would trace the SOP
+        # counter's hooks (a graph break per layer; inductor failed on them).
         step_model = torch.compile(train_model) if config.compile else train_model
 
         def validate(logger: RunLogger) -> tuple[dict[str, float], SOPReport | None]:
@@ -233,7 +234,7 @@ def _train(
             set_epoch(train_loader, epoch, config.seed, skip_batches=state.epoch_step)
             train_metrics = train_one_epoch(
                 step_model, criterion, optimizer, pruner, scaler, train_loader, ctx, config, epoch, state, logger,
-                stop, saver, mixed_precision,
+                stop, saver, mixed_precision, eager_model=train_model,
             )  # fmt: skip
             try:
                 metrics, sops = validate(logger)
@@ -380,8 +381,13 @@ def train_one_epoch(
     stop: _StopOnSignal,
     saver: CheckpointSaver,
     mixed_precision: torch.dtype | None = None,
+    eager_model: nn.Module | None = None,
 ) -> dict[str, float]:
-    """One pass over this rank's shard; returns loss and top-1 accuracy averaged over all ranks."""
+    """One pass over this rank's shard; returns loss and top-1 accuracy averaged over all ranks.
+
+    ``eager_model``: ``model`` before ``torch.compile``, for the forwards the pruner's cost meter
+    measures (:attr:`SoftThresholdPruner.measuring`).
+    """
     model.train()
     device = ctx.device
     sums = {"loss": 0.0, "correct": 0.0, "samples": 0.0, "skipped": 0.0, **state.partial}
@@ -397,8 +403,9 @@ def train_one_epoch(
         targets = targets.to(device, non_blocking=True)
         if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        forward = eager_model if eager_model is not None and pruner is not None and pruner.measuring else model
         with autocast(device, mixed_precision):
-            output = model(images)
+            output = forward(images)
             loss = criterion(output, targets)
         loss_value = loss.item()
         if _any_rank(not math.isfinite(loss_value), device):  # every rank stops at the same step

@@ -142,6 +142,13 @@ class CostMeter:
         samples = _all_reduce(events, samples)
         if samples == 0:
             return None
+        if not any(events.values()):
+            raise RuntimeError(
+                f"the cost meter saw {samples} training samples but no call of a pruned layer: the counter's hooks on "
+                "them did not run (a forward that uses a layer's weight without calling the layer skips them; so does "
+                "torch.compile, for hooks attached after it compiled: run the forwards that "
+                "SoftThresholdPruner.measuring marks eagerly, as snn-lats train --compile does)"
+            )
         ac, mac = (1.0, 1.0) if self.preset is None else (self.preset.ac_pj, self.preset.mac_pj)
         modules = dict(self.model.named_modules())
         costs, fixed = {}, 0.0
@@ -153,6 +160,8 @@ class CostMeter:
             for (shape, output_padding), (spikes, nonzero) in shapes.items():
                 cost = weight_cost(module, InputEvents(shape, output_padding, spikes, nonzero), ac, mac)
                 total = cost if total is None else total + cost
+            if total is None:  # attached, but no measured forward called it
+                continue
             if name in self.layers:
                 costs[name] = total / samples
             else:

@@ -299,6 +299,12 @@ class SoftThresholdPruner:
         return None if self._meter is None else self._meter.cost
 
     @property
+    def measuring(self) -> bool:
+        """Whether the next training forward is measured: the cost meter's hooks are attached.
+        Run that forward eagerly; ``torch.compile`` would trace the hooks (a graph break per layer)."""
+        return self._meter is not None and self._meter.armed
+
+    @property
     def energy_preset(self) -> EnergyPreset | None:
         """The energy of one AC and one MAC that ``cost="energy"`` prices weights with (else None)."""
         return None if self._meter is None else self._meter.preset
@@ -343,7 +349,8 @@ class SoftThresholdPruner:
         if measurement is None:
             warnings.warn(
                 f"{controller.describe()}: no training forward was measured before the re-estimate after step "
-                f"{self.step_count} (forwards in eval mode or under no_grad are not); the costs stay as they were",
+                f"{self.step_count} (forwards in eval mode, under no_grad or through torch.compile are not: run "
+                "the ones that `measuring` marks eagerly); the costs stay as they were",
                 stacklevel=4,
             )
             return
