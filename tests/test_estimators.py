@@ -236,10 +236,11 @@ def expected_ops(module: nn.Module, inputs: list[torch.Tensor]) -> tuple[int, in
     return acs, macs
 
 
-@pytest.mark.parametrize("cnf", ["ADD", "AND", "IAND"])
-def test_pruned_spiking_network_matches_brute_force(cnf):
+def counted_sew(cnf: str = "ADD", seed: int = 0):
+    """A 50 %-pruned TinySEW counted on two batches (2 and 3 samples), its inputs and outputs
+    recorded: ``(model, counter, recorder, batches)``."""
     model = TinySEW(cnf, T=3).eval()
-    g = init_spiking(model, seed={"ADD": 0, "AND": 1, "IAND": 2}[cnf])
+    g = init_spiking(model, seed=seed)
     prune_randomly(model, 0.5, g)
     batches = [torch.randn(2, 2, 8, 8, generator=g), torch.randn(3, 2, 8, 8, generator=g)]
     recorder = Recorder(model)
@@ -247,6 +248,12 @@ def test_pruned_spiking_network_matches_brute_force(cnf):
         for x in batches:
             model(x)
     recorder.remove()
+    return model, counter, recorder, batches
+
+
+@pytest.mark.parametrize("cnf", ["ADD", "AND", "IAND"])
+def test_pruned_spiking_network_matches_brute_force(cnf):
+    model, counter, recorder, _ = counted_sew(cnf, seed={"ADD": 0, "AND": 1, "IAND": 2}[cnf])
     report = counter.report()
     rows = rows_by_name(report)
 

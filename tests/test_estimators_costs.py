@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from test_estimators import Recorder, TinySEW, brute_force, init_spiking, is_counts, prune_randomly
+from test_estimators import brute_force, counted_sew, is_counts
 from torch import nn
 
 from snn_lats.estimators import ENERGY_PRESETS, SynapticOpCounter
@@ -28,19 +28,6 @@ def ops_with_mask(module: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> flo
         xs = F.pad(xs, [p for p in reversed(module.padding) for _ in range(2)], mode=module.padding_mode)
         padding = 0
     return float(F.conv2d(xs, mask, None, module.stride, padding, module.dilation, module.groups).sum())
-
-
-def counted_sew():
-    model = TinySEW("ADD", T=3).eval()
-    g = init_spiking(model, seed=0)
-    prune_randomly(model, 0.5, g)
-    batches = [torch.randn(2, 2, 8, 8, generator=g), torch.randn(3, 2, 8, 8, generator=g)]
-    recorder = Recorder(model)
-    with torch.no_grad(), SynapticOpCounter(model) as counter:
-        for x in batches:
-            model(x)
-    recorder.remove()
-    return model, counter, recorder, batches
 
 
 def test_each_weight_costs_what_it_adds_to_the_brute_force_count():
