@@ -55,7 +55,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder")  # snn_lats.engine.data's
+DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder")  # snn_lats.data's
 METHODS = ("lats", "lats-target", "slats", "pgh", "stds-sine", "constant", "gmp", "dense")
 CALIBRATED = ("lats", "slats", "pgh", "stds-sine", "constant")
 NETWORKS = {"snn": "sew_resnet18", "ann": "resnet18"}
@@ -566,7 +566,7 @@ def base_config(args, network: str, seed: int) -> dict:
 
 def data_sizes(args) -> tuple[int, int, int]:
     """``(steps per epoch, training images, validation images)`` of the benchmark's data."""
-    from snn_lats.engine.data import build_datasets, build_loaders
+    from snn_lats.data import build_datasets, build_loaders
     from snn_lats.engine.recipe import TrainConfig
 
     train_set, val_set, _ = build_datasets(TrainConfig(**base_config(args, "ann", 0)))

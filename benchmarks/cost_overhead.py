@@ -27,7 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from snn_lats.engine.data import build_datasets, build_loaders
+from snn_lats.data import build_datasets, build_loaders
 from snn_lats.engine.model import build_model
 from snn_lats.engine.recipe import resolve_config
 from snn_lats.estimators import SynapticOpCounter

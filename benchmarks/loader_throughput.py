@@ -1,6 +1,6 @@
 """Images per second of the ImageFolder training pipeline at 224 px, per data-loader worker.
 
-What each training image costs a loader worker (``snn_lats.engine.data``): PIL decodes the JPEG and
+What each training image costs a loader worker (``snn_lats.data``): PIL decodes the JPEG and
 converts it to RGB, then ``train_transform(224)``: RandomResizedCrop(224), RandomHorizontalFlip,
 ToTensor and Normalize; ``collate`` stacks the batch. Two measurements:
 
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from snn_lats.engine.data import ImageFolderDataset, build_loaders, train_transform
+from snn_lats.data import ImageFolderDataset, build_loaders, train_transform
 
 
 def write_jpegs(root: Path, count: int, width: int, height: int, quality: int, seed: int = 0) -> None:

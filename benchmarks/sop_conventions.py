@@ -24,7 +24,7 @@ import warnings
 import torch
 from torch import nn
 
-from snn_lats.engine.data import build_datasets, build_loaders
+from snn_lats.data import build_datasets, build_loaders
 from snn_lats.engine.model import build_model_from_checkpoint
 from snn_lats.engine.recipe import TrainConfig
 from snn_lats.estimators import CONVENTIONS, SynapticOpCounter

@@ -478,7 +478,7 @@ def sop_overhead(ctx: Context) -> None:
 @part(gpu_limit=110, dry_limit=480)
 def demo(ctx: Context) -> None:
     from snn_lats.engine.checkpoint import load_checkpoint
-    from snn_lats.engine.evaluation import amp_dtype
+    from snn_lats.engine.evaluation import autocast_dtype
     from snn_lats.engine.recipe import TrainConfig
     from snn_lats.engine.summary import RunSummary
 
@@ -568,7 +568,7 @@ def demo(ctx: Context) -> None:
         )  # fmt: skip
         row = {
             "flags": " ".join(flags),
-            "autocast": str(amp_dtype(config, ctx.device)),
+            "autocast": str(autocast_dtype(config, ctx.device)),
             "exit_code": done.returncode,
             "seconds": round(time.perf_counter() - started, 1),
         }

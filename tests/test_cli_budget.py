@@ -14,7 +14,8 @@ import pytest
 import torch
 from test_cli import TINY, run_cli, write_folder
 
-from snn_lats.engine import build_datasets, build_model_from_checkpoint, resolve_config
+from snn_lats.data import build_datasets
+from snn_lats.engine import build_model_from_checkpoint, resolve_config
 from snn_lats.engine.model import build_model
 from snn_lats.estimators import SynapticOpCounter
 

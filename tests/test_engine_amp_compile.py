@@ -21,7 +21,7 @@ from torch import nn
 from torch._dynamo.testing import CompileCounterWithBackend
 
 from snn_lats.engine.checkpoint import load_checkpoint
-from snn_lats.engine.evaluation import amp_dtype
+from snn_lats.engine.evaluation import autocast_dtype
 from snn_lats.engine.recipe import RecipeError, TrainConfig
 from snn_lats.engine.trainer import NonFiniteLossError, train
 
@@ -40,10 +40,10 @@ def data_root(tmp_path_factory):
 
 def test_amp_dtype_defaults_to_bfloat16_on_the_cpu_and_follows_the_flag():
     config = TrainConfig(dataset="digits")
-    assert amp_dtype(config, CPU) is None
-    assert amp_dtype(TrainConfig(dataset="digits", amp=True), CPU) == torch.bfloat16
-    assert amp_dtype(TrainConfig(dataset="digits", amp=True, amp_dtype="float16"), CPU) == torch.float16
-    assert amp_dtype(TrainConfig(dataset="digits", amp=True, amp_dtype="bfloat16"), CPU) == torch.bfloat16
+    assert autocast_dtype(config, CPU) is None
+    assert autocast_dtype(TrainConfig(dataset="digits", amp=True), CPU) == torch.bfloat16
+    assert autocast_dtype(TrainConfig(dataset="digits", amp=True, amp_dtype="float16"), CPU) == torch.float16
+    assert autocast_dtype(TrainConfig(dataset="digits", amp=True, amp_dtype="bfloat16"), CPU) == torch.bfloat16
     with pytest.raises(RecipeError, match=r"--amp-dtype float16\) is the dtype of --amp, which is off"):
         TrainConfig(dataset="digits", amp_dtype="float16").validate()
     with pytest.raises(RecipeError, match="amp_dtype must be one of bfloat16, float16"):
@@ -55,7 +55,7 @@ def test_amp_dtype_defaults_to_bfloat16_on_the_cpu_and_follows_the_flag():
 def test_amp_dtype_on_this_gpu_is_bfloat16_where_it_is_native():
     native = torch.cuda.get_device_capability()[0] >= 8  # Ampere and later compute bfloat16 natively
     expected = torch.bfloat16 if native else torch.float16
-    assert amp_dtype(TrainConfig(dataset="digits", amp=True), torch.device("cuda")) == expected
+    assert autocast_dtype(TrainConfig(dataset="digits", amp=True), torch.device("cuda")) == expected
 
 
 class _PoisonedBackward(torch.autograd.Function):

@@ -13,7 +13,7 @@ from torch import nn
 
 from snn_lats import networks
 from snn_lats.cli import main
-from snn_lats.engine.compare import compare
+from snn_lats.workflows.compare import compare
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SynapticOpCounter
 from snn_lats.pruning import sparsity_report
@@ -132,7 +132,7 @@ def test_recount_under_another_convention(tmp_path):
     runs, _ = compare([run], convention="paper", batches=1)
     (row,) = runs.rows
     # The oracle: the same checkpoint's network counted directly under the paper convention.
-    from snn_lats.engine.data import build_datasets, build_loaders
+    from snn_lats.data import build_datasets, build_loaders
     from snn_lats.engine.model import build_model_from_checkpoint
 
     net, _ = build_model_from_checkpoint(str(run / "model_best.pth"), "cpu")

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from snn_lats._torchvision import datasets
-from snn_lats.engine.data import (
+from snn_lats.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     MNIST_FILES,
@@ -348,7 +348,7 @@ def test_torchvision_download_layout_with_uncompressed_files_is_found(tmp_path):
 
 
 def test_missing_idx_files_name_the_path_and_both_ways_to_get_them(tmp_path, monkeypatch):
-    import snn_lats.engine.data as data_module
+    import snn_lats.data.datasets as data_module
 
     with pytest.raises(DataError) as error:
         build_datasets(data(dataset="fashion-mnist", data_path=tmp_path))
@@ -367,7 +367,7 @@ def test_missing_idx_files_name_the_path_and_both_ways_to_get_them(tmp_path, mon
 
 
 def test_fashion_mnist_defaults_to_the_system_package_folder(tmp_path, monkeypatch):
-    import snn_lats.engine.data as data_module
+    import snn_lats.data.datasets as data_module
 
     write_mnist(tmp_path / "system")
     monkeypatch.setattr(data_module, "FASHION_MNIST_SYSTEM_PATH", str(tmp_path / "system"))

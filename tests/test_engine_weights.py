@@ -19,7 +19,7 @@ from torch import nn
 from snn_lats._torchvision import models as tv_models  # before spikingjelly.model imports torchvision
 from snn_lats.engine.checkpoint import CheckpointError, load_checkpoint
 from snn_lats.engine.evaluation import evaluate_checkpoint
-from snn_lats.engine.export import export_checkpoint
+from snn_lats.workflows.export import export_checkpoint
 from snn_lats.engine.model import build_model, layer_selector, load_weights, read_weights
 from snn_lats.engine.recipe import RecipeError, TrainConfig
 from snn_lats.engine.trainer import train

@@ -50,7 +50,7 @@ def _make_every_layer_fire(path):
     silent network would make the simulator comparison vacuous). The file stays a checkpoint of
     the run: its θ, thresholds, configuration and history are untouched."""
     from snn_lats.engine.checkpoint import load_checkpoint, save_checkpoint
-    from snn_lats.engine.data import build_datasets
+    from snn_lats.data import build_datasets
     from snn_lats.engine.recipe import TrainConfig
 
     content = load_checkpoint(path)
@@ -143,7 +143,7 @@ def test_the_printed_report(checkpoints, tmp_path, capsys):
 
 
 def test_sparse_file_loads_into_the_unpruned_network_with_identical_outputs(exported, checkpoints):
-    from snn_lats.engine import load_exported
+    from snn_lats.workflows import load_exported
 
     plain = networks.create("sew_resnet18", num_classes=4, T=2, width=4, stem="cifar")
     plain.load_state_dict(load_sparse(exported / "model.sparse.safetensors"), strict=True)
@@ -170,7 +170,7 @@ def test_sparse_file_loads_into_the_unpruned_network_with_identical_outputs(expo
 
 def test_norse_runs_the_exported_nir_file_as_the_checkpoint_computes(exported, checkpoints):
     nir = pytest.importorskip("nir")
-    from snn_lats.engine.data import build_datasets
+    from snn_lats.data import build_datasets
     from snn_lats.engine.recipe import TrainConfig
 
     graph = nir.read(exported / "model.nir")

@@ -367,7 +367,7 @@ def test_a_symlink_loop_in_the_image_folder_is_refused_and_links_elsewhere_work(
     elsewhere = tmp_path / "elsewhere"
     (linked / "train" / "red").rename(elsewhere)
     (linked / "train" / "red").symlink_to(elsewhere, target_is_directory=True)
-    from snn_lats.engine.data import scan_image_folder
+    from snn_lats.data import scan_image_folder
 
     classes, samples = scan_image_folder(linked / "train")
     assert classes == ["blue", "red"] and len(samples) == 32

@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from snn_lats._io import atomic_open
-    from snn_lats.engine.compare import compare, render_comparison
+    from snn_lats.workflows.compare import compare, render_comparison
 
     try:
         names = [n.strip() for n in args.names.split(",")] if args.names else None

@@ -28,7 +28,7 @@ __all__ = [
 
 def add_parser(subparsers) -> None:
     from snn_lats.deploy import DEFAULT_DT
-    from snn_lats.engine.export import FORMATS
+    from snn_lats.workflows.export import FORMATS
 
     parser = subparsers.add_parser(
         "export",
@@ -65,9 +65,9 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from snn_lats.deploy import DEFAULT_DT
-    from snn_lats.engine.export import export_checkpoint
     from snn_lats.estimators import SOPReport
     from snn_lats.report import Report
+    from snn_lats.workflows.export import export_checkpoint
 
     if args.sops_batches < 0:
         print("snn-lats export: error: --sops-batches must be >= 0", file=sys.stderr)

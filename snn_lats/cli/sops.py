@@ -111,47 +111,28 @@ def count(args: argparse.Namespace):
     """Build the network and data, count ``args.batches`` batches, write the requested files.
     Returns ``(report, text to print)``; ValueError for any bad input, before any file is written."""
     from snn_lats._io import atomic_open
-    from snn_lats.engine.checkpoint import load_checkpoint
-    from snn_lats.engine.data import build_datasets, build_loaders
-    from snn_lats.engine.distributed import resolve_device
-    from snn_lats.engine.evaluation import count_sops
-    from snn_lats.engine.model import build_model, build_model_from_checkpoint
     from snn_lats.engine.recipe import NETWORK_FIELDS, resolve_config
     from snn_lats.estimators.plot import plot_format, render_report
+    from snn_lats.workflows import sops_of_checkpoint, sops_of_network
 
     if args.batches < 1:
         raise ValueError(f"--batches must be >= 1, got {args.batches}")
+    if args.functional and args.convention != "exact":
+        raise ValueError("--functional counts by the exact rule only: drop --convention or give exact")
     plot_fmt = plot_format(args.plot) if args.plot else None
     given = {k: getattr(args, k) for k in (*NETWORK_FIELDS, *DATA_FLAGS) if getattr(args, k) is not None}
-
-    checkpoint = None
+    options = dict(extras=args.extras, functional=args.functional)
     if args.checkpoint:
-        clash = [k for k in NETWORK_FIELDS if k in given] + (["recipe"] if args.recipe else [])
-        if clash:
-            flags = ", ".join("--" + k.replace("_", "-") for k in clash)
-            raise ValueError(f"{flags} cannot be combined with --checkpoint: the network is the checkpoint's")
-        checkpoint = load_checkpoint(args.checkpoint)
-        config = resolve_config(given, base=checkpoint["config"])
+        if args.recipe:
+            raise ValueError("--recipe cannot be combined with --checkpoint: the network is the checkpoint's")
+        report = sops_of_checkpoint(args.checkpoint, given, args.batches, args.convention, **options)
+        source = args.checkpoint
     else:
         if "dataset" not in given and not args.recipe:
             given["dataset"] = "imagefolder" if args.data_path else "digits"
         config = resolve_config(given, args.recipe)
-    device = resolve_device(config.device)
-    _, val_set, num_classes = build_datasets(config, train=False)
-    if checkpoint is not None:
-        if checkpoint["num_classes"] != num_classes:
-            raise ValueError(f"the checkpoint has {checkpoint['num_classes']} classes, the data {num_classes}")
-        model, _ = build_model_from_checkpoint(checkpoint, device)
-        source = args.checkpoint
-    else:
-        model = build_model(config, num_classes).to(device).eval()
+        report = sops_of_network(config, args.batches, args.convention, **options)
         source = f"{config.model} (untrained)"
-    _, loader = build_loaders(None, val_set, config.batch_size, config.workers, seed=config.seed)
-    if args.functional and args.convention != "exact":
-        raise ValueError("--functional counts by the exact rule only: drop --convention or give exact")
-    report = count_sops(
-        model, loader, args.batches, device, args.convention, extras=args.extras, functional=args.functional
-    )
 
     # Render every file first, then write them all atomically: none is left behind by an error.
     outputs = []

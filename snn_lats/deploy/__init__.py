@@ -1,7 +1,7 @@
 """Deployment formats of a trained network: NIR graphs and compressed sparse state dicts.
 
 These act on a model in memory, like the estimators, and know nothing of checkpoints;
-``snn_lats.engine.export`` applies them to a checkpoint for ``snn-lats export``.
+``snn_lats.workflows.export`` applies them to a checkpoint for ``snn-lats export``.
 
 - :func:`fold_batchnorm`: the eval-mode conv+BN as one convolution (exact in real arithmetic);
 - :func:`to_nir`: a SEW ResNet as a ``nir.NIRGraph``, or :class:`NIRExportError` naming the module

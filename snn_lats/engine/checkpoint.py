@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from snn_lats._io import atomic_open
-from snn_lats.engine.recipe import ARCHITECTURE_FIELDS
+from snn_lats.engine.recipe import ARCHITECTURE_FIELDS, upgrade_config
 
 __all__ = [
     "FORMAT",
@@ -138,6 +138,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [k for k in ("model", "config", "epoch", "step", "num_classes") if k not in content]
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}")
+    content["config"] = upgrade_config(content["config"])  # fields it predates mean what their absence meant
     return content
 
 

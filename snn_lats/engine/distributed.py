@@ -24,6 +24,7 @@ __all__ = [
     "peer_failure",
     "all_gather",
     "all_reduce_max",
+    "any_rank",
     "all_reduce_sum",
     "barrier",
     "cleanup_distributed",
@@ -139,6 +140,11 @@ def all_reduce_max(value: float, device: torch.device | None = None) -> float:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return float(tensor.item())
+
+
+def any_rank(flag: bool, device: torch.device | None = None) -> bool:
+    """True on every rank if ``flag`` is True on any (one small all-reduce under torchrun)."""
+    return all_reduce_max(float(flag), device) > 0
 
 
 def all_gather(value: Any) -> list[Any]:

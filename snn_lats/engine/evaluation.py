@@ -1,9 +1,11 @@
 """The one evaluation path: accuracy over a loader, with the synaptic operations and firing rates
-of its first batches counted on the way.
+of its first batches counted on the way, and the one way from a checkpoint to its validation data.
 
 :func:`evaluate` serves every epoch of training, ``snn-lats evaluate`` (and ``train --test-only``)
 through :func:`evaluate_checkpoint`, and ``snn-lats sops`` through :func:`count_sops`, like the
-one ``evaluate`` of torchvision's reference script.
+one ``evaluate`` of torchvision's reference script. :func:`checkpoint_loader` (with
+:func:`~snn_lats.engine.model.build_model_from_checkpoint`) serves evaluation, export,
+``compare --convention`` and ``snn-lats sops --checkpoint``.
 """
 
 from __future__ import annotations
@@ -17,17 +19,26 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from snn_lats.data import DataError, build_datasets, build_loaders
 from snn_lats.engine import distributed as dist_utils
 from snn_lats.engine.checkpoint import CheckpointError, check_architecture, load_checkpoint
-from snn_lats.engine.data import build_datasets, build_loaders
 from snn_lats.engine.logger import RunLogger
-from snn_lats.engine.model import build_model_from_checkpoint
+from snn_lats.engine.model import build_model_from_checkpoint, checkpoint_config
 from snn_lats.engine.recipe import TrainConfig
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SOPReport, SynapticOpCounter
 from snn_lats.pruning import sparsity_report
 
-__all__ = ["Evaluation", "EvaluationStopped", "autocast", "count_sops", "evaluate", "evaluate_checkpoint"]
+__all__ = [
+    "Evaluation",
+    "EvaluationStopped",
+    "autocast",
+    "autocast_dtype",
+    "checkpoint_loader",
+    "count_sops",
+    "evaluate",
+    "evaluate_checkpoint",
+]
 
 
 class EvaluationStopped(RuntimeError):
@@ -108,7 +119,7 @@ def evaluate(
         [loss_sum, correct1, correct5, samples, skipped], device
     )
     if samples == 0:
-        raise RuntimeError("no validation image could be read")
+        raise DataError(f"nothing was counted or evaluated: no readable image in the {total} validation batches read")
     metrics = {
         "loss": loss_sum / samples,
         "acc1": 100.0 * correct1 / samples,
@@ -130,27 +141,35 @@ def count_sops(
     functional: bool = False,
 ) -> SOPReport:
     """The :class:`~snn_lats.estimators.SOPReport` of ``model`` over the first ``batches`` batches of
-    ``loader``, counted by ``convention``; ValueError when none of them held a readable image."""
+    ``loader``, counted by ``convention``; :class:`~snn_lats.data.DataError` when none of them held
+    a readable image."""
     if batches < 1:
         raise ValueError(f"batches must be >= 1, got {batches}")
-    try:
-        result = evaluate(
-            model,
-            loader,
-            torch.device(device),
-            sops_batches=batches,
-            batches=batches,
-            sops_convention=convention,
-            sops_extras=extras,
-            sops_functional=functional,
-        )
-    except RuntimeError as error:
-        if "no validation image" not in str(error):
-            raise
-        result = Evaluation({}, None)
-    if result.sops is None:
-        raise ValueError(f"nothing was counted: no readable image in the first {batches} batches")
+    result = evaluate(
+        model,
+        loader,
+        torch.device(device),
+        sops_batches=batches,
+        batches=batches,
+        sops_convention=convention,
+        sops_extras=extras,
+        sops_functional=functional,
+    )
     return result.sops
+
+
+def checkpoint_loader(
+    checkpoint: Mapping[str, Any], config: TrainConfig, ctx: dist_utils.DistributedContext | None = None
+):
+    """The validation loader of ``config``'s data (this rank's shard), refusing data of another
+    number of classes than the checkpoint's."""
+    ctx = ctx or dist_utils.DistributedContext()
+    _, val_set, num_classes = build_datasets(config, train=False)
+    if num_classes != checkpoint["num_classes"]:
+        raise CheckpointError(f"the checkpoint has {checkpoint['num_classes']} classes, the data {num_classes}")
+    return build_loaders(
+        None, val_set, config.batch_size, config.workers, rank=ctx.rank, world_size=ctx.world_size, seed=config.seed
+    )[1]
 
 
 def evaluate_checkpoint(
@@ -169,17 +188,12 @@ def evaluate_checkpoint(
     if not isinstance(checkpoint, Mapping):
         path, checkpoint = str(checkpoint), load_checkpoint(checkpoint)
     if config is None:
-        config = TrainConfig.from_dict(checkpoint["config"])
+        config = checkpoint_config(checkpoint)
     else:
         check_architecture(checkpoint, config.to_dict())
     if ctx is None:
         ctx = dist_utils.DistributedContext(device=dist_utils.resolve_device(config.device))
-    _, val_set, num_classes = build_datasets(config, train=False)
-    if num_classes != checkpoint["num_classes"]:
-        raise CheckpointError(f"the checkpoint has {checkpoint['num_classes']} classes, the data {num_classes}")
-    _, val_loader = build_loaders(
-        None, val_set, config.batch_size, config.workers, rank=ctx.rank, world_size=ctx.world_size, seed=config.seed
-    )
+    val_loader = checkpoint_loader(checkpoint, config, ctx)
     model, _ = build_model_from_checkpoint(checkpoint, ctx.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -191,7 +205,7 @@ def evaluate_checkpoint(
         criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
         sops_batches=config.sops_batches if ctx.is_main else 0,
         channels_last=config.channels_last,
-        amp_dtype=amp_dtype(config, ctx.device),
+        amp_dtype=autocast_dtype(config, ctx.device),
         logger=logger,
     )
     return RunSummary(
@@ -204,10 +218,11 @@ def evaluate_checkpoint(
         best=checkpoint.get("best"),
         skipped_images=metrics["skipped_images"],
         checkpoint=path or config.resume,
+        bn_recalibration=checkpoint.get("bn_recalibration"),
     )
 
 
-def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``config.amp`` on ``device``; None without ``--amp``.
 
     ``config.amp_dtype`` when given; otherwise bfloat16 where the device computes it natively (the

@@ -1,4 +1,5 @@
-"""What a run reports, on rank 0 only: progress bars, text lines, TensorBoard scalars.
+"""What a run reports, on rank 0 only: progress bars, text lines, TensorBoard scalars, the epoch
+lines, the end-of-run summary and the files written beside it.
 
 A progress bar is drawn only on a terminal. Elsewhere (CI logs, files) it is replaced by one
 text line every ``print_freq`` steps, so logs stay readable.
@@ -10,13 +11,20 @@ import io
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from snn_lats._io import atomic_open
+from snn_lats.engine.summary import RunSummary
+from snn_lats.estimators import SOPReport
+from snn_lats.estimators.energy import DEFAULT_PRESET
 
-__all__ = ["Progress", "RunLogger", "plot_history"]
+__all__ = ["Progress", "RunLogger", "log_epoch", "plot_history", "print_summary", "target_line", "write_outputs"]
+
+#: How far (as a fraction) a cost target may be missed on the validation count before the summary says so.
+TARGET_TOLERANCE = 0.10
 
 
 class RunLogger:
@@ -139,3 +147,106 @@ def plot_history(history: list[Mapping[str, Any]], path: str | os.PathLike) -> N
     fig.savefig(buffer, format="png", dpi=110)
     with atomic_open(path, "wb") as f:
         f.write(buffer.getvalue())
+
+
+def log_epoch(
+    logger: RunLogger, record: Mapping[str, Any], sparsity, sops: SOPReport | None, pruner, is_best: bool
+) -> None:
+    """An epoch's TensorBoard scalars and its one text line."""
+    epoch, train_m, val_m = record["epoch"], record["train"], record["val"]
+    logger.scalars(epoch, {"loss": train_m["loss"], "acc1": train_m["acc1"]}, prefix="train/")
+    logger.scalars(epoch, {"loss": val_m["loss"], "acc1": val_m["acc1"], "acc5": val_m["acc5"]}, prefix="val/")
+    logger.scalars(
+        epoch,
+        {"lr": record["lr"], "epoch_time_s": record["epoch_time_s"], "images_per_s": train_m["images_per_s"]},
+        prefix="epoch/",
+    )
+    if pruner is not None:
+        logger.scalars(epoch, {"threshold": pruner.threshold, "implied_l1": pruner.implied_l1()}, prefix="pruning/")
+    logger.scalars(epoch, {"global": sparsity.global_sparsity}, prefix="sparsity/")
+    logger.scalars(epoch, sparsity.layer_sparsity(), prefix="sparsity/")
+    if sops is not None:
+        logger.scalars(epoch, {row["name"]: row["firing_rate"] for row in sops.neuron_rows()}, prefix="firing_rate/")
+        logger.scalars(epoch, sops.per_sample_scalars(), prefix="sops/")  # ACs, MACs, energy_pj per sample
+    logger.flush()
+    threshold = f"  threshold {record['threshold']:.4g}" if pruner is not None else ""
+    skipped = train_m["skipped_images"] + val_m["skipped_images"]
+    logger.print(
+        f"epoch {epoch}: train loss {train_m['loss']:.4f} acc1 {train_m['acc1']:.2f}  |  val loss "
+        f"{val_m['loss']:.4f} acc1 {val_m['acc1']:.2f} acc5 {val_m['acc5']:.2f}  |  sparsity "
+        f"{100 * record['sparsity']:.2f}%{threshold}  lr {record['lr']:.4g}  "
+        f"{train_m['images_per_s']:.0f} img/s  {record['epoch_time_s']:.1f}s"
+        + (f"  ({skipped} unreadable images skipped)" if skipped else "")
+        + ("  *best*" if is_best else "")
+    )
+
+
+def write_outputs(summary: RunSummary, output_dir: Path) -> None:
+    """summary.json, and the reports and plots of the run beside it."""
+    summary.write(output_dir / "summary.json")
+    if summary.sops is not None:
+        summary.sops.to_json(output_dir / "sops.json")
+        summary.sops.plot(str(output_dir / "sops.png"))
+    summary.sparsity.to_json(output_dir / "sparsity.json")
+    if summary.history:
+        plot_history(summary.history, output_dir / "training.png")
+
+
+def print_summary(summary: RunSummary, console: RunLogger, output_dir: Path) -> None:
+    """The end of a run: the SOP table, firing rates, one line of figures, the target reached."""
+    console.print()
+    if summary.sops is not None:
+        console.print(summary.sops.table())
+        console.print()
+        rates = ", ".join(f"{name} {rate:.3f}" for name, rate in summary.firing_rates.items())
+        console.print(f"firing rates (spikes per neuron per time step): {rates}")
+    energy = summary.energy_pj_per_sample()
+    console.print(
+        f"accuracy: top-1 {summary.accuracy['acc1']:.2f}%  top-5 {summary.accuracy['acc5']:.2f}%  |  "
+        + summary.sparsity.describe()
+        + (f"  |  energy {energy / 1e6:.4g} uJ per sample" if energy is not None else "")
+    )
+    if summary.bn_recalibration is not None:
+        r = summary.bn_recalibration
+        console.print(
+            f"BatchNorm statistics recomputed on {r['batches']} training batches per process after epoch "
+            f"{r['epoch']} (the end of the pruning window)"
+        )
+    if line := target_line(summary):
+        console.print(line)
+    if warning := summary.sparsity.warning():
+        console.print(warning)
+    console.print(
+        f"run directory: {output_dir} (checkpoint.pth, model_best.pth, summary.json, sops.png, "
+        f"training.png, tensorboard/)"
+    )
+
+
+def target_line(summary: RunSummary) -> str | None:
+    """Target against reached, for --target-sops and --target-energy: the exact count on the
+    validation samples counted (the pruner lands on the training data; held out, it is reported),
+    with a warning when it is more than :data:`TARGET_TOLERANCE` off."""
+    config = summary.config
+    if config.get("target_sops") is not None:
+        target, unit, what = config["target_sops"], "M SOPs", "exact count"
+        reached = None if summary.sops is None else summary.sops.acs_per_sample + summary.sops.macs_per_sample
+    elif config.get("target_energy_uj") is not None:
+        preset = config.get("energy_preset") or DEFAULT_PRESET
+        target, unit, what = config["target_energy_uj"] * 1e6, "uJ", f"exact count, {preset}"
+        reached = summary.energy_pj_per_sample(preset)
+    else:
+        return None
+    line = f"target: {target / 1e6:.4g} {unit} per sample"
+    if reached is None:
+        return line + "; reached: not counted (--sops-batches 0)"
+    samples = summary.sops.totals["samples"]
+    off = reached / target - 1
+    line = f"{line}; reached: {reached / 1e6:.4g} {unit} ({100 * off:+.2f} %) on {samples} validation samples ({what})"
+    if abs(off) > TARGET_TOLERANCE:
+        side = "over" if off > 0 else "under"
+        line += (
+            f"\nwarning: the run landed {100 * abs(off):.0f} % {side} its target on the validation samples (more "
+            f"than {100 * TARGET_TOLERANCE:.0f} %): the pruner aims at the training forwards' count, which held-out "
+            "data, a capped last correction or regrown weights can move"
+        )
+    return line

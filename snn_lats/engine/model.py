@@ -1,9 +1,12 @@
 """Networks and pruners as a configuration describes them, models rebuilt from checkpoints, and
-starting points (``--weights``) loaded into a new network."""
+starting points (``--weights``) loaded into a new network.
+
+The builders take a :class:`~snn_lats.engine.recipe.TrainConfig`; a checkpoint's configuration
+(a dict) becomes one once, in :func:`checkpoint_config`.
+"""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import pickle
@@ -19,39 +22,36 @@ from torch import nn
 from snn_lats import networks
 from snn_lats.engine.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model_state
 from snn_lats.engine.recipe import NETWORK_FIELDS, RecipeError, TrainConfig
-from snn_lats.pruning import SoftThresholdPruner, attach, finalize, pruned_layers, pruner_arguments, select_layers
+from snn_lats.pruning import SoftThresholdPruner, finalize, pruned_layers
 
 __all__ = [
-    "attach_for_evaluation",
+    "attach_pruning",
     "build_model",
     "build_model_from_checkpoint",
     "build_pruner",
-    "layer_selector",
+    "checkpoint_config",
     "load_weights",
     "model_kwargs",
     "read_weights",
 ]
 
 
-def model_kwargs(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any]:
+def model_kwargs(config: TrainConfig) -> dict[str, Any]:
     """The network options of ``config`` that are set (not None), for :func:`snn_lats.networks.create`."""
-    values = config.to_dict() if isinstance(config, TrainConfig) else config
-    return {k: values[k] for k in NETWORK_FIELDS if k != "model" and values.get(k) is not None}
+    return {k: getattr(config, k) for k in NETWORK_FIELDS if k != "model" and getattr(config, k) is not None}
 
 
-def build_model(config: TrainConfig | Mapping[str, Any], num_classes: int) -> nn.Module:
+def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     """``networks.create(config.model, num_classes=..., T=..., ...)`` with a clear error for an
     unknown name or an option the network does not take (``--T`` for an ANN, say)."""
-    values = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
-    kwargs = model_kwargs(values)
-    name = values["model"]
-    if name not in networks.names():
-        raise RecipeError(f"model must be one of {', '.join(networks.names())}; got {name!r}")
+    kwargs = model_kwargs(config)
+    if config.model not in networks.names():
+        raise RecipeError(f"model must be one of {', '.join(networks.names())}; got {config.model!r}")
     try:
-        return networks.create(name, num_classes=num_classes, **kwargs)
+        return networks.create(config.model, num_classes=num_classes, **kwargs)
     except TypeError as error:
         options = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        raise RecipeError(f"network {name!r} does not accept the options given ({options}): {error}") from None
+        raise RecipeError(f"network {config.model!r} does not accept the options given ({options}): {error}") from None
 
 
 def build_pruner(
@@ -61,84 +61,30 @@ def build_pruner(
     steps_per_epoch: int,
     planned_step_lrs: Sequence[float],
 ) -> SoftThresholdPruner | None:
-    """The :class:`SoftThresholdPruner` of ``config.prune`` (None for ``"none"``).
-
-    The pruning window ``[prune_start_epoch, prune_end_epoch)`` becomes optimizer steps, and the
-    planned per-step lrs let a ``final_threshold`` or a target of "lats"/"pgh" be reached at its
-    end (:func:`~snn_lats.pruning.pruner_arguments`). ``target_energy_uj`` (µJ) becomes the
-    pruner's ``target_energy`` (pJ).
-    """
-    if config.prune == "none":
+    """The :class:`SoftThresholdPruner` of ``config.pruning_spec()`` (None without pruning), its
+    window ``[prune_start_epoch, prune_end_epoch)`` in optimizer steps, with the planned per-step
+    lrs that a ``final_threshold`` or a target of "lats"/"pgh" needs to end the window on time."""
+    spec = config.pruning_spec()
+    if spec is None:
         return None
-    kwargs = pruner_arguments(
-        config.prune,
-        l1=config.l1,
-        final_threshold=config.final_threshold,
-        target_sparsity=config.target_sparsity,
-        target_sops=config.target_sops,
-        target_energy=None if config.target_energy_uj is None else config.target_energy_uj * 1e6,
-        energy_preset=config.energy_preset,
-        beta=config.beta,
-        start_step=config.prune_start_epoch * steps_per_epoch,
-        end_step=config.pruning_end_epoch * steps_per_epoch,
-        planned_lrs=planned_step_lrs,
-        dense_first_last=config.dense_first_last,
-        gradient=config.gradient,
-        include=_checked_selector(model, config.prune_include, "--prune-include"),
-        exclude=_checked_selector(model, config.prune_exclude, "--prune-exclude"),
-    )
-    return SoftThresholdPruner(model, optimizer, **kwargs)
+    return SoftThresholdPruner(model, optimizer, spec=spec.in_steps(steps_per_epoch), lr_schedule=planned_step_lrs)
 
 
-def layer_selector(text: str | None) -> list[type[nn.Module] | str] | None:
-    """``--prune-include``/``--prune-exclude`` as :func:`~snn_lats.pruning.select_layers` takes them:
-    the comma-separated items that name a ``torch.nn`` layer type (``"Linear"``, ``"nn.Conv2d"``)
-    become that type, the others stay module-name patterns (fnmatch: ``"fc"``, ``"layer4.*"``)."""
-    if text is None:
-        return None
-    items: list[type[nn.Module] | str] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        found = getattr(nn, item.removeprefix("nn."), None)
-        items.append(found if isinstance(found, type) and issubclass(found, nn.Module) else item)
-    if not items:
-        raise RecipeError(f"no layer pattern or type in {text!r}")
-    return items
+def attach_pruning(model: nn.Module, config: TrainConfig) -> None:
+    """Add the parametrizations a training run with ``config`` had, so that a checkpoint's θ,
+    thresholds and masks load strictly (no optimizer needed)."""
+    spec = config.pruning_spec()
+    if spec is not None:
+        spec.attach(model)
 
 
-def _checked_selector(model: nn.Module, text: str | None, flag: str) -> list[type[nn.Module] | str] | None:
-    """:func:`layer_selector`, refusing an item that matches no module of ``model`` (a typo would
-    otherwise silently prune, or keep dense, other layers than meant)."""
-    selector = layer_selector(text)
-    modules = dict(model.named_modules())
-    for item in selector or ():
-        if isinstance(item, type):
-            matched = any(isinstance(m, item) for m in modules.values())
-        else:
-            matched = any(fnmatch.fnmatchcase(name, item) for name in modules if name)
-        if not matched:
-            layers = list(select_layers(model))
-            shown = ", ".join(layers[:6] + (["..."] if len(layers) > 8 else []) + layers[max(6, len(layers) - 2) :])
-            what = f"type {item.__name__}" if isinstance(item, type) else repr(item)
-            raise RecipeError(f"{flag}: {what} matches no layer of the network (its layers: {shown})")
-    return selector
-
-
-def attach_for_evaluation(model: nn.Module, config: TrainConfig | Mapping[str, Any]) -> None:
-    """Add the soft-threshold parametrizations a training run with ``config`` had, so that a
-    checkpoint's theta and threshold buffers load strictly (no optimizer needed)."""
-    values = config.to_dict() if isinstance(config, TrainConfig) else config
-    if values["prune"] == "none":
-        return
-    attach(
-        model,
-        include=layer_selector(values.get("prune_include")),
-        exclude=layer_selector(values.get("prune_exclude")),
-        dense_first_last=values["dense_first_last"],
-        gradient=values["gradient"],
-        learnable=values["prune"] == "learnable",
-    )
+def checkpoint_config(checkpoint: Mapping[str, Any]) -> TrainConfig:
+    """The :class:`TrainConfig` a checkpoint was trained with; :class:`CheckpointError` when this
+    version cannot rebuild it."""
+    try:
+        return TrainConfig.from_dict(checkpoint["config"], source="the checkpoint's configuration")
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"cannot read the checkpoint's configuration: {error}") from None
 
 
 def build_model_from_checkpoint(
@@ -151,12 +97,12 @@ def build_model_from_checkpoint(
     """
     if not isinstance(checkpoint, Mapping):
         checkpoint = load_checkpoint(checkpoint)
-    config = checkpoint["config"]
+    config = checkpoint_config(checkpoint)
     try:
         model = build_model(config, checkpoint["num_classes"])
+        attach_pruning(model, config)
     except (RecipeError, ValueError) as error:
         raise CheckpointError(f"cannot rebuild the checkpoint's network: {error}") from None
-    attach_for_evaluation(model, config)
     load_model_state(model, checkpoint["model"])
     return model.to(device).eval(), dict(checkpoint)
 
@@ -209,8 +155,8 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         model, _ = build_model_from_checkpoint(checkpoint)
         if pruned_layers(model):
             finalize(model)
-        config = checkpoint["config"]
-        architecture = {"model": config["model"], "num_classes": checkpoint["num_classes"], **model_kwargs(config)}
+        config = checkpoint_config(checkpoint)
+        architecture = {"model": config.model, "num_classes": checkpoint["num_classes"], **model_kwargs(config)}
         return dict(model.state_dict()), architecture, f"snn-lats checkpoint, epoch {checkpoint['epoch']}"
     for key in ("model", "state_dict"):
         if isinstance(content, Mapping) and isinstance(content.get(key), Mapping):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
 import os
 import types
 import typing
@@ -27,12 +26,13 @@ from typing import Any
 
 import yaml
 
-from snn_lats.engine.data import BAD_IMAGE_POLICIES, DATASETS
+from snn_lats.data import BAD_IMAGE_POLICIES, DATASETS
 from snn_lats.engine.distributed import DEVICES
 from snn_lats.engine.optim import LR_SCHEDULERS
 from snn_lats.estimators import ENERGY_PRESETS
 from snn_lats.networks import STEMS
-from snn_lats.pruning import GRADIENTS, SCHEDULES
+from snn_lats.pruning import COST_WEIGHTINGS, GRADIENTS, SCHEDULES, PruningSpec
+from snn_lats.pruning.schedules import schedule_class
 
 __all__ = [
     "AMP_DTYPES",
@@ -46,6 +46,7 @@ __all__ = [
     "load_recipe",
     "option",
     "resolve_config",
+    "upgrade_config",
 ]
 
 #: ``--prune`` values: the pruner's schedules, or no pruning.
@@ -210,7 +211,7 @@ class TrainConfig:
     target_sparsity: float | None = option(
         None,
         "lats: the global weight sparsity to end the pruning window at, e.g. 0.95 (instead of "
-        "--l1/--final-threshold); lambda is re-estimated 32 times over the window",
+        "--l1/--final-threshold); lambda is re-estimated 32 times over the window. gmp: its final sparsity",
         group="pruning",
     )
     target_sops: float | None = option(
@@ -233,11 +234,34 @@ class TrainConfig:
         group="pruning",
         choices=tuple(ENERGY_PRESETS),
     )
+    cost_weighting: str = option(
+        "sqrt",
+        "--target-sops/--target-energy: a layer's threshold grows with the square root of what one of its weights "
+        "costs (sqrt: keep a weight while its square is worth its cost), with the cost (linear: the cost-weighted "
+        "L1 term), or alike for every layer (uniform: only lambda is steered by the cost)",
+        group="pruning",
+        choices=tuple(COST_WEIGHTINGS),
+    )
     beta: float | None = option(
         None, "pgh: lambda is scaled by beta**x over the window, > 0 (< 1 prunes early, 1 is LATS)", group="pruning"
     )
     prune_start_epoch: int = option(0, "dense training before this epoch", group="pruning", minimum=0)
     prune_end_epoch: int | None = option(None, "the threshold stops growing here (default: --epochs)", group="pruning")
+    freeze_mask: bool = option(
+        True,
+        "after --prune-end-epoch the pruned weights stay at zero and the others train as plain weights (a fixed "
+        "mask); --no-freeze-mask keeps the threshold and lets the straight-through gradient regrow weights",
+        group="pruning",
+    )
+    recalibrate_bn: bool = option(
+        True,
+        "when the pruning window ends, recompute the BatchNorm running statistics on training batches (they lag "
+        "weights whose thresholds move)",
+        group="pruning",
+    )
+    recalibrate_bn_batches: int = option(
+        200, "training batches per process that --recalibrate-bn averages over", group="pruning", minimum=1
+    )
     dense_first_last: bool = option(False, "keep the first conv and the classifier dense", group="pruning")
     gradient: str = option("straight-through", "d w/d theta", group="pruning", choices=GRADIENTS)
     prune_include: str | None = option(
@@ -343,73 +367,52 @@ class TrainConfig:
         return self
 
     def _validate_pruning(self) -> None:
-        pruning = self.prune != "none"
-        strengths = [name for name in STRENGTH_FIELDS if getattr(self, name) is not None]
-        if len(strengths) > 1:
-            raise RecipeError(
-                f"give one of l1 (--l1), final_threshold (--final-threshold), target_sparsity (--target-sparsity), "
-                f"target_sops (--target-sops) or target_energy_uj (--target-energy), not {' and '.join(strengths)}: "
-                "each determines the others"
-            )
-        if not pruning and (strengths or self.beta is not None):
-            raise RecipeError(
-                "l1, final_threshold, the targets and beta need a pruning mode (--prune ...); prune is 'none'"
-            )
-        selectors = [name for name in ("prune_include", "prune_exclude") if getattr(self, name) is not None]
-        if not pruning and selectors:
-            raise RecipeError(f"{' and '.join(selectors)} choose the pruned layers; prune is 'none'")
-        if pruning and self.prune != "learnable" and not strengths:
-            raise RecipeError(
-                f"prune={self.prune!r} needs --l1, --final-threshold, --target-sparsity, --target-sops or "
-                "--target-energy"
-            )
-        if self.energy_preset is not None and self.target_energy_uj is None:
-            raise RecipeError("energy_preset (--energy-preset) prices --target-energy; it is not given")
-        if self.prune == "learnable" and strengths:
-            raise RecipeError(f"prune='learnable' learns its thresholds (STR); drop {', '.join(strengths)}")
-        for name, flag in (("target_sops", "--target-sops"), ("target_energy_uj", "--target-energy")):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if self.prune != "lats":
-                raise RecipeError(f"{name} ({flag}) drives prune='lats' only; prune is {self.prune!r}")
-            if not (math.isfinite(value) and value > 0):
-                raise RecipeError(f"{name} must be a finite number > 0; got {value!r}")
-        if self.target_sparsity is not None:
-            if self.prune != "lats":
+        if self.prune == "none":
+            given = [name for name in (*STRENGTH_FIELDS, "beta", "energy_preset") if getattr(self, name) is not None]
+            if given:
                 raise RecipeError(
-                    f"target_sparsity (--target-sparsity) drives prune='lats' only; prune is {self.prune!r}"
+                    f"{', '.join(given)}: l1, final_threshold, the targets and beta need a pruning mode (--prune ...); "
+                    "prune is 'none'"
                 )
-            if not 0 < self.target_sparsity < 1:
-                raise RecipeError(
-                    f"target_sparsity must be a fraction in (0, 1), e.g. 0.9; got {self.target_sparsity!r}"
-                )
-        if self.prune in ("slats", "stds-sine", "stds-linear", "constant") and self.l1 is not None:
-            raise RecipeError(
-                f"prune={self.prune!r} is set by final_threshold (--final-threshold), not l1; "
-                "l1 applies to 'lats' and 'pgh'"
-            )
-        for name in ("l1", "final_threshold"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise RecipeError(f"{name} must be a finite number > 0; got {value!r}")
-        if self.prune == "pgh" and self.beta is None:
-            raise RecipeError("prune='pgh' needs --beta > 0 (1 is LATS, < 1 prunes early)")
-        if self.beta is not None:
-            if self.prune != "pgh":
-                raise RecipeError(f"beta (--beta) applies to prune='pgh' only; prune is {self.prune!r}")
-            if not (math.isfinite(self.beta) and self.beta > 0):
-                raise RecipeError(f"beta must be a finite number > 0 (1 is LATS, < 1 prunes early); got {self.beta!r}")
-        if self.prune in ("constant", "learnable") and (
-            self.prune_start_epoch != 0 or self.prune_end_epoch is not None
-        ):
-            raise RecipeError(f"prune={self.prune!r} has no pruning window: drop prune_start_epoch/prune_end_epoch")
-        end = self.pruning_end_epoch
-        if pruning and not self.prune_start_epoch < end <= self.epochs:
-            raise RecipeError(
-                "need prune_start_epoch < prune_end_epoch <= epochs; got "
-                f"{self.prune_start_epoch}, {end}, {self.epochs}"
-            )
+            selectors = [name for name in ("prune_include", "prune_exclude") if getattr(self, name) is not None]
+            if selectors:
+                raise RecipeError(f"{' and '.join(selectors)} choose the pruned layers; prune is 'none'")
+            return
+        try:
+            spec = self.pruning_spec()
+        except (TypeError, ValueError) as error:  # PruningSpec's rules, named by its arguments
+            raise RecipeError(str(error)) from None
+        if spec.end is not None and spec.end > self.epochs:
+            raise RecipeError(f"prune_end_epoch ({spec.end}) must be <= epochs ({self.epochs})")
+
+    def pruning_spec(self) -> PruningSpec | None:
+        """The :class:`~snn_lats.pruning.PruningSpec` of this run, its window in epochs (None without
+        pruning); ``spec.in_steps(steps_per_epoch)`` is what the pruner takes. ``target_energy_uj``
+        (µJ) becomes the spec's ``target_energy`` (pJ)."""
+        if self.prune == "none":
+            return None
+        windowed = schedule_class(self.prune).windowed
+        return PruningSpec(
+            schedule=self.prune,
+            l1=self.l1,
+            final_threshold=self.final_threshold,
+            target_sparsity=self.target_sparsity,
+            target_sops=self.target_sops,
+            target_energy=None if self.target_energy_uj is None else self.target_energy_uj * 1e6,
+            energy_preset=self.energy_preset,
+            cost_weighting=self.cost_weighting,
+            beta=self.beta,
+            start=self.prune_start_epoch,
+            # the windowless schedules refuse a window given explicitly
+            end=self.pruning_end_epoch if windowed else self.prune_end_epoch,
+            unit="epochs",
+            freeze_mask=self.freeze_mask,
+            recalibrate_bn=self.recalibrate_bn,
+            gradient=self.gradient,
+            include=self.prune_include,
+            exclude=self.prune_exclude,
+            dense_first_last=self.dense_first_last,
+        )
 
     @property
     def pruning_end_epoch(self) -> int:
@@ -444,6 +447,7 @@ STRENGTH_FIELDS = ("l1", "final_threshold", "target_sparsity", "target_sops", "t
 _PRUNING_FIELDS = (
     *STRENGTH_FIELDS,
     "energy_preset",
+    "cost_weighting",
     "beta",
     "prune_start_epoch",
     "prune_end_epoch",
@@ -467,6 +471,18 @@ def _check_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:
             hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise RecipeError(f"unknown key(s) in {source}: {', '.join(hints)}")
     return normalised
+
+
+#: What a configuration written before a field existed meant by its absence (a checkpoint's
+#: configuration resumes, and evaluates, as it was trained). Before 2026-12-07 the pruned weights
+#: could regrow after the window, BatchNorm statistics were not recomputed, and a cost weighed its
+#: layer linearly.
+_LEGACY_VALUES = {"freeze_mask": False, "recalibrate_bn": False, "cost_weighting": "linear"}
+
+
+def upgrade_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved configuration with the fields it predates set to what their absence meant."""
+    return {**{k: v for k, v in _LEGACY_VALUES.items() if k not in values}, **values}
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 - :class:`RunDirectory` holds an exclusive lock on the run directory for as long as a run writes
   there (``flock``: released by the kernel when the process dies, so a crash leaves no stale
-  lock), and removes the temporary files a killed writer left behind.
+  lock), and removes the temporary files a killed writer left behind; :func:`claimed` holds it
+  for a (distributed) run.
 - :func:`resolve_run` turns ``snn-lats train``'s flags into the configuration and the checkpoint
   to resume: ``--resume PATH``, or ``--resume auto`` (the output directory's checkpoint when
   there is one, else a fresh run, which is what a torchrun restart needs).
@@ -11,19 +12,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from snn_lats.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from snn_lats.engine.distributed import DistributedContext, any_rank
 from snn_lats.engine.recipe import ARCHITECTURE_FIELDS, RecipeError, TrainConfig, load_recipe, resolve_config
 
-__all__ = ["AUTO", "LOCK_NAME", "RunDirectory", "RunDirectoryBusy", "check_resume", "find_checkpoint", "resolve_run"]
+__all__ = [
+    "AUTO",
+    "LOCK_NAME",
+    "RunDirectory",
+    "RunDirectoryBusy",
+    "check_resume",
+    "claimed",
+    "find_checkpoint",
+    "resolve_run",
+]
 
 #: ``--resume auto``: the output directory's checkpoint if it has one, else a fresh run.
 AUTO = "auto"
@@ -85,24 +97,51 @@ class RunDirectory:
                 removed.append(path)
         return removed
 
-    def __enter__(self) -> RunDirectory:
-        self.lock()
-        self.announce()
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
+@contextlib.contextmanager
+def claimed(run_dir: RunDirectory, ctx: DistributedContext, source: Path | None) -> Iterator[None]:
+    """Hold the run directory's lock (rank 0) while the block runs; refuse (on every rank) when
+    another process holds it, or when it holds a checkpoint other than ``source`` (the one being
+    resumed): a fresh run never replaces another run's files. Removes a killed writer's
+    temporary files."""
+    refusal = None
+    if ctx.is_main:
+        try:
+            run_dir.lock()
+            existing = run_dir.checkpoint
+            if existing.exists() and not (source is not None and source.exists() and existing.samefile(source)):
+                how = "--resume auto continues it" if source is None else f"it is not the one resumed ({source})"
+                raise RecipeError(
+                    f"{str(run_dir.path)!r} already holds a run's {CHECKPOINT_NAME}; {how}, or choose another "
+                    "--output-dir"
+                )
+            run_dir.announce()
+            run_dir.clean_temporaries()
+        except ValueError as error:
+            run_dir.release()
+            refusal = error
+    if any_rank(refusal is not None, ctx.device):
+        raise refusal or RecipeError(f"rank 0 could not claim the run directory {str(run_dir.path)!r}")
+    try:
+        yield
+    finally:
+        run_dir.release()
+
+
+def _checkpoint_path(resume: str | None, output_dir: str) -> Path | None:
+    """The checkpoint ``--resume`` names: the path itself, or with ``auto`` the output directory's
+    checkpoint when it exists (None: start afresh)."""
+    if not resume:
+        return None
+    if resume == AUTO:
+        candidate = Path(output_dir) / CHECKPOINT_NAME
+        return candidate if candidate.is_file() else None
+    return Path(resume)
 
 
 def find_checkpoint(config: TrainConfig) -> Path | None:
-    """The checkpoint ``config.resume`` names: the path itself, or with ``auto`` the output
-    directory's checkpoint when it exists (None: start afresh)."""
-    if not config.resume:
-        return None
-    if config.resume == AUTO:
-        candidate = Path(config.output_dir) / CHECKPOINT_NAME
-        return candidate if candidate.is_file() else None
-    return Path(config.resume)
+    """The checkpoint ``config.resume`` names (see :func:`resolve_run`)."""
+    return _checkpoint_path(config.resume, config.output_dir)
 
 
 def resolve_run(
@@ -115,17 +154,10 @@ def resolve_run(
     continues the output directory's checkpoint when there is one.
     """
     given = dict(explicit)
-    resume = given.get("resume")
-    path = None
-    if resume == AUTO:
-        output_dir = given.get("output_dir")
-        if output_dir is None and recipe is not None:
-            output_dir = load_recipe(recipe).get("output_dir")
-        output_dir = output_dir or _DEFAULT_OUTPUT_DIR
-        candidate = Path(output_dir) / CHECKPOINT_NAME
-        path = candidate if candidate.is_file() else None
-    elif resume:
-        path = Path(resume)
+    output_dir = given.get("output_dir")
+    if output_dir is None and given.get("resume") == AUTO and recipe is not None:
+        output_dir = load_recipe(recipe).get("output_dir")
+    path = _checkpoint_path(given.get("resume"), output_dir or _DEFAULT_OUTPUT_DIR)
     checkpoint = load_checkpoint(path) if path is not None else None
     if checkpoint is not None and given.get("output_dir") is None:
         given["output_dir"] = str(path.parent)

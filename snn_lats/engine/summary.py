@@ -30,7 +30,9 @@ class RunSummary:
 
     ``accuracy``: ``acc1``, ``acc5`` and ``loss`` on the validation set, with the number of
     ``samples`` and ``skipped_images``. ``sops`` is None when no batch was counted.
-    ``checkpoint`` names the evaluated checkpoint (evaluations only).
+    ``checkpoint`` names the evaluated checkpoint (evaluations only). ``bn_recalibration``:
+    ``{"epoch", "batches"}`` when the BatchNorm statistics were recomputed at the end of the
+    pruning window (``--recalibrate-bn``), else None.
     """
 
     config: dict[str, Any]
@@ -42,6 +44,7 @@ class RunSummary:
     best: dict[str, Any] | None = None
     skipped_images: int = 0
     checkpoint: str | None = None
+    bn_recalibration: dict[str, int] | None = None
 
     def energy_pj_per_sample(self, preset: str = DEFAULT_PRESET) -> float | None:
         """Energy per sample in picojoules (:meth:`SOPReport.energy_pj`), None without a SOP count."""
@@ -62,6 +65,7 @@ class RunSummary:
             "best": self.best,
             "skipped_images": self.skipped_images,
             "checkpoint": self.checkpoint,
+            "bn_recalibration": self.bn_recalibration,
             "sparsity": self.sparsity.to_dict(),
             "sops": None if self.sops is None else self.sops.to_dict(),
             "history": self.history,
@@ -79,6 +83,7 @@ class RunSummary:
             best=data.get("best"),
             skipped_images=int(data.get("skipped_images", 0)),
             checkpoint=data.get("checkpoint"),
+            bn_recalibration=data.get("bn_recalibration"),
         )
 
     def write(self, path: str | os.PathLike) -> None:

@@ -1,39 +1,46 @@
 """Soft-threshold pruning: ``w = S_d(θ) = sign(θ)·max(|θ| − d, 0)`` on any weight, and the
-threshold schedules of the unified framework (LATS, S-LATS, PGH, STDS, constant, STR).
+schedules of the unified framework (LATS, S-LATS, PGH, STDS, constant, STR), with gradual
+magnitude pruning (GMP) as the baseline in the same frame.
 
-``attach`` adds the reparameterisation (``torch.nn.utils.parametrize``), ``SoftThresholdPruner``
-drives the thresholds during training (with a target, ``target_sparsity``, ``target_sops`` or
+A :class:`PruningSpec` says how a model is pruned and checks every rule once. ``attach`` adds the
+reparameterisation (``torch.nn.utils.parametrize``), ``SoftThresholdPruner`` drives the
+thresholds during training (with a target, ``target_sparsity``, ``target_sops`` or
 ``target_energy``, or a ``cost``, through an ``L1Controller`` that picks λ and the per-layer
-weights of the L1 term; costs are measured by a ``CostMeter``), ``finalize`` bakes the pruned
-weights into plain ones. ``pruner_arguments`` turns a schedule and its settings into the
-pruner's keyword arguments. This package reads costs from ``snn_lats.estimators``.
+weights of the L1 term; costs are measured by a ``CostMeter``), ``recalibrate_batchnorm``
+recomputes the normalisation statistics of the pruned weights, ``finalize`` bakes the pruned
+weights into plain ones. This package reads costs from ``snn_lats.estimators``.
 """
 
+from snn_lats.pruning.batchnorm import recalibrate_batchnorm
 from snn_lats.pruning.controller import MEASURES, L1Controller
-from snn_lats.pruning.costs import COSTS, CostMeter, Measurement
+from snn_lats.pruning.costs import CostMeter, Measurement
 from snn_lats.pruning.functional import GRADIENTS, soft_threshold
 from snn_lats.pruning.parametrization import SoftThreshold, attach, finalize, pruned_layers, select_layers
 from snn_lats.pruning.pruner import SoftThresholdPruner
 from snn_lats.pruning.report import SparsityReport, sparsity_report
 from snn_lats.pruning.schedules import (
     SCHEDULES,
+    Schedule,
+    gmp_sparsity,
     pgh_fraction,
-    pruner_arguments,
     slats_fraction,
     stds_linear_fraction,
     stds_sine_fraction,
 )
+from snn_lats.pruning.spec import COST_WEIGHTINGS, COSTS, PruningSpec
 
 __all__ = [
     "SoftThresholdPruner",
+    "PruningSpec",
     "L1Controller",
     "CostMeter",
     "Measurement",
     "MEASURES",
     "COSTS",
-    "pruner_arguments",
+    "COST_WEIGHTINGS",
     "attach",
     "finalize",
+    "recalibrate_batchnorm",
     "sparsity_report",
     "SparsityReport",
     "soft_threshold",
@@ -41,7 +48,9 @@ __all__ = [
     "select_layers",
     "pruned_layers",
     "SCHEDULES",
+    "Schedule",
     "GRADIENTS",
+    "gmp_sparsity",
     "slats_fraction",
     "pgh_fraction",
     "stds_sine_fraction",

@@ -10,12 +10,9 @@ from typing import Any
 
 import torch
 
-from snn_lats.pruning.schedules import check_step_index
-
 __all__ = [
     "L1Controller",
     "MEASURES",
-    "check_target_sparsity",
     "TRAJECTORY_EXPONENT",
     "DRIFT_PERSISTENCE",
     "RE_ESTIMATES",
@@ -40,23 +37,17 @@ RE_ESTIMATES = 32
 MEASURED_FRACTION = 1 / 8
 
 
-def check_target_sparsity(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"target_sparsity must be a number in (0, 1), got {value!r}")
-    if not 0 < value < 1:
-        raise ValueError(f"target_sparsity must be in (0, 1), got {value}")
-    return float(value)
-
-
 class L1Controller:
     """The L1 term ``λ·Σ_l c_l‖w_l‖₁`` of LATS: λ and the layer weights ``c_l``, and the thresholds
     they give, ``d_l = anchor_l + λ·c_l·(Σ η − anchor_lr_sum_l)`` (:meth:`threshold`), re-anchored
     whenever λ or ``c_l`` change. Between two changes this is ISTA on a fixed objective.
 
     ``c_l`` is the layer's ``layer_scale`` (``measure="sparsity"``) times, for ``"sops"`` and
-    ``"energy"``, its measured cost: the operations (or pJ) per sample that one of its weights
-    adds to the exact synaptic-operation count, averaged over the layer's weights; the costs are
-    re-measured at every re-estimate.
+    ``"energy"``, its measured cost raised to ``exponent``: the operations (or pJ) per sample that
+    one of its weights adds to the exact synaptic-operation count, averaged over the layer's
+    weights, re-measured at every re-estimate. ``exponent`` 1/2 (``cost_weighting="sqrt"``) keeps
+    a weight while ``w²`` is worth its cost (docs/concepts.md), 1 is the L1 term ``λ Σ_l c_l‖w_l‖₁``,
+    0 one uniform threshold whose λ is still steered by the cost.
 
     ``target`` (a fraction of the weights, SOPs per sample, or pJ per sample): λ is re-estimated
     every ``retarget_every`` window steps (default: ``RE_ESTIMATES`` times over the window) so
@@ -84,6 +75,7 @@ class L1Controller:
         l1: float | None = None,
         retarget_every: int | None = None,
         start_step: int = 0,
+        exponent: float = 1.0,
     ) -> None:
         if measure not in MEASURES:
             raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
@@ -93,6 +85,7 @@ class L1Controller:
             raise ValueError("a constant l1 without costs needs no controller")
         self.measure = measure
         self.target = target
+        self.exponent = float(exponent)  # c_l = layer_scale · (mean cost per weight)^exponent
         if target is not None and planned is None:
             raise ValueError("a target needs the planned lr of every window step")
         self._window = window if planned is None else len(planned)
@@ -100,7 +93,7 @@ class L1Controller:
             if self._window is None:
                 raise ValueError("a window without end needs retarget_every")
             retarget_every = max(1, self._window // RE_ESTIMATES)
-        self.retarget_every = check_step_index(retarget_every, "retarget_every", 1)
+        self.retarget_every = int(retarget_every)  # checked by PruningSpec
         self._planned_sum = sum(planned) if planned is not None else None
         remaining = [0.0]
         for lr in reversed(planned or ()):
@@ -121,8 +114,8 @@ class L1Controller:
         self._response: tuple[float, float] | None = None  # the cost before and predicted after settling
         #: λ in force: constant between re-estimates, never < 0
         self.l1 = 0.0 if l1 is None else float(l1)
-        costs = measure == "sparsity"
-        self._factor = {name: (scale if costs else 0.0) for name, scale in self._scale.items()}  # c_l
+        counted = measure == "sparsity"  # weights, not costs: c_l is layer_scale from the start
+        self._factor = {name: (scale if counted else 0.0) for name, scale in self._scale.items()}  # c_l
         self._anchor = dict.fromkeys(layers, 0.0)
         self._anchor_lr_sum = dict.fromkeys(layers, 0.0)
         self._global_anchor = 0.0
@@ -139,19 +132,6 @@ class L1Controller:
         if self.target is None:
             return f"l1={self.l1:g} (cost {self.measure!r})"
         return f"target_{self.measure}={self.target:g}"  # the pruner's argument
-
-    def check_reachable(self, sizes: Mapping[str, int]) -> None:
-        """Refuse a target sparsity beyond the weights of the layers with ``layer_scale > 0`` (their
-        thresholds never grow). ``sizes``: the number of weights of every pruned layer."""
-        if self.measure != "sparsity":
-            return
-        total = sum(sizes.values())
-        prunable = sum(n for name, n in sizes.items() if self._scale[name] > 0)
-        if self.target * total > prunable:
-            raise ValueError(
-                f"target_sparsity={self.target} cannot be reached: the layers with layer_scale > 0 "
-                f"hold {prunable} of the {total} pruned weights ({prunable / total:.2%})"
-            )
 
     # --- thresholds --------------------------------------------------------------------------
     def threshold(self, name: str, lr_sum: Sequence[float]) -> float:
@@ -256,7 +236,7 @@ class L1Controller:
         """
         factors = self._factor
         if self.uses_costs:
-            factors = {name: self._scale[name] * float(costs[name].mean()) for name in self._factor}
+            factors = {name: self._scale[name] * float(costs[name].mean()) ** self.exponent for name in self._factor}
         if self.target is None:
             self._reanchor(lr_sum, factors)
             return

@@ -21,10 +21,7 @@ from snn_lats.estimators.energy import DEFAULT_PRESET, EnergyPreset, energy_pres
 from snn_lats.estimators.functional import RECURRENT
 from snn_lats.estimators.sops import InputEvents, weight_cost
 
-__all__ = ["COSTS", "CostMeter", "Measurement"]
-
-#: What a weight's cost counts (``SoftThresholdPruner(cost=...)``).
-COSTS: tuple[str, ...] = ("sops", "energy")
+__all__ = ["CostMeter", "Measurement"]
 
 
 class Measurement(NamedTuple):
@@ -61,11 +58,7 @@ class CostMeter:
         cost: str,
         preset: str | EnergyPreset | None = None,
     ) -> None:
-        if cost not in COSTS:
-            raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
-        if preset is not None and cost != "energy":
-            raise ValueError("energy_preset prices energy: it applies to target_energy and cost='energy' only")
-        self.cost = cost
+        self.cost = cost  # "sops" or "energy" (PruningSpec checks it, and that a preset prices energy)
         self.preset = energy_preset(DEFAULT_PRESET if preset is None else preset) if cost == "energy" else None
         unhandled = [f"{name} ({type(m).__name__})" for name, m in layers.items() if not isinstance(m, SYNAPTIC_LAYERS)]
         if unhandled:

@@ -57,6 +57,11 @@ class SoftThreshold(nn.Module):
     Under ``torch.compile`` the forward is ``θ − clamp(θ, −d, d)`` of the ``threshold`` buffer
     (:func:`soft_threshold`, the same values and gradients): dynamo traces it into the model's
     graph, which the compiler fuses, and a new ``d`` is new buffer data, not a recompilation.
+
+    A fixed mask (:meth:`set_mask`, :meth:`freeze`) replaces the soft threshold: ``w = θ ⊙ M``,
+    the gradient reaching the kept weights only, as ``torch.nn.utils.prune``'s masks do. Gradual
+    magnitude pruning raises its masks so; a soft-threshold schedule freezes its zeros into one
+    when its window ends. ``d`` then stays as a record of the threshold reached.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class SoftThreshold(nn.Module):
             self.threshold_logit = nn.Parameter(torch.tensor(float(s_init), device=device))
             self.threshold.fill_(torch.sigmoid(self.threshold_logit.detach()).item())
         self._threshold_value = float(self.threshold)  # Python mirror: no device sync per forward
+        self.register_buffer("mask", None)  # a bool tensor shaped like θ once masked (in the state dict then)
         self._cache: torch.Tensor | None = None
         self._cache_ref = None
         self._cache_key: tuple | None = None
@@ -90,6 +96,34 @@ class SoftThreshold(nn.Module):
             self.threshold.fill_(value)
             self._threshold_value = value
             self.invalidate()
+
+    @property
+    def masked(self) -> bool:
+        """Whether ``w = θ ⊙ M`` (a fixed mask) rather than ``S_d(θ)``."""
+        return self.mask is not None
+
+    @torch.no_grad()
+    def set_mask(self, mask: torch.Tensor, threshold: float) -> None:
+        """Compute with ``w = θ ⊙ mask`` from now on; ``threshold`` records the magnitude it cut at."""
+        if self.learnable:
+            raise RuntimeError("a learnable threshold cannot be masked")
+        mask = mask.to(device=self.threshold.device, dtype=torch.bool)
+        if self.mask is None:
+            self.mask = mask.clone()
+        else:
+            self.mask.copy_(mask)
+        self.threshold.fill_(float(threshold))
+        self._threshold_value = float(threshold)
+        self.invalidate()
+
+    @torch.no_grad()
+    def freeze(self, theta: torch.Tensor) -> None:
+        """Freeze the zeros of ``S_d(θ)``: θ becomes ``S_d(θ)`` (in place, so the optimizer keeps
+        it) and the mask its nonzeros, so ``w`` is unchanged and its zeros stay zeros."""
+        if self.mask is not None:
+            return
+        theta.copy_(F.softshrink(theta, self._threshold_value))
+        self.set_mask(theta != 0, self._threshold_value)
 
     def current_threshold(self) -> float:
         """The ``d`` the next forward uses."""
@@ -111,6 +145,12 @@ class SoftThreshold(nn.Module):
 
     # --- nn.Module plumbing: keep the mirror and the cache honest ---------------------------
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A mask exists in a state dict only once set: follow the state dict either way.
+        saved = state_dict.get(prefix + "mask")
+        if saved is None:
+            self.mask = None
+        elif self.mask is None:
+            self.mask = torch.zeros(saved.shape, dtype=torch.bool, device=self.threshold.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._threshold_value = float(self.threshold)
         self.invalidate()
@@ -135,6 +175,8 @@ class SoftThreshold(nn.Module):
             # Dynamo cannot trace the cache below (version counters, pointers, weak references,
             # inference mode) and would specialise on the Python float d. Traced instead: S_d(θ)
             # of the d buffer, an expression the compiler fuses, with the same gradients.
+            if self.mask is not None:
+                return theta * self.mask
             return soft_threshold(theta, self.threshold.to(theta.dtype), self.gradient)
         # θ._version moves on every in-place update (optimizer steps, load_state_dict), the
         # pointer on moves; inference-mode tensors must not leak into autograd.
@@ -142,22 +184,26 @@ class SoftThreshold(nn.Module):
         weight = self._cache if self._cache is not None else (self._cache_ref() if self._cache_ref else None)
         if weight is None or key != self._cache_key:
             with torch.no_grad():
-                weight = F.softshrink(theta, self._threshold_value)
+                weight = F.softshrink(theta, self._threshold_value) if self.mask is None else theta * self.mask
             self._cache_key = key
         if theta.requires_grad and torch.is_grad_enabled():
             # Training: autograd keeps the weight for the layer's backward; holding it here too
             # would add a full copy of the weights to the peak memory, so only a weak reference.
             self._cache, self._cache_ref = None, weakref.ref(weight)
-            return _CachedSoftThreshold.apply(theta, weight, self.gradient == "exact")
+            exact = self.gradient == "exact" or self.mask is not None  # a mask passes no gradient to its zeros
+            return _CachedSoftThreshold.apply(theta, weight, exact)
         self._cache, self._cache_ref = weight, None  # evaluation: keep it for the next batch
         return weight
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
-        """``θ = w + d·sign(w)``: assigning ``module.weight = w`` stores a θ with ``S_d(θ) = w``."""
+        """``θ = w + d·sign(w)``: assigning ``module.weight = w`` stores a θ with ``S_d(θ) = w``
+        (``θ = w`` under a mask)."""
+        if self.mask is not None:
+            return weight * self.mask
         return weight + self.current_threshold() * torch.sign(weight)
 
     def extra_repr(self) -> str:
-        kind = "learnable" if self.learnable else "fixed"
+        kind = "learnable" if self.learnable else "masked" if self.mask is not None else "fixed"
         return f"threshold={self.current_threshold():.4g} ({kind}), gradient={self.gradient!r}"
 
 
@@ -175,6 +221,16 @@ def _split_selector(selector: Selector, argument: str) -> tuple[tuple[type, ...]
         else:
             raise TypeError(f"{argument} takes nn.Module subclasses and/or fnmatch name patterns, got {item!r}")
     return tuple(types), tuple(patterns)
+
+
+def _check_matches(model: nn.Module, argument: str, types: tuple[type, ...], patterns: tuple[str, ...]) -> None:
+    modules = dict(model.named_modules())
+    unmatched = [f"type {t.__name__}" for t in types if not any(isinstance(m, t) for m in modules.values())]
+    unmatched += [repr(p) for p in patterns if not any(fnmatch.fnmatchcase(name, p) for name in modules if name)]
+    if unmatched:
+        layers = list(select_layers(model))
+        shown = ", ".join(layers[:6] + (["..."] if len(layers) > 8 else []) + layers[max(6, len(layers) - 2) :])
+        raise ValueError(f"{argument}: {unmatched[0]} matches no layer of the network (its layers: {shown})")
 
 
 def soft_threshold_of(module: nn.Module) -> SoftThreshold | None:
@@ -203,12 +259,15 @@ def select_layers(
     types (default: Conv1d/2d/3d, Linear and their subclasses), its name matches one of the
     include patterns (default: any), and it matches no exclude type or pattern. With
     ``dense_first_last``, the first and the last selected modules (the input conv and the
-    classifier) are then left dense.
+    classifier) are then left dense. An include or exclude item that matches no module of
+    ``model`` is a ValueError: a typo would otherwise prune, or keep dense, other layers than meant.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     inc_types, inc_patterns = _split_selector(include, "include")
     exc_types, exc_patterns = _split_selector(exclude, "exclude")
+    for argument, types, patterns in (("include", inc_types, inc_patterns), ("exclude", exc_types, exc_patterns)):
+        _check_matches(model, argument, types, patterns)
     inc_types = inc_types or DEFAULT_TYPES
     selected: dict[str, nn.Module] = {}
     for name, module in model.named_modules():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -12,20 +13,12 @@ import torch
 from torch import nn
 
 from snn_lats.estimators.energy import EnergyPreset
-from snn_lats.pruning.controller import RE_ESTIMATES, L1Controller, check_target_sparsity
-from snn_lats.pruning.costs import COSTS, CostMeter
-from snn_lats.pruning.functional import check_gradient
+from snn_lats.pruning.controller import RE_ESTIMATES, L1Controller
+from snn_lats.pruning.costs import CostMeter
 from snn_lats.pruning.parametrization import Selector, SoftThreshold, attach, finalize, select_layers, soft_threshold_of
 from snn_lats.pruning.report import SparsityReport, sparsity_report
-from snn_lats.pruning.schedules import (
-    LR_DRIVEN,
-    PROGRESS_FRACTIONS,
-    SCHEDULES,
-    WINDOWLESS,
-    check_beta,
-    check_number,
-    check_step_index,
-)
+from snn_lats.pruning.schedules import check_number, schedule_class
+from snn_lats.pruning.spec import TARGETS, PruningSpec
 
 __all__ = ["SoftThresholdPruner"]
 
@@ -36,7 +29,26 @@ _STATE_VERSION = 4
 _V2_CONTROLLER_KEYS = ("l1", "anchor_threshold", "anchor_lr_sum", "drift_origin")
 
 
-# the targets, by the controller's measure
+def _check_steps(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _check_reachable_sparsity(target: float, sizes: Mapping[str, int], scale: Mapping[str, float]) -> None:
+    """Refuse a target sparsity beyond the weights of the layers with ``layer_scale > 0`` (the
+    others are never pruned). ``sizes``: the number of weights of every pruned layer."""
+    total = sum(sizes.values())
+    prunable = sum(n for name, n in sizes.items() if scale[name] > 0)
+    if target * total > prunable:
+        raise ValueError(
+            f"target_sparsity={target} cannot be reached: the layers with layer_scale > 0 "
+            f"hold {prunable} of the {total} pruned weights ({prunable / total:.2%})"
+        )
+
+
 class SoftThresholdPruner:
     """Soft-threshold pruning ``w = S_d(θ) = sign(θ)·max(|θ| − d, 0)`` driven by a threshold schedule.
 
@@ -62,6 +74,12 @@ class SoftThresholdPruner:
       ``sign(w0)(|w0| + D)`` so the initial function is unchanged.
     - ``"learnable"``: STR, ``d = sigmoid(s)`` per layer, ``s`` (init ``s_init``) trained by the
       optimizer in a new param group: build lr schedulers after the pruner.
+    - ``"gmp"``: gradual magnitude pruning (Zhu & Gupta), the baseline: with ``target_sparsity=s``,
+      global masks ``1[|θ| > d]`` raised to ``s·(1 − (1 − x)³)`` every ``retarget_every`` window
+      steps and to ``s`` at ``end_step``; ``w = θ ⊙ M``, no gradient through a mask's zeros.
+
+    The settings can also come as one :class:`PruningSpec` (``spec=``, its window in steps), which
+    checks every rule; the keyword arguments build one (``pruner.spec``).
 
     Target sparsity (``schedule="lats"``, ``target_sparsity=s``, with ``lr_schedule`` and
     ``end_step``/``total_steps``, instead of ``l1``/``final_threshold``): a
@@ -75,17 +93,24 @@ class SoftThresholdPruner:
     threshold never shrinks inside the window; at ``end_step`` the thresholds are set to the
     exact quantile of the final θ, so the sparsity at ``end_step`` is ``s`` (up to ties: at most
     one weight per ``N`` above). That last correction is the only step off the piecewise-constant
-    λ, and small when θ drifts slowly (``implied_l1()`` shows it). After ``end_step`` the
-    thresholds are fixed; with the straight-through gradient weights may still regrow or die.
+    λ, and small when θ drifts slowly (``implied_l1()`` shows it).
+
+    After ``end_step`` (every windowed schedule) the thresholds are fixed and, with
+    ``freeze_mask=True`` (the default), so are the zeros: θ becomes ``S_d(θ)`` and a mask keeps the
+    pruned weights at zero while the others train as plain weights, the fixed-mask fine-tuning of
+    gradual magnitude pruning; so a target sparsity holds to the end of training. With
+    ``freeze_mask=False`` the straight-through gradient may still regrow weights, or let them die.
 
     Cost targets (``schedule="lats"``, ``target_sops=S`` per sample, or ``target_energy=E`` in pJ
     per sample with ``energy_preset``, instead of ``l1``/``final_threshold``/``target_sparsity``):
-    the L1 term becomes ``λ·Σ_l c_l‖w_l‖₁``, ``c_l`` the mean cost per sample of one of layer
-    ``l``'s weights in the exact synaptic-operation count, measured on the training forwards by
-    a :class:`CostMeter` and re-measured at every re-estimate; layer ``l``'s threshold grows by
-    ``λ·c_l·η_t``. The same controller picks λ, counting pruned cost instead of pruned weights, so
-    that the training count at ``end_step`` is ``S`` (or ``E``). ``cost="sops"``/``"energy"`` with an
-    explicit ``l1`` is the weighted objective without a target. :meth:`check_target` refuses an
+    the L1 term becomes ``λ·Σ_l c_l‖w_l‖₁``, ``c_l`` weighing the mean cost per sample ``e_l`` of one
+    of layer ``l``'s weights in the exact synaptic-operation count, measured on the training
+    forwards by a :class:`CostMeter` and re-measured at every re-estimate; layer ``l``'s threshold
+    grows by ``λ·c_l·η_t``, with ``c_l = √e_l`` (``cost_weighting="sqrt"``, the default: keep a
+    weight while ``w²`` is worth its cost), ``e_l`` (``"linear"``) or 1 (``"uniform"``). The same
+    controller picks λ, counting pruned cost instead of pruned weights, so that the training count
+    at ``end_step`` is ``S`` (or ``E``). ``cost="sops"``/``"energy"`` with an explicit ``l1`` is
+    the weighted objective without a target. :meth:`check_target` refuses an
     unreachable target before training.
 
     With param groups of different lrs, each layer follows its own group's lr: one λ, one
@@ -149,51 +174,50 @@ class SoftThresholdPruner:
         target_energy: float | None = None,
         energy_preset: str | EnergyPreset | None = None,
         cost: str | None = None,
+        cost_weighting: str = "sqrt",
+        freeze_mask: bool = True,
         retarget_every: int | None = None,
+        spec: PruningSpec | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        check_gradient(gradient)
-        self.schedule = schedule
-        self._l1 = None if l1 is None else check_number(l1, "l1")
-        self.final_threshold = None if final_threshold is None else check_number(final_threshold, "final_threshold")
-        self.beta = None
-        if target_sparsity is not None:
-            target_sparsity = check_target_sparsity(target_sparsity)
-        targets = {"target_sparsity": target_sparsity, "target_sops": target_sops, "target_energy": target_energy}
-        targets = {name: value for name, value in targets.items() if value is not None}
-        self._check_arguments(
-            l1, final_threshold, targets, lr_schedule, beta, s_init, layer_scale, start_step, end_step, cost,
-            energy_preset, retarget_every,
+        given = dict(
+            schedule=schedule, l1=l1, final_threshold=final_threshold, beta=beta, s_init=s_init, include=include,
+            exclude=exclude, dense_first_last=dense_first_last, gradient=gradient, target_sparsity=target_sparsity,
+            target_sops=target_sops, target_energy=target_energy, energy_preset=energy_preset, cost=cost,
+            cost_weighting=cost_weighting, freeze_mask=freeze_mask, retarget_every=retarget_every,
+            start=start_step, end=end_step,
         )  # fmt: skip
-        if schedule == "pgh":
-            self.beta = check_beta(beta)
-        self.start_step = check_step_index(start_step, "start_step", 0)
-        if total_steps is not None:
-            check_step_index(total_steps, "total_steps", 1)
-        if end_step is not None:
-            check_step_index(end_step, "end_step", 1)
-            if total_steps is not None and end_step > total_steps:
-                raise ValueError(f"end_step ({end_step}) must be <= total_steps ({total_steps})")
-        if end_step is None:
-            end_step = total_steps
-        if end_step is None and lr_schedule is not None and isinstance(lr_schedule, Sequence):
-            end_step = len(lr_schedule)
-        self.end_step = end_step
-        needs_window = schedule in ("pgh", "slats", "stds-sine", "stds-linear") or lr_schedule is not None
-        if needs_window and self.end_step is None:
-            raise ValueError(f"schedule={schedule!r} needs the end of the pruning window: give end_step or total_steps")
-        if self.end_step is not None and self.end_step <= self.start_step:
-            raise ValueError(f"end_step ({self.end_step}) must be > start_step ({self.start_step})")
-        if cost is not None and self.end_step is None and retarget_every is None:
-            raise ValueError(
-                "cost re-measures the costs every retarget_every steps: give retarget_every, or end_step/total_steps "
-                f"(then {RE_ESTIMATES} times over the window)"
-            )
+        if spec is None:
+            if total_steps is not None:
+                _check_steps(total_steps, "total_steps")
+                if end_step is not None and _check_steps(end_step, "end_step") > total_steps:
+                    raise ValueError(f"end_step ({end_step}) must be <= total_steps ({total_steps})")
+            if end_step is None and schedule_class(schedule).windowed:
+                end_step = total_steps
+                if end_step is None and isinstance(lr_schedule, Sequence) and not isinstance(lr_schedule, str):
+                    end_step = len(lr_schedule)
+            spec = PruningSpec(**{**given, "end": end_step})  # checks every rule
+        else:
+            if not isinstance(spec, PruningSpec):
+                raise TypeError(f"spec must be a PruningSpec, got {type(spec).__name__}")
+            defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()}
+            defaults.update(start=defaults["start_step"], end=defaults["end_step"])
+            other = [name for name, value in given.items() if value != defaults[name]]
+            if other or total_steps is not None:
+                raise TypeError(f"give spec or the pruning arguments it holds, not both ({', '.join(other)})")
+            if spec.unit != "steps":
+                raise ValueError(
+                    f"the pruner counts optimizer steps: give spec.in_steps(steps_per_epoch), not a spec in {spec.unit}"
+                )
+        self.spec = spec
+        self._schedule = schedule_class(spec.schedule)(
+            l1=spec.l1, final_threshold=spec.final_threshold, beta=spec.beta, target_sparsity=spec.target_sparsity
+        )
+        self._check_lr_schedule(lr_schedule)
+        self.start_step, self.end_step = spec.start, spec.end
         self._planned_sum = None
         planned: list[float] = []
         if lr_schedule is not None:
@@ -201,49 +225,57 @@ class SoftThresholdPruner:
             self._planned_sum = sum(planned)
             if not self._planned_sum > 0:
                 raise ValueError("lr_schedule plans no learning rate over the pruning window (sum of lrs is 0)")
-
-        if schedule not in LR_DRIVEN:
-            self._l1 = None
-        elif self.final_threshold is not None:
-            self._l1 = self.final_threshold / self._planned_sum
+        self._l1 = spec.l1
+        if self._schedule.lr_driven and spec.final_threshold is not None:
+            self._schedule.planned_sum = self._planned_sum
+            self._l1 = spec.final_threshold / self._planned_sum
 
         # Which weights: selected and checked before anything is modified.
-        candidates = select_layers(model, include, exclude, dense_first_last)
+        candidates = select_layers(model, spec.include, spec.exclude, spec.dense_first_last)
         scale = self._layer_scales(layer_scale, list(candidates))
+        if spec.target_sparsity is not None:
+            _check_reachable_sparsity(spec.target_sparsity, {n: m.weight.numel() for n, m in candidates.items()}, scale)
         group_of = self._param_groups(optimizer, candidates)
         ref_group = next(iter(group_of.values())) if group_of else 0
         self._controller: L1Controller | None = None
         self._meter: CostMeter | None = None
-        ((target_name, target),) = targets.items() if targets else ((None, None),)
-        measure = target_name.removeprefix("target_") if target_name is not None else cost  # MEASURES
-        if measure is not None:
-            window = None if self.end_step is None else self.end_step - self.start_step
+        window = None if self.end_step is None else self.end_step - self.start_step
+        if spec.controlled:
             self._controller = L1Controller(
-                planned if target is not None else None,
+                planned if spec.target is not None else None,
                 window=window,
                 layers={name: (group_of[name], scale[name]) for name in candidates},
                 ref_group=ref_group,
-                measure=measure,
-                target=target,
-                l1=self._l1 if target is None else None,
-                retarget_every=retarget_every,
+                measure=spec.measure,
+                target=spec.target,
+                l1=self._l1 if spec.target is None else None,
+                retarget_every=spec.retarget_every,
                 start_step=self.start_step,
+                exponent=spec.cost_exponent,
             )
-            self._controller.check_reachable({n: m.weight.numel() for n, m in candidates.items()})
-            if measure != "sparsity":
-                self._meter = CostMeter(model, candidates, measure, energy_preset)
+            if spec.measure != "sparsity":
+                self._meter = CostMeter(model, candidates, spec.measure, spec.energy_preset)
+        self._mask_every = None
+        if self._schedule.magnitude:
+            self._mask_every = spec.retarget_every or max(1, window // RE_ESTIMATES)
 
-        learnable = schedule == "learnable"
+        learned = self._schedule.learned
         self.model = model
         self.optimizer = optimizer
         self.layers = attach(
-            model, include, exclude, dense_first_last, gradient, learnable, -10.0 if s_init is None else float(s_init)
+            model,
+            spec.include,
+            spec.exclude,
+            spec.dense_first_last,
+            spec.gradient,
+            learned,
+            -10.0 if spec.s_init is None else spec.s_init,
         )
         self._params: dict[str, SoftThreshold] = {n: soft_threshold_of(m) for n, m in self.layers.items()}
         self._scale = scale
         self._group_of = group_of
         self._ref_group = ref_group
-        if learnable:
+        if learned:
             optimizer.add_param_group({"params": [p.threshold_logit for p in self._params.values()]})
 
         self.step_count = 0
@@ -251,14 +283,15 @@ class SoftThresholdPruner:
         self._pending: list[list[float]] = []
         self._implied = math.nan
         self._finalized = False
+        self._frozen = False
         self._last_threshold = 0.0
         self._estimate: dict[str, float] | None = None
-        if schedule == "constant":
+        if not self._schedule.windowed and not learned:  # constant: d = D from step 0
             self._apply_thresholds()
             with torch.no_grad():  # θ0 = sign(w0)(|w0| + D) through SoftThreshold.right_inverse
                 for module in self.layers.values():
                     module.weight = module.parametrizations.weight.original.detach().clone()
-        if schedule in ("constant", "learnable"):
+        if not self._schedule.windowed:
             self._last_threshold = self.threshold
         if self._controller is not None:
             self._control()  # λ for the first stretch when the window starts at step 0; the meter armed
@@ -266,6 +299,21 @@ class SoftThresholdPruner:
             optimizer.register_step_pre_hook(self._before_optimizer_step),
             optimizer.register_step_post_hook(self._after_optimizer_step),
         ]
+
+    @property
+    def schedule(self) -> str:
+        """The schedule's name (``spec.schedule``)."""
+        return self.spec.schedule
+
+    @property
+    def final_threshold(self) -> float | None:
+        """D of the schedules set by a final threshold (None otherwise)."""
+        return self.spec.final_threshold
+
+    @property
+    def beta(self) -> float | None:
+        """β of ``"pgh"`` (None otherwise)."""
+        return self.spec.beta
 
     # --- λ, the targets and the costs ----------------------------------------------------------
     @property
@@ -415,88 +463,36 @@ class SoftThresholdPruner:
                 meter.close()
         self._check_reachable(meter.take(), f"on {inputs.shape[0]} training samples (checked before training)")
 
-    # --- argument checks ---------------------------------------------------------------------
-    def _check_arguments(
-        self, l1, final_threshold, targets, lr_schedule, beta, s_init, layer_scale, start_step, end_step, cost,
-        energy_preset, retarget_every,
-    ):  # fmt: skip
-        schedule = self.schedule
-        given = [n for n, v in (("l1", l1), ("final_threshold", final_threshold)) if v is not None]
-        if len(targets) > 1:
-            raise ValueError(f"give one target: {' and '.join(targets)} each set the strength of the pruning")
-        for name in ("target_sops", "target_energy"):
-            value = targets.get(name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number > 0, got {value}")
-        if targets:
-            (name,) = targets
-            if schedule != "lats":
-                raise ValueError(f"{name} drives schedule='lats' only, not {schedule!r}")
-            if given:
-                raise ValueError(f"{name} replaces l1 and final_threshold; drop {', '.join(given)}")
-            if cost is not None:
-                raise ValueError(f"{name} weighs the weights by its own measure; drop cost")
-            if lr_schedule is None:
+    # --- argument checks (what the spec cannot see) ------------------------------------------------
+    def _check_lr_schedule(self, lr_schedule) -> None:
+        spec = self.spec
+        if lr_schedule is None:
+            if spec.target is not None and spec.schedule != "gmp":
+                (name,) = [n for n in TARGETS if getattr(spec, n) is not None]
                 raise ValueError(
                     f"{name} needs lr_schedule: the planned lr of every step (a sequence, or a "
                     "callable step -> lr), to share the remaining threshold growth among the remaining steps"
                 )
-        elif schedule in LR_DRIVEN:
-            if len(given) != 1:
+            if self._schedule.lr_driven and spec.final_threshold is not None:
                 raise ValueError(
-                    f"schedule={schedule!r} needs exactly one of l1, final_threshold or a target (target_sparsity, "
-                    "target_sops, target_energy), got " + (" and ".join(given) if given else "none")
-                )
-            if final_threshold is not None and lr_schedule is None:
-                raise ValueError(
-                    f"schedule={schedule!r} with final_threshold needs lr_schedule: the planned lr of "
+                    f"schedule {spec.schedule!r} with final_threshold needs lr_schedule: the planned lr of "
                     "every step (a sequence, or a callable step -> lr)"
                 )
-        elif schedule == "learnable":
-            if given:
-                raise ValueError(f"schedule='learnable' learns its thresholds; drop {', '.join(given)}")
-        else:
-            if final_threshold is None:
-                raise ValueError(f"schedule={schedule!r} needs final_threshold (the final threshold D)")
-            if l1 is not None:
-                raise ValueError(
-                    f"schedule={schedule!r} is set by final_threshold; l1 applies to 'lats' and 'pgh' only"
-                )
-        if cost is not None:
-            if cost not in COSTS:
-                raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
-            if schedule != "lats" or l1 is None:
-                raise ValueError(
-                    "cost weighs the L1 term of an explicit l1 with schedule='lats' (a target weighs its own)"
-                )
-        energy = cost == "energy" or "target_energy" in targets
-        if energy_preset is not None and not energy:
-            raise ValueError("energy_preset prices energy: it applies to target_energy and cost='energy' only")
-        if retarget_every is not None and not (targets or cost is not None):
-            raise ValueError("retarget_every applies to a target (target_sparsity, target_sops, target_energy) or cost")
-        if lr_schedule is not None and (schedule not in LR_DRIVEN or (final_threshold is None and not targets)):
+            return
+        if not self._schedule.lr_driven or (spec.final_threshold is None and spec.target is None):
             raise ValueError("lr_schedule is only used with final_threshold or a target, and schedule 'lats' or 'pgh'")
-        if lr_schedule is not None and not (callable(lr_schedule) or isinstance(lr_schedule, Sequence)):
+        if not (callable(lr_schedule) or isinstance(lr_schedule, Sequence)):
             raise TypeError(
                 f"lr_schedule must be a sequence of lrs or a callable step -> lr, got {type(lr_schedule).__name__}"
             )
-        if schedule == "pgh" and beta is None:
-            raise ValueError("schedule='pgh' needs beta > 0 (beta = 1 is LATS, beta < 1 prunes early)")
-        if beta is not None and schedule != "pgh":
-            raise ValueError(f"beta applies to schedule='pgh' only, not {schedule!r}")
-        if s_init is not None and schedule != "learnable":
-            raise ValueError(f"s_init applies to schedule='learnable' only, not {schedule!r}")
-        if layer_scale is not None and schedule == "learnable":
-            raise ValueError("layer_scale does not apply to schedule='learnable'")
-        if schedule in WINDOWLESS and (start_step != 0 or end_step is not None):
-            raise ValueError(f"schedule={schedule!r} has no pruning window: drop start_step/end_step")
+        if spec.end is None:
+            raise ValueError(
+                f"schedule {spec.schedule!r} with {spec.strengths()[0]} plans the lrs of the pruning window: give "
+                "its end, end_step or total_steps"
+            )
 
     def _planned_lrs(self, lr_schedule) -> list[float]:
-        """``w_t·η_t`` planned for every window step (``w_t``: 1, or ``β^{x_t}`` for PGH)."""
+        """``w_t·η_t`` planned for every window step (``w_t``: :meth:`Schedule.lr_weight`)."""
         steps = range(self.start_step, self.end_step)
         if isinstance(lr_schedule, Sequence):
             if len(lr_schedule) < self.end_step:
@@ -529,7 +525,7 @@ class SoftThresholdPruner:
         for name, module in layers.items():
             if id(module.weight) in index:
                 group_of[name] = index[id(module.weight)]
-            elif self.schedule in LR_DRIVEN:
+            elif self._schedule.lr_driven:
                 raise ValueError(
                     f"the weight of {name!r} is not trained by the optimizer, so it has no lr to drive "
                     f"schedule={self.schedule!r}: add it to the optimizer, or exclude it"
@@ -559,26 +555,22 @@ class SoftThresholdPruner:
     def _in_window(self, t: int) -> bool:
         return self.start_step <= t and (self.end_step is None or t < self.end_step)
 
+    def _progress(self, t: int) -> float:
+        """``x`` of step ``t``: its progress through the window (unclamped)."""
+        return (t - self.start_step) / (self.end_step - self.start_step)
+
     def _lr_weight(self, t: int) -> float:
         """Factor of ``η_t`` in ``Δd``: 1 for LATS, ``β^{x_t}`` for PGH (x at the step's start)."""
-        if self.schedule != "pgh":
-            return 1.0
-        return self.beta ** ((t - self.start_step) / (self.end_step - self.start_step))
+        return self._schedule.lr_weight(self._progress(t)) if self._schedule.takes_beta else 1.0
 
     def _group_threshold(self, group: int) -> float:
-        if self.schedule in LR_DRIVEN:
-            if self._controller is not None:
-                return self._controller.global_threshold(self._lr_sum)
-            if self.final_threshold is not None:
-                return self.final_threshold * (self._lr_sum[group] / self._planned_sum)
-            return self._l1 * self._lr_sum[group]
-        if self.schedule == "constant":
-            return self.final_threshold
-        if self.schedule == "learnable":
+        if self._controller is not None:
+            return self._controller.global_threshold(self._lr_sum)
+        if self._schedule.learned or self._schedule.magnitude:
             values = [p.current_threshold() for p in self._params.values()]
             return sum(values) / len(values)
-        x = (self.step_count - self.start_step) / (self.end_step - self.start_step)
-        return self.final_threshold * PROGRESS_FRACTIONS[self.schedule](min(max(x, 0.0), 1.0))
+        x = self._progress(self.step_count) if self._schedule.needs_end else 0.0
+        return self._schedule.threshold(x, self._lr_sum[group])
 
     @property
     def threshold(self) -> float:
@@ -586,7 +578,7 @@ class SoftThresholdPruner:
 
         For lr-driven schedules with several lrs: that of the first pruned layer's param group.
         With a cost: ``Σ λ·η``, the threshold per unit cost (layer ``l``'s grows ``c_l`` times as fast).
-        For ``"learnable"``: the mean of the per-layer thresholds.
+        For ``"learnable"`` and ``"gmp"``: the mean of the per-layer thresholds.
         """
         return self._group_threshold(self._ref_group)
 
@@ -601,7 +593,9 @@ class SoftThresholdPruner:
         return self._implied
 
     def _apply_thresholds(self) -> None:
-        if self.schedule == "learnable":
+        if self._frozen or self._schedule.magnitude:  # masks set the thresholds there
+            return
+        if self._schedule.learned:
             for p in self._params.values():
                 p.sync_threshold()
             return
@@ -613,8 +607,40 @@ class SoftThresholdPruner:
             d = self._group_threshold(self._group_of.get(name, self._ref_group))
             p.set_threshold(self._scale[name] * d)
 
+    def _freezes(self, step_count: int) -> bool:
+        """Whether the mask is frozen after ``step_count`` steps: the window is over (GMP's masks
+        are masks already)."""
+        spec = self.spec
+        return (
+            spec.freeze_mask
+            and self.end_step is not None
+            and step_count >= self.end_step
+            and not self._schedule.magnitude
+        )
+
+    @torch.no_grad()
+    def _update_masks(self) -> None:
+        """GMP: when due (every ``retarget_every`` window steps and at the window's end), raise the
+        global mask to the sparsity of the cubic schedule. A layer keeps ``|θ| > layer_scale·d``, d
+        the magnitude at that sparsity; pruned weights stay pruned."""
+        k, window = self.step_count - self.start_step, self.end_step - self.start_step
+        if not 0 < k <= window or (k % self._mask_every and k != window):
+            return
+        values = []
+        for name, p in self._params.items():
+            theta = self.layers[name].parametrizations.weight.original.detach().abs()
+            v = theta / self._scale[name] if self._scale[name] > 0 else torch.full_like(theta, math.inf)
+            values.append(v if p.mask is None else v.masked_fill(~p.mask, -1.0))  # -1: below every |θ|
+        flat = torch.cat([v.flatten() for v in values])
+        n = math.ceil(self._schedule.sparsity(k / window) * flat.numel() - 1e-9)
+        cut = float(flat.kthvalue(n).values) if n > 0 else -1.0
+        if cut < 0:  # no more than the pruned weights: nothing to raise
+            return
+        for (name, p), v in zip(self._params.items(), values, strict=True):
+            p.set_mask(v > cut, self._scale[name] * cut)
+
     def step(self) -> bool:
-        """Advance the thresholds by the optimizer steps applied since the last call.
+        """Advance the thresholds (GMP: the masks) by the optimizer steps applied since the last call.
 
         Returns False (and changes nothing) when there was none, e.g. ``GradScaler`` skipped
         ``optimizer.step()``. Raises RuntimeError if the optimizer never stepped at all.
@@ -631,7 +657,7 @@ class SoftThresholdPruner:
         eta = 0.0
         for lrs in self._pending:
             t = self.step_count
-            if self.schedule in LR_DRIVEN and self._in_window(t):
+            if self._schedule.lr_driven and self._in_window(t):
                 weight = self._lr_weight(t)
                 for g, lr in enumerate(lrs):
                     self._lr_sum[g] += weight * lr
@@ -639,8 +665,14 @@ class SoftThresholdPruner:
             self.step_count += 1
             if self._controller is not None:
                 self._control()
+            if self._schedule.magnitude:
+                self._update_masks()
         self._pending.clear()
         self._apply_thresholds()
+        if not self._frozen and self._freezes(self.step_count):
+            for name, p in self._params.items():
+                p.freeze(self.layers[name].parametrizations.weight.original)
+            self._frozen = True
         now = self.threshold
         delta, self._last_threshold = now - self._last_threshold, now
         self._implied = delta / eta if eta != 0 else (0.0 if delta == 0 else math.copysign(math.inf, delta))
@@ -741,7 +773,8 @@ class SoftThresholdPruner:
         self._pending = [[float(v) for v in p] for p in state["pending"]]
         self._implied = float(state["implied_l1"])
         self._last_threshold = float(state["last_threshold"])
-        if self.schedule != "learnable":
+        self._frozen = self._freezes(self.step_count)  # the masks came with the model's state
+        if not (self._schedule.learned or self._schedule.magnitude or self._frozen):
             for name, p in self._params.items():
                 p.set_threshold(state["thresholds"][name])
         if self._meter is not None:  # the next forward is measured or not, as in the saved run

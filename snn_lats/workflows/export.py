@@ -28,13 +28,13 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from snn_lats._io import atomic_open, atomic_write_text
+from snn_lats.data import DataError
 from snn_lats.deploy import DEFAULT_DT, decode_sparse, encode_sparse, load_sparse, to_nir
 from snn_lats.deploy.nir import require_nir
 from snn_lats.engine.checkpoint import CheckpointError, load_checkpoint
-from snn_lats.engine.data import DataError, build_datasets, build_loaders
-from snn_lats.engine.evaluation import count_sops
-from snn_lats.engine.model import build_model, build_model_from_checkpoint, model_kwargs
-from snn_lats.engine.recipe import resolve_config
+from snn_lats.engine.evaluation import checkpoint_loader, count_sops
+from snn_lats.engine.model import build_model, build_model_from_checkpoint, checkpoint_config, model_kwargs
+from snn_lats.engine.recipe import TrainConfig, resolve_config
 from snn_lats.pruning import finalize, pruned_layers, sparsity_report
 from snn_lats.report import Report
 
@@ -73,15 +73,12 @@ def _validation_data(content: Mapping[str, Any], data_path: str | None):
     """A loader over the checkpoint's validation data (``data_path`` overrides its own)."""
     config = resolve_config({"data_path": data_path, "workers": 0}, base=content["config"])
     try:
-        _, val_set, num_classes = build_datasets(config, train=False)
+        return checkpoint_loader(content, config)
     except DataError as error:
         raise DataError(
             f"{error}; the SOP report and the NIR graph's input shape read the checkpoint's validation data: "
             "give --data-path, or --sops-batches 0 (and --input-shape C H W for nir)"
         ) from None
-    if num_classes != content["num_classes"]:
-        raise CheckpointError(f"the checkpoint has {content['num_classes']} classes, the data {num_classes}")
-    return build_loaders(None, val_set, config.batch_size, 0, seed=config.seed)[1]
 
 
 def _first_image_shape(loader) -> tuple[int, ...]:
@@ -152,21 +149,21 @@ def export_checkpoint(
     if pruned_layers(model):
         finalize(model)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    config = content["config"]
+    config = checkpoint_config(content)
     plain = build_model(config, content["num_classes"])
     try:
         plain.load_state_dict(state, strict=True)
     except RuntimeError as error:  # would be a bug of finalize: refuse to write a model that does not load
         raise CheckpointError(f"the finalized model does not load into the plain network: {error}") from None
 
-    dense = safetensors_bytes(state, metadata={"format": "pt", "model": str(config["model"])})
+    dense = safetensors_bytes(state, metadata={"format": "pt", "model": config.model})
     files: dict[str, bytes] = {}
     if "dense" in formats:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         files["model.safetensors"], files["model.pth"] = dense, buffer.getvalue()
     if "sparse" in formats:
-        sparse = encode_sparse(state, metadata={"model": str(config["model"])})
+        sparse = encode_sparse(state, metadata={"model": config.model})
         decoded = decode_sparse(sparse)
         if decoded.keys() != state.keys() or not all(_same(decoded[k], state[k]) for k in state):
             raise RuntimeError("the sparse file does not decode to the exported state dict")
@@ -191,7 +188,7 @@ def export_checkpoint(
     info = {
         "source_checkpoint": str(checkpoint),
         "architecture": {
-            "model": config["model"],
+            "model": config.model,
             "num_classes": content["num_classes"],
             **model_kwargs(config),
             "spiking": bool(getattr(model, "spiking", False)),
@@ -204,7 +201,7 @@ def export_checkpoint(
             "layers": sparsity.layer_sparsity(),
             "thresholds": {row["name"]: row["threshold"] for row in sparsity.rows},
         },
-        "pruning": {k: config.get(k) for k in ("prune", "l1", "final_threshold", "beta", "dense_first_last")},
+        "pruning": None if config.pruning_spec() is None else config.pruning_spec().to_dict(),
         "formats": formats,
         "files": list(files),
         "sizes": {
@@ -264,7 +261,6 @@ def load_exported(out_dir: str | os.PathLike) -> tuple[torch.nn.Module, Mapping[
     arch = dict(info["architecture"])
     arch.pop("spiking", None)
     num_classes = arch.pop("num_classes")
-    config = {"model": arch.pop("model"), **arch}
-    model = build_model(config, num_classes)
+    model = build_model(TrainConfig(**arch), num_classes)
     model.load_state_dict(state, strict=True)
     return model.eval(), info

@@ -12,6 +12,7 @@ and prints only.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
@@ -157,10 +158,8 @@ def recount(path: str | os.PathLike, summary: RunSummary, convention: str, batch
     """The SOP report of a run's best checkpoint under ``convention``, on the first ``batches``
     validation batches of its own data (default: its ``sops_batches``, at least 1)."""
     from snn_lats.engine.checkpoint import load_checkpoint
-    from snn_lats.engine.data import build_datasets, build_loaders
-    from snn_lats.engine.evaluation import count_sops
-    from snn_lats.engine.model import build_model_from_checkpoint
-    from snn_lats.engine.recipe import TrainConfig
+    from snn_lats.engine.evaluation import checkpoint_loader, count_sops
+    from snn_lats.engine.model import build_model_from_checkpoint, checkpoint_config
     from snn_lats.estimators.conventions import check_convention
 
     check_convention(convention)
@@ -169,9 +168,8 @@ def recount(path: str | os.PathLike, summary: RunSummary, convention: str, batch
     if not file.is_file():
         raise ValueError(f"cannot recount {str(run_dir)!r} under {convention!r}: no checkpoint {str(file)!r}")
     checkpoint = load_checkpoint(file)
-    config = TrainConfig.from_dict(checkpoint["config"])
-    _, val_set, _ = build_datasets(config, train=False)
-    _, loader = build_loaders(None, val_set, config.batch_size, 0, seed=config.seed)
+    config = dataclasses.replace(checkpoint_config(checkpoint), workers=0)
+    loader = checkpoint_loader(checkpoint, config)
     model, _ = build_model_from_checkpoint(checkpoint, "cpu")
     return count_sops(model, loader, batches or max(config.sops_batches, 1), "cpu", convention)
 

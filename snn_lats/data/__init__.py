@@ -1,0 +1,60 @@
+"""Data: the data sets read from their own files (nothing is ever downloaded), and resumable,
+DDP-sharded, signal-safe loaders.
+
+- :func:`build_datasets` (:mod:`.datasets`): the data set a configuration names: ImageNet-style
+  folders (:mod:`.imagefolder`), MNIST and Fashion-MNIST (:mod:`.idx`), CIFAR (:mod:`.cifar`),
+  and the built-in offline digits;
+- :func:`build_loaders`, :func:`set_epoch` (:mod:`.loaders`): loaders whose order and augmentation
+  a resumed run repeats exactly;
+- :mod:`.seeding`: every seed of a run, in one place.
+"""
+
+from snn_lats.data.cifar import CIFAR_FILES, CIFAR10Binary, CIFAR100Binary
+from snn_lats.data.datasets import DATASETS, DigitsDataset, balanced_subset, build_datasets, digits_val_mask
+from snn_lats.data.errors import DataError
+from snn_lats.data.idx import FASHION_MNIST_SYSTEM_PATH, MNIST_FILES, FashionMNISTFiles, MNISTFiles, read_idx
+from snn_lats.data.imagefolder import (
+    BAD_IMAGE_POLICIES,
+    IMAGE_EXTENSIONS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageFolderDataset,
+    check_image_folder,
+    scan_image_folder,
+    train_transform,
+    val_transform,
+)
+from snn_lats.data.loaders import Batch, Loader, SeededSamples, ShardSampler, build_loaders, collate, set_epoch
+
+__all__ = [
+    "BAD_IMAGE_POLICIES",
+    "CIFAR_FILES",
+    "DATASETS",
+    "FASHION_MNIST_SYSTEM_PATH",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "MNIST_FILES",
+    "Batch",
+    "CIFAR10Binary",
+    "CIFAR100Binary",
+    "DataError",
+    "DigitsDataset",
+    "FashionMNISTFiles",
+    "ImageFolderDataset",
+    "Loader",
+    "MNISTFiles",
+    "SeededSamples",
+    "ShardSampler",
+    "balanced_subset",
+    "build_datasets",
+    "build_loaders",
+    "check_image_folder",
+    "collate",
+    "digits_val_mask",
+    "read_idx",
+    "scan_image_folder",
+    "set_epoch",
+    "train_transform",
+    "val_transform",
+]
