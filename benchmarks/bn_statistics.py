@@ -17,8 +17,8 @@ import argparse
 import torch
 from spikingjelly.activation_based import functional as sj_functional
 
-from snn_lats.engine.checkpoint import load_checkpoint
 from snn_lats.data import build_datasets, build_loaders
+from snn_lats.engine.checkpoint import load_checkpoint
 from snn_lats.engine.model import build_model_from_checkpoint
 from snn_lats.engine.recipe import TrainConfig
 

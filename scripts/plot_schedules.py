@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from snn_lats._io import atomic_open
-from snn_lats.pruning import SoftThresholdPruner, pruner_arguments
+from snn_lats.pruning import PruningSpec, SoftThresholdPruner
 
 FINAL_THRESHOLD = 0.05
 BASE_LR = 0.1
@@ -48,8 +48,9 @@ def run_schedule(schedule: str, steps: int, warmup: int, **extra) -> dict[str, l
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=BASE_LR, momentum=0.9)
     planned = [BASE_LR * lr_factor(t, steps, warmup) for t in range(steps)]
-    kwargs = pruner_arguments(schedule, final_threshold=FINAL_THRESHOLD, end_step=steps, planned_lrs=planned, **extra)
-    pruner = SoftThresholdPruner(model, optimizer, **kwargs)
+    window = {"end": steps} if schedule != "constant" else {}  # pruning at initialisation has no window
+    spec = PruningSpec(schedule=schedule, final_threshold=FINAL_THRESHOLD, **window, **extra)
+    pruner = SoftThresholdPruner(model, optimizer, spec=spec, lr_schedule=planned)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: lr_factor(t, steps, warmup))
     x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
     out: dict[str, list[float]] = {"lr": [], "threshold": [], "implied_l1": []}

@@ -426,8 +426,8 @@ def test_export_strict_loads_into_the_unpruned_network_and_computes_the_same(dig
 
 
 def test_load_exported_rebuilds_the_plain_network_of_an_export(digits_runs, tmp_path, capsys):
-    from snn_lats.workflows import load_exported
     from snn_lats.pruning import pruned_layers
+    from snn_lats.workflows import load_exported
 
     snn, _ = digits_runs
     out = tmp_path / "export"

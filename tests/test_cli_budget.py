@@ -100,8 +100,8 @@ CASES = {
     ),
     "with_target_sparsity": (["--target-energy", "0.1", "--target-sparsity", "0.9"], "not target_sparsity and"),
     "with_l1": (["--target-sops", "1e4", "--l1", "0.01"], "not l1 and target_sops"),
-    "preset_without_energy": (["--target-sops", "1e4", "--energy-preset", "45nm-fp16"], "prices --target-energy"),
-    "not_lats": (["--target-sops", "1e4", "--prune", "slats"], "drives prune='lats' only"),
+    "preset_without_energy": (["--target-sops", "1e4", "--energy-preset", "45nm-fp16"], "energy_preset prices energy"),
+    "not_lats": (["--target-sops", "1e4", "--prune", "slats"], "target_sops does not apply to schedule 'slats'"),
     "zero": (["--target-sops", "0"], "target_sops must be a finite number > 0"),
 }
 

@@ -329,9 +329,10 @@ def _demo_network() -> nn.Module:
     import yaml
 
     from snn_lats.engine.model import build_model
+    from snn_lats.engine.recipe import TrainConfig
 
     recipe = yaml.safe_load((ROOT / "models" / "demo_digits.yaml").read_text(encoding="utf-8"))
-    return build_model(recipe, num_classes=10)
+    return build_model(TrainConfig(**recipe), num_classes=10)
 
 
 def test_sparse_file_is_8x_smaller_at_95_percent_on_the_demo_network(tmp_path):

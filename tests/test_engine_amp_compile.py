@@ -140,14 +140,15 @@ def test_compiled_training_equals_eager_training_and_compiles_one_graph(data_roo
 def test_compiled_training_to_a_cost_target_measures_eagerly_and_compiles_one_graph(data_root, tmp_path, monkeypatch):
     """--compile with --target-sops: the steps whose forward the cost meter measures run eagerly
     (dynamo traced the counter's hooks: graph breaks at every layer, and inductor failed on them);
-    the others run compiled, one graph. The oracle is the eager run: its costs, λ and weights.
-    The window (epochs 1-2 of 4) leaves unmeasured steps before and after it."""
+    the others run compiled: one graph while the thresholds move, and one more for the fixed mask
+    after the window. The oracle is the eager run: its costs, λ and weights. The window (epochs
+    1-2 of 4) leaves unmeasured steps before and after it."""
     target = dict(final_threshold=None, target_sops=1.5e4, epochs=4, prune_start_epoch=1, prune_end_epoch=3)
     eager = train(tiny(data_root, tmp_path / "eager", **target))
     counter = CompileCounterWithBackend("aot_eager")
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=counter))
     compiled = train(tiny(data_root, tmp_path / "compiled", compile=True, **target))
-    assert counter.frame_count == 1
+    assert counter.frame_count == 2
     a = load_checkpoint(tmp_path / "eager" / "checkpoint.pth")
     b = load_checkpoint(tmp_path / "compiled" / "checkpoint.pth")
     assert b["pruner"]["costs"]["estimate"]["samples"] == a["pruner"]["costs"]["estimate"]["samples"] > 0

@@ -13,10 +13,10 @@ from torch import nn
 
 from snn_lats import networks
 from snn_lats.cli import main
-from snn_lats.workflows.compare import compare
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SynapticOpCounter
 from snn_lats.pruning import sparsity_report
+from snn_lats.workflows.compare import compare
 
 # isort: split
 from test_estimators import Recorder, prune_randomly

@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from snn_lats.engine.checkpoint import CheckpointError, load_checkpoint
 from snn_lats.data import IMAGENET_MEAN, IMAGENET_STD
+from snn_lats.engine.checkpoint import CheckpointError, load_checkpoint
 from snn_lats.engine.model import build_model, build_model_from_checkpoint
 from snn_lats.engine.recipe import RecipeError, TrainConfig
 from snn_lats.engine.trainer import NonFiniteLossError, TrainingInterrupted, train

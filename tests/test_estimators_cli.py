@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from snn_lats.cli import main
 from snn_lats.engine.checkpoint import save_checkpoint
-from snn_lats.engine.model import attach_for_evaluation, build_model
+from snn_lats.engine.model import attach_pruning, build_model
 from snn_lats.engine.recipe import TrainConfig
 
 SMALL = ["--T", "2", "--width", "4", "--stem", "cifar", "--image-size", "16", "-j", "0"]
@@ -60,7 +60,7 @@ def pruned_checkpoint(path, threshold: float, seed: int = 0, **overrides):
     config = TrainConfig(**values)
     torch.manual_seed(seed)
     model = build_model(config, 10)
-    attach_for_evaluation(model, config)
+    attach_pruning(model, config)
     for m in model.modules():
         if hasattr(m, "parametrizations"):
             m.parametrizations.weight[0].set_threshold(threshold)

@@ -49,8 +49,8 @@ def _make_every_layer_fire(path):
     shift (one epoch on 24 random images leaves the deep layers of this network silent, and a
     silent network would make the simulator comparison vacuous). The file stays a checkpoint of
     the run: its θ, thresholds, configuration and history are untouched."""
-    from snn_lats.engine.checkpoint import load_checkpoint, save_checkpoint
     from snn_lats.data import build_datasets
+    from snn_lats.engine.checkpoint import load_checkpoint, save_checkpoint
     from snn_lats.engine.recipe import TrainConfig
 
     content = load_checkpoint(path)

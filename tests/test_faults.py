@@ -345,8 +345,9 @@ def test_the_lock_is_exclusive_between_processes_and_released_by_a_dying_holder(
         RunDirectory(tmp_path).lock()
     holder.kill()
     holder.wait()
-    with RunDirectory(tmp_path):  # the kernel dropped the dead holder's lock
-        pass
+    run_dir = RunDirectory(tmp_path)
+    run_dir.lock()  # the kernel dropped the dead holder's lock
+    run_dir.release()
 
 
 # ------------------------------------------------------------------------------------------ data, disk
@@ -418,7 +419,9 @@ def test_temporaries_of_a_killed_writer_are_removed_and_nothing_else(tmp_path):
     (tmp_path / ".summary.json.0f8d7c1b.tmp").write_text("{")
     (tmp_path / "checkpoint.pth").write_bytes(b"kept")
     (tmp_path / "notes.tmp").write_text("a user's file, not one of ours")
-    with RunDirectory(tmp_path) as run_dir:
-        removed = run_dir.clean_temporaries()
+    run_dir = RunDirectory(tmp_path)
+    run_dir.lock()
+    removed = run_dir.clean_temporaries()
+    run_dir.release()
     assert sorted(p.name for p in removed) == [".checkpoint.pth.k2j4x9qa.tmp", ".summary.json.0f8d7c1b.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".snn-lats.lock", "checkpoint.pth", "notes.tmp"]

@@ -15,7 +15,6 @@ from torch import nn
 
 import snn_lats.pruning.pruner
 from snn_lats.pruning import (
-    SCHEDULES,
     SoftThresholdPruner,
     SparsityReport,
     attach,
@@ -341,10 +340,10 @@ BAD = [
     (
         dict(schedule="lats"),
         ValueError,
-        r"exactly one of l1, final_threshold or a target \(target_sparsity, target_sops, target_energy\), got none",
+        "schedule 'lats' needs l1 or final_threshold or target_sparsity or target_sops or target_energy",
     ),
-    (dict(schedule="lats", l1=1e-3, final_threshold=0.1), ValueError, "got l1 and final_threshold"),
-    (dict(schedule="pgh", beta=0.5), ValueError, "exactly one of l1, final_threshold"),
+    (dict(schedule="lats", l1=1e-3, final_threshold=0.1), ValueError, "not l1 and final_threshold"),
+    (dict(schedule="pgh", beta=0.5), ValueError, "schedule 'pgh' needs l1 or final_threshold"),
     (dict(schedule="lats", l1=-1.0), ValueError, "l1 must be"),
     (dict(schedule="lats", l1="big"), TypeError, "l1 must be a number"),
     (dict(schedule="lats", final_threshold=-0.1, lr_schedule=LR), ValueError, "final_threshold must be"),
@@ -361,16 +360,16 @@ BAD = [
     (
         dict(schedule="slats", final_threshold=0.1, start_step=5, end_step=5),
         ValueError,
-        "end_step .5. must be > start_step",
+        r"end \(5\) must be > start \(5\)",
     ),
-    (dict(schedule="slats", l1=0.1, final_threshold=0.1, end_step=5), ValueError, "l1 applies"),
+    (dict(schedule="slats", l1=0.1, end_step=5), ValueError, "l1 does not apply to schedule 'slats'"),
     (dict(schedule="constant"), ValueError, "needs final_threshold"),
     (dict(schedule="constant", final_threshold=0.1, start_step=3), ValueError, "no pruning window"),
-    (dict(schedule="learnable", l1=0.1), ValueError, "drop l1"),
+    (dict(schedule="learnable", l1=0.1), ValueError, "l1 does not apply to schedule 'learnable'"),
     (dict(schedule="lats", l1=0.1, gradient="ste"), ValueError, "gradient must be one of"),
     (dict(schedule="lats", l1=0.1, layer_scale={"nope": 2.0}), ValueError, "layer_scale names"),
     (dict(schedule="lats", l1=0.1, layer_scale=lambda n: -1.0), ValueError, "layer_scale"),
-    (dict(schedule="lats", l1=0.1, start_step=-1), ValueError, "start_step must be"),
+    (dict(schedule="lats", l1=0.1, start_step=-1), ValueError, "start must be >= 0"),
 ]
 
 
@@ -400,7 +399,6 @@ def test_bad_models_optimizers_and_misuse():
         pgh_fraction(0.5, 0.0)
     with pytest.raises(ValueError, match="progress"):
         slats_fraction(1.5)
-    assert set(SCHEDULES) == {"lats", "slats", "pgh", "stds-sine", "stds-linear", "constant", "learnable"}
 
 
 def test_training_forward_computes_the_pruned_weight_once_per_change():

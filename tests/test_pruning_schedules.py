@@ -18,9 +18,9 @@ from torch import nn
 
 from snn_lats.pruning import (
     SCHEDULES,
+    PruningSpec,
     SoftThresholdPruner,
     pgh_fraction,
-    pruner_arguments,
     slats_fraction,
     stds_linear_fraction,
     stds_sine_fraction,
@@ -323,36 +323,55 @@ def test_learnable_thresholds_are_trained_by_the_optimizer():
     assert model.state_dict()["0.parametrizations.weight.0.threshold"].item() == pytest.approx(expected["0"])
 
 
-# --- a schedule and its settings as pruner arguments -------------------------------------------
-def test_pruner_arguments_keep_the_window_and_the_planned_lrs_where_the_schedule_uses_them():
-    planned = (0.1, 0.2, 0.3, 0.4)  # a tuple: handed on as a list
-    window = dict(start_step=1, end_step=4)
-    args = {
-        "lats-D": pruner_arguments("lats", final_threshold=0.1, planned_lrs=planned, **window),
-        "lats-l1": pruner_arguments("lats", l1=0.5, planned_lrs=planned, **window),
-        "target": pruner_arguments("lats", target_sparsity=0.5, planned_lrs=planned, **window),
-        "pgh": pruner_arguments("pgh", final_threshold=0.1, beta=0.3, planned_lrs=planned, **window),
-        "slats": pruner_arguments("slats", final_threshold=0.1, planned_lrs=planned, **window),
-        "constant": pruner_arguments("constant", final_threshold=0.1, planned_lrs=planned, **window),
-        "learnable": pruner_arguments("learnable", planned_lrs=planned, gradient="exact", **window),
+# --- a schedule and its settings as one spec --------------------------------------------------
+def test_a_spec_in_epochs_becomes_steps_and_every_schedule_builds_a_pruner_from_it():
+    strengths = {
+        "lats": dict(final_threshold=0.1),
+        "slats": dict(final_threshold=0.1),
+        "pgh": dict(final_threshold=0.1, beta=0.3),
+        "stds-sine": dict(final_threshold=0.1),
+        "stds-linear": dict(final_threshold=0.1),
+        "constant": dict(final_threshold=0.1),
+        "learnable": dict(gradient="exact"),
+        "gmp": dict(target_sparsity=0.5),
     }
-    lrs = [0.1, 0.2, 0.3, 0.4]
-    assert args == {
-        "lats-D": dict(schedule="lats", final_threshold=0.1, lr_schedule=lrs, **window),
-        "lats-l1": dict(schedule="lats", l1=0.5, **window),
-        "target": dict(schedule="lats", target_sparsity=0.5, lr_schedule=lrs, **window),
-        "pgh": dict(schedule="pgh", final_threshold=0.1, beta=0.3, lr_schedule=lrs, **window),
-        "slats": dict(schedule="slats", final_threshold=0.1, **window),
-        "constant": dict(schedule="constant", final_threshold=0.1),
-        "learnable": dict(schedule="learnable", gradient="exact"),
-    }
-    assert {a["schedule"] for a in args.values()} == set(SCHEDULES) - {"stds-sine", "stds-linear"}
-    for kwargs in args.values():  # each is a pruner the constructor accepts
+    assert set(strengths) == set(SCHEDULES)
+    planned = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # handed over whatever the schedule: used where it plans with it
+    for schedule, strength in strengths.items():
+        windowless = schedule in ("constant", "learnable")
+        window = {} if windowless else dict(start=1, end=3)
+        spec = PruningSpec(schedule=schedule, unit="epochs", **window, **strength)
+        steps = spec.in_steps(2)
+        # epochs 1..3 at 2 steps an epoch are steps 2..6; a windowless spec stays without a window
+        assert (steps.start, steps.end, steps.unit) == ((0, None) if windowless else (2, 6)) + ("steps",)
+        assert steps.in_steps(5) is steps
         model = net()
-        SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), **kwargs)
-    assert pruner_arguments("lats", final_threshold=0.1, planned_lrs=cosine(0.1, 4))["lr_schedule"](0) == 0.1
-    with pytest.raises(TypeError, match="as planned_lrs, not lr_schedule"):
-        pruner_arguments("lats", final_threshold=0.1, lr_schedule=lrs)
+        pruner = SoftThresholdPruner(
+            model, torch.optim.SGD(model.parameters(), lr=0.1), spec=steps, lr_schedule=planned
+        )
+        assert (pruner.spec, pruner.schedule, pruner.start_step, pruner.end_step) == (
+            steps,
+            schedule,
+            steps.start,
+            steps.end,
+        )
+    with pytest.raises(ValueError, match="not a spec in epochs"):
+        SoftThresholdPruner(net(), torch.optim.SGD(net().parameters(), lr=0.1), spec=PruningSpec(l1=0.1, unit="epochs"))
+    model = net()
+    with pytest.raises(TypeError, match=r"give spec or the pruning arguments it holds, not both \(l1\)"):
+        SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), l1=0.1, spec=PruningSpec(l1=0.1))
+
+
+def test_a_spec_records_plain_values():
+    spec = PruningSpec(
+        schedule="lats", target_energy=2e6, energy_preset="45nm-fp16", include="layer*, Conv2d", exclude=[nn.Linear]
+    )
+    record = spec.to_dict()
+    assert record["include"] == ["layer*", "Conv2d"] and record["exclude"] == ["Linear"]
+    assert spec.include == ["layer*", nn.Conv2d]  # the text form is parsed: a torch.nn type name is the type
+    assert (record["target_energy"], record["energy_preset"], record["cost_weighting"]) == (2e6, "45nm-fp16", "sqrt")
+    assert (spec.measure, spec.target, spec.controlled) == ("energy", 2e6, True)
+    assert PruningSpec(schedule="gmp", target_sparsity=0.9, end=10).measure is None  # GMP needs no controller
 
 
 # --- ISTA and LASSO -------------------------------------------------------------------------------

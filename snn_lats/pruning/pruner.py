@@ -216,7 +216,7 @@ class SoftThresholdPruner:
         self._schedule = schedule_class(spec.schedule)(
             l1=spec.l1, final_threshold=spec.final_threshold, beta=spec.beta, target_sparsity=spec.target_sparsity
         )
-        self._check_lr_schedule(lr_schedule)
+        lr_schedule = self._check_lr_schedule(lr_schedule)
         self.start_step, self.end_step = spec.start, spec.end
         self._planned_sum = None
         planned: list[float] = []
@@ -283,7 +283,6 @@ class SoftThresholdPruner:
         self._pending: list[list[float]] = []
         self._implied = math.nan
         self._finalized = False
-        self._frozen = False
         self._last_threshold = 0.0
         self._estimate: dict[str, float] | None = None
         if not self._schedule.windowed and not learned:  # constant: d = D from step 0
@@ -464,23 +463,22 @@ class SoftThresholdPruner:
         self._check_reachable(meter.take(), f"on {inputs.shape[0]} training samples (checked before training)")
 
     # --- argument checks (what the spec cannot see) ------------------------------------------------
-    def _check_lr_schedule(self, lr_schedule) -> None:
+    def _check_lr_schedule(self, lr_schedule):
+        """``lr_schedule`` where the schedule plans with it (a final threshold or a target of an
+        lr-driven schedule), checked; None elsewhere (it is not used)."""
         spec = self.spec
+        if not (self._schedule.lr_driven and (spec.final_threshold is not None or spec.target is not None)):
+            return None
         if lr_schedule is None:
-            if spec.target is not None and spec.schedule != "gmp":
-                (name,) = [n for n in TARGETS if getattr(spec, n) is not None]
-                raise ValueError(
-                    f"{name} needs lr_schedule: the planned lr of every step (a sequence, or a "
-                    "callable step -> lr), to share the remaining threshold growth among the remaining steps"
+            name = spec.strengths()[0]
+            raise ValueError(
+                f"{name} needs lr_schedule: the planned lr of every step (a sequence, or a callable step -> lr), "
+                + (
+                    "to share the remaining threshold growth among the remaining steps"
+                    if spec.target is not None
+                    else f"to reach it at the window's end (λ = D / Σ planned lr, schedule {spec.schedule!r})"
                 )
-            if self._schedule.lr_driven and spec.final_threshold is not None:
-                raise ValueError(
-                    f"schedule {spec.schedule!r} with final_threshold needs lr_schedule: the planned lr of "
-                    "every step (a sequence, or a callable step -> lr)"
-                )
-            return
-        if not self._schedule.lr_driven or (spec.final_threshold is None and spec.target is None):
-            raise ValueError("lr_schedule is only used with final_threshold or a target, and schedule 'lats' or 'pgh'")
+            )
         if not (callable(lr_schedule) or isinstance(lr_schedule, Sequence)):
             raise TypeError(
                 f"lr_schedule must be a sequence of lrs or a callable step -> lr, got {type(lr_schedule).__name__}"
@@ -490,6 +488,7 @@ class SoftThresholdPruner:
                 f"schedule {spec.schedule!r} with {spec.strengths()[0]} plans the lrs of the pruning window: give "
                 "its end, end_step or total_steps"
             )
+        return lr_schedule
 
     def _planned_lrs(self, lr_schedule) -> list[float]:
         """``w_t·η_t`` planned for every window step (``w_t``: :meth:`Schedule.lr_weight`)."""
@@ -534,6 +533,11 @@ class SoftThresholdPruner:
 
     # --- the optimizer hooks ---------------------------------------------------------------------
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
+        # The first step after the window freezes the mask, before it moves θ: S_d(θ) is baked
+        # into θ, so that step is the same ISTA step for the weights kept, and the zeros stay.
+        if self._freezes(self.step_count) and not self._frozen:
+            for name, p in self._params.items():
+                p.freeze(self.layers[name].parametrizations.weight.original)
         # The cached S_d(θ) is stale once θ moves; freeing it first keeps it out of the step's peak memory.
         for p in self._params.values():
             p.invalidate()
@@ -607,9 +611,14 @@ class SoftThresholdPruner:
             d = self._group_threshold(self._group_of.get(name, self._ref_group))
             p.set_threshold(self._scale[name] * d)
 
+    @property
+    def _frozen(self) -> bool:
+        """Whether the soft thresholds' zeros were frozen into masks (see :meth:`_freezes`)."""
+        return not self._schedule.magnitude and any(p.masked for p in self._params.values())
+
     def _freezes(self, step_count: int) -> bool:
-        """Whether the mask is frozen after ``step_count`` steps: the window is over (GMP's masks
-        are masks already)."""
+        """Whether an optimizer step taken after ``step_count`` steps trains a fixed mask: it lies
+        beyond the window (``freeze_mask``). GMP's masks are masks already."""
         spec = self.spec
         return (
             spec.freeze_mask
@@ -669,10 +678,6 @@ class SoftThresholdPruner:
                 self._update_masks()
         self._pending.clear()
         self._apply_thresholds()
-        if not self._frozen and self._freezes(self.step_count):
-            for name, p in self._params.items():
-                p.freeze(self.layers[name].parametrizations.weight.original)
-            self._frozen = True
         now = self.threshold
         delta, self._last_threshold = now - self._last_threshold, now
         self._implied = delta / eta if eta != 0 else (0.0 if delta == 0 else math.copysign(math.inf, delta))
@@ -773,7 +778,6 @@ class SoftThresholdPruner:
         self._pending = [[float(v) for v in p] for p in state["pending"]]
         self._implied = float(state["implied_l1"])
         self._last_threshold = float(state["last_threshold"])
-        self._frozen = self._freezes(self.step_count)  # the masks came with the model's state
         if not (self._schedule.learned or self._schedule.magnitude or self._frozen):
             for name, p in self._params.items():
                 p.set_threshold(state["thresholds"][name])
