@@ -354,7 +354,7 @@ BAD = [
     (dict(target_energy=0.0, lr_schedule=LR), ValueError, "target_energy must be a finite number > 0"),
     (dict(target_sops="many", lr_schedule=LR), TypeError, "target_sops must be a number"),
     (dict(target_sops=10.0, l1=0.1, lr_schedule=LR), ValueError, "not l1 and target_sops"),
-    (dict(target_energy=10.0, final_threshold=0.1, lr_schedule=LR), ValueError, "not final_threshold and target_energy"),
+    (dict(target_energy=10.0, final_threshold=0.1, lr_schedule=LR), ValueError, "not final_threshold and target_en"),
     (dict(target_sops=10.0, target_sparsity=0.5, lr_schedule=LR), ValueError, "not target_sparsity and target_sops"),
     (dict(target_sops=10.0), ValueError, "target_sops needs lr_schedule"),
     (dict(target_sops=10.0, cost="sops", lr_schedule=LR), ValueError, "weighs its own"),

@@ -18,7 +18,7 @@ from snn_lats.pruning.costs import CostMeter
 from snn_lats.pruning.parametrization import Selector, SoftThreshold, attach, finalize, select_layers, soft_threshold_of
 from snn_lats.pruning.report import SparsityReport, sparsity_report
 from snn_lats.pruning.schedules import check_number, schedule_class
-from snn_lats.pruning.spec import TARGETS, PruningSpec
+from snn_lats.pruning.spec import PruningSpec
 
 __all__ = ["SoftThresholdPruner"]
 
