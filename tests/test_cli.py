@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import free_port
 from PIL import Image
 
 from snn_lats import networks
@@ -486,12 +486,6 @@ def test_compare_ann_and_snn(digits_runs, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------- processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_torchrun_two_processes_through_the_script_wrapper(tmp_path):
     """``torchrun scripts/train.py``: rank 0 alone writes; the reported accuracy is the whole val
@@ -504,7 +498,7 @@ def test_torchrun_two_processes_through_the_script_wrapper(tmp_path):
             "-m",
             "torch.distributed.run",
             "--nproc_per_node=2",
-            f"--master-port={_free_port()}",
+            f"--master-port={free_port()}",
             str(REPO / "scripts" / "train.py"),
             "--dataset",
             "digits",

@@ -9,14 +9,14 @@ from __future__ import annotations
 import functools
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from test_engine_train import image_folder, tiny
+from conftest import free_port, image_folder
+from test_engine_train import tiny
 from torch import nn
 from torch._dynamo.testing import CompileCounterWithBackend
 
@@ -160,17 +160,11 @@ def test_compiled_training_to_a_cost_target_measures_eagerly_and_compiles_one_gr
 # ------------------------------------------------------------------------------------------ sync-bn
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_sync_bn_under_torchrun_with_gloo_is_refused_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master-port={_free_port()}",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master-port={free_port()}",
          "-m", "snn_lats", "train", "--dataset", "digits", "--image-size", "8", "--width", "4", "--T", "2",
          "-j", "0", "--epochs", "1", "--device", "cpu", "--sync-bn", "--output-dir", str(out)],
         capture_output=True, text=True, timeout=300, env=env,

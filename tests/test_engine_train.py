@@ -7,7 +7,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import free_port, image_folder
 from PIL import Image
 
 from snn_lats.data import IMAGENET_MEAN, IMAGENET_STD
@@ -25,20 +25,6 @@ from snn_lats.engine.recipe import RecipeError, TrainConfig
 from snn_lats.engine.trainer import NonFiniteLossError, TrainingInterrupted, train
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def image_folder(root: Path, per_class=(8, 4), size=10) -> Path:
-    """Two classes told apart by colour (red vs blue, with noise): learnable in a few steps."""
-    rng = np.random.default_rng(1)
-    for split, count in zip(("train", "val"), per_class):
-        for label, name in enumerate(("blue", "red")):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                array = rng.integers(0, 120, size=(size, size, 3)).astype(np.uint8)
-                array[..., 0 if label else 2] += 120
-                Image.fromarray(array).save(folder / f"{i}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -339,12 +325,6 @@ class Net(nn.Module):
 
 train(TrainConfig(**json.loads(sys.argv[1])), build_model_fn=lambda config, n: Net(n))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

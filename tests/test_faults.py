@@ -12,16 +12,14 @@ import os
 import random
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import free_port, image_folder
 
 from snn_lats.engine.checkpoint import CheckpointError, load_checkpoint
 from snn_lats.engine.recipe import RecipeError, TrainConfig
@@ -37,22 +35,9 @@ FLAGS = [
 ]  # fmt: skip
 
 
-def image_folder(root: Path, train_per_class: int = 16, val_per_class: int = 4) -> Path:
-    rng = np.random.default_rng(1)
-    for split, count in (("train", train_per_class), ("val", val_per_class)):
-        for label, name in enumerate(("blue", "red")):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                array = rng.integers(0, 120, size=(12, 12, 3)).astype(np.uint8)
-                array[..., 0 if label else 2] += 120
-                Image.fromarray(array).save(folder / f"{i}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return image_folder(tmp_path_factory.mktemp("faults") / "data")
+    return image_folder(tmp_path_factory.mktemp("faults") / "data", per_class=(16, 4), size=12)
 
 
 def command(data: Path, out: Path, *extra: str) -> list[str]:
@@ -172,12 +157,6 @@ def test_kill_9_at_random_moments_leaves_loadable_files_and_an_exact_resume(data
 
 
 # ------------------------------------------------------------------------------------------ torchrun
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun(*args: str) -> list[str]:
@@ -355,7 +334,7 @@ def test_the_lock_is_exclusive_between_processes_and_released_by_a_dying_holder(
 
 def test_a_symlink_loop_in_the_image_folder_is_refused_and_links_elsewhere_work(data, tmp_path):
     looped = tmp_path / "looped"
-    image_folder(looped)
+    image_folder(looped, per_class=(16, 4), size=12)
     (looped / "train" / "blue" / "loop").symlink_to("..")
     result = run(command(looped, tmp_path / "run", "--epochs", "1", "-j", "0"))
     assert result.returncode == 2
@@ -364,7 +343,7 @@ def test_a_symlink_loop_in_the_image_folder_is_refused_and_links_elsewhere_work(
 
     # A class folder on another disk, linked in: its images count once, under its own label.
     linked = tmp_path / "linked"
-    image_folder(linked)
+    image_folder(linked, per_class=(16, 4), size=12)
     elsewhere = tmp_path / "elsewhere"
     (linked / "train" / "red").rename(elsewhere)
     (linked / "train" / "red").symlink_to(elsewhere, target_is_directory=True)

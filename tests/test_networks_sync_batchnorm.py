@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import free_port
 from spikingjelly.activation_based import layer
 from torch import nn
 
@@ -157,12 +157,6 @@ dist.destroy_process_group()
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_two_processes_normalise_as_one_layer_over_both_batches(tmp_path):
@@ -179,7 +173,7 @@ def test_two_processes_normalise_as_one_layer_over_both_batches(tmp_path):
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # both ranks on this machine: loopback, whatever the hostname says
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master-port={_free_port()}",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master-port={free_port()}",
          str(script), str(tmp_path / "x.pt"), str(tmp_path / "w.pt"), str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip

@@ -14,6 +14,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import resume_train
 from spikingjelly.activation_based import functional as sj_functional
 from torch import nn
 
@@ -283,20 +284,6 @@ def resume_run(seed, preset):
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: lr(t) / LR0)
     return model, optimizer, pruner, scheduler
-
-
-def resume_train(model, optimizer, pruner, scheduler, start, stop):
-    trace = []
-    for t in range(start, stop):
-        g = torch.Generator().manual_seed(t)
-        x, y = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
-        optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        scheduler.step()
-        pruner.step()
-        trace.append((pruner.thresholds(), pruner.threshold, pruner.l1, pruner.implied_l1(), pruner.layer_costs()))
-    return trace
 
 
 @pytest.mark.parametrize("stop", [6, 34, 38], ids=["between", "measuring-before-settling", "measuring-the-end"])

@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import resume_train
 from torch import nn
 
 from snn_lats.pruning import SoftThresholdPruner
@@ -202,21 +203,6 @@ def resume_run(run, seed):
     pruner = SoftThresholdPruner(model, optimizer, "lats", **RESUME_RUNS[run])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: planned_lr(t) / LR0)
     return model, optimizer, pruner, scheduler
-
-
-def resume_train(model, optimizer, pruner, scheduler, start, stop):
-    """Train steps [start, stop); per step: every layer's threshold, the global one, λ and λ_t."""
-    trace = []
-    for t in range(start, stop):
-        g = torch.Generator().manual_seed(t)
-        x, y = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
-        optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        scheduler.step()
-        pruner.step()
-        trace.append((pruner.thresholds(), pruner.threshold, pruner.l1, pruner.implied_l1()))
-    return trace
 
 
 def version_3_layout(pruner) -> dict:

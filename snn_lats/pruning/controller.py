@@ -11,11 +11,13 @@ from typing import Any
 import torch
 
 __all__ = [
+    "LAST_STRETCH_GROWTH",
     "L1Controller",
     "MEASURES",
     "TRAJECTORY_EXPONENT",
     "DRIFT_PERSISTENCE",
     "RE_ESTIMATES",
+    "RUNAWAY_FACTOR",
     "MEASURED_FRACTION",
 ]
 
@@ -35,6 +37,19 @@ RE_ESTIMATES = 32
 # hooks cost about 10 % of a forward), and on the last stretch's worth of forwards before the
 # end of the window, whose costs set the final thresholds
 MEASURED_FRACTION = 1 / 8
+# Guards of a target (docs/concepts.md): the threshold never exceeds this many times D_0, the
+# threshold that prunes the target's share of the weights as the window starts. The
+# straight-through gradient keeps moving a pruned θ, and a target at odds with the loss makes the
+# controller chase the pruned weights outward: a 99.4 % target with the classifier excluded ran
+# the threshold from 0.3 to 27.5, about 60 D_0 (λ to 174x its first estimate; the run collapsed to
+# 10 % accuracy); the tests' small networks, whose kept weights grow a lot, end at up to 4.7 D_0.
+# λ itself may grow legitimately near the end of a cosine lr, where a small η needs a large λ to
+# move the threshold at all: a cap on λ would bind there.
+RUNAWAY_FACTOR = 8.0
+# ... and the final correction (at the settle point and the window's end) may at most multiply
+# the threshold by this: an energy budget's settling once jumped it 11x (0.093 -> 1.022) and
+# emptied 7 layers; a capped run lands off its target and says so instead.
+LAST_STRETCH_GROWTH = 2.0
 
 
 class L1Controller:
@@ -112,6 +127,9 @@ class L1Controller:
         if self._window is not None and target is not None and self.uses_costs:
             self._settle = max(self._first, self._window - self.retarget_every)
         self._response: tuple[float, float] | None = None  # the cost before and predicted after settling
+        self._reference: float | None = None  # D_0, the runaway guard's scale
+        self.capped: list[str] = []  # what the guards held back, for the run's record (one line each)
+        self._emptied: set[str] = set()  # layers already warned about
         #: λ in force: constant between re-estimates, never < 0
         self.l1 = 0.0 if l1 is None else float(l1)
         counted = measure == "sparsity"  # weights, not costs: c_l is layer_scale from the start
@@ -279,6 +297,10 @@ class L1Controller:
                 self._reanchor(lr_sum, factors)
                 self._drift_origin = {}
             return
+        if self._reference is None:
+            self._reference = self._threshold_now(thetas, factors, ratio, final, weights)
+        quantile = self._guard(k, snap, quantile, lr_sum, ratio[self._ref_group], horizon)
+        self._warn_emptied(thetas, values, quantile)
         if snap:
             for name in thetas:
                 step = quantile * ratio[self._groups[name]] * factors[name]
@@ -296,6 +318,62 @@ class L1Controller:
         self._reanchor(lr_sum, factors)
         self._drift_origin = origin
         self.l1 = max(0.0, quantile)
+
+    def _threshold_now(self, thetas, factors, ratio, final, weights) -> float:
+        """The global threshold ``D_0`` that would prune the final share (weights or cost) of the
+        weights as they are, every layer's threshold being ``c_l·D_0``."""
+        values = [
+            theta.detach().abs().flatten().double() / (factors[name] * ratio[self._groups[name]])
+            if factors[name] * ratio[self._groups[name]] > 0
+            else torch.full((theta.numel(),), math.inf, dtype=torch.float64, device=theta.device)
+            for name, theta in thetas.items()
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # out of reach is the estimate's warning to give
+            return max(self._l1_reaching(values, final, weights) or 0.0, 0.0)
+
+    def _guard(
+        self, k: int, snap: bool, quantile: float, lr_sum: Sequence[float], ref_ratio: float, horizon: float
+    ) -> float:
+        """The estimate held within the guards: the threshold at most :data:`RUNAWAY_FACTOR` times
+        ``D_0``, and a final correction at most :data:`LAST_STRETCH_GROWTH` times the threshold."""
+        now = self.global_threshold(lr_sum)
+        ceiling = RUNAWAY_FACTOR * self._reference
+        scale = ref_ratio if snap else ref_ratio * horizon  # the threshold moves by quantile x scale
+        if scale <= 0 or ceiling <= 0:
+            return quantile
+        if quantile * scale > ceiling - now:
+            self._held(
+                f"after {k} window steps the threshold would reach {(now + quantile * scale) / self._reference:.3g}x "
+                f"D_0 = {self._reference:.4g}, the threshold that prunes the target's share of the window's first "
+                "weights: it is chasing pruned weights that the straight-through gradient moves outward; it is "
+                f"capped at {RUNAWAY_FACTOR:g} D_0"
+            )
+            quantile = max(ceiling - now, 0.0) / scale
+        if snap and now > 0 and quantile * scale > (LAST_STRETCH_GROWTH - 1.0) * now:
+            self._held(
+                f"after {k} window steps the final correction would multiply the threshold by "
+                f"{1 + quantile * scale / now:.3g}; it is capped at {LAST_STRETCH_GROWTH:g}x, so the run will land "
+                "off its target"
+            )
+            quantile = (LAST_STRETCH_GROWTH - 1.0) * now / scale
+        return quantile
+
+    def _held(self, what: str) -> None:
+        if not self.capped:  # once a run: the state keeps every event
+            warnings.warn(f"{self.describe()}: {what}", stacklevel=6)
+        self.capped.append(what)
+
+    def _warn_emptied(self, thetas: Mapping[str, torch.Tensor], values: list[torch.Tensor], quantile: float) -> None:
+        """Warn (once per layer) when every weight of a layer falls under its threshold at ``quantile``."""
+        for name, v in zip(thetas, values):
+            if name not in self._emptied and v.numel() and float(v.max()) <= quantile:
+                self._emptied.add(name)
+                warnings.warn(
+                    f"{self.describe()}: layer {name!r} is about to be emptied (all its {v.numel()} weights under "
+                    "its threshold): no signal passes it but through a shortcut",
+                    stacklevel=5,
+                )
 
     def pruned_cost(self, thetas, costs, lr_sum) -> float:
         """``Σ_i cost_i·1[|θ_i| > d_l]``: what the pruned layers cost with the thresholds in force."""
@@ -391,6 +469,8 @@ class L1Controller:
             "global_anchor_lr_sum": self._global_anchor_lr_sum,
             "drift_origin": dict(self._drift_origin),
             "response": None if self._response is None else list(self._response),
+            "reference": self._reference,
+            "capped": list(self.capped),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -408,6 +488,8 @@ class L1Controller:
         self._global_anchor = float(state["global_anchor"])
         self._global_anchor_lr_sum = float(state["global_anchor_lr_sum"])
         self._drift_origin = {name: t.detach().clone() for name, t in state["drift_origin"].items()}
+        self._reference = state.get("reference")  # (not in states from before the guards)
+        self.capped = list(state.get("capped") or [])
         response = state.get("response")  # (not in states upgraded from version 3)
         self._response = None if response is None else (float(response[0]), float(response[1]))
 
