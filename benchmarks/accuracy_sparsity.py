@@ -8,21 +8,27 @@ with every threshold schedule and two baselines, at several target sparsities, o
   initialisation): ``snn-lats train --prune MODE --final-threshold D``. The final sparsity of these
   follows from ``D``, so ``D`` is calibrated for every level first (below).
 - ``lats-target``: ``--prune lats --target-sparsity s`` (λ chosen by the controller; no calibration).
-- ``gmp``: gradual magnitude pruning (Zhu & Gupta 2017) with ``torch.nn.utils.prune``: global
-  L1 masks raised to ``s·(1 − (1 − t/t_end)³)`` every ``--gmp-every`` steps until ``t_end`` (75 %
-  of training), then fine-tuning with the mask fixed.
+- ``gmp``: gradual magnitude pruning (Zhu & Gupta 2017), ``--prune gmp --target-sparsity s``: global
+  magnitude masks raised to ``s·(1 − (1 − x)³)`` every 1/32 of the window.
 - ``dense``: no pruning.
 
-Every run is the real training loop (``snn_lats.engine.train``): same data, optimiser, lr schedule
-and seed for every method; the last epoch's validation top-1 is reported, with the weight sparsity
-counted on the trained model (zeros of every Conv/Linear weight) and the synaptic operations and
-energy of the final SOP count.
+The protocol gives every method its due: the same training budget, the same pruning window
+(``--window-fraction`` of the epochs, default 75 %; the constant schedule prunes at initialisation
+and has none), the same fixed-mask fine-tuning after it (``--freeze-mask``), and the same
+BatchNorm treatment (the statistics recomputed on training batches when the window ends,
+``--recalibrate-bn``); ``--no-freeze-mask --no-recalibrate-bn --window-fraction 1`` is the
+protocol of the first benchmark. Every run is the real training loop (``snn_lats.engine.train``):
+same data, optimiser, lr schedule and seed for every method; the last epoch's validation top-1
+is reported, with the weight sparsity counted on the trained model (zeros of every Conv/Linear
+weight) and the synaptic operations and energy of the final SOP count.
 
 Calibration of ``D`` (per network and method, seed 0): double or halve ``D`` from ``--d-start``
 until the sweep brackets every level, then one run per level at the ``D`` interpolated in
-(log D, logit s); the final ``D`` of each level is interpolated again from all those runs. The
-achieved sparsity is therefore close to, not exactly, the level: it is reported for every point,
-and the plot puts every point at its achieved sparsity.
+(log D, logit s); the final ``D`` of each level is interpolated again from all those runs. Only
+the first rise of sparsity with D counts: once a run collapses, weights regrow and sparsity falls
+again, and a level beyond that is "not reached". The achieved sparsity is close to, not exactly,
+the level: a level whose runs land more than 0.25 in logit from it is "not reached" too; every
+point is reported, and plotted, at its achieved sparsity.
 
 Runs are cached as JSON under ``--output-dir`` (a rerun skips finished runs, so an interrupted
 benchmark resumes). The cache is keyed by the run's settings; each run also records a digest of
@@ -58,6 +64,9 @@ from pathlib import Path
 DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder")  # snn_lats.data's
 METHODS = ("lats", "lats-target", "slats", "pgh", "stds-sine", "constant", "gmp", "dense")
 CALIBRATED = ("lats", "slats", "pgh", "stds-sine", "constant")
+# A level counts as reached when the mean achieved sparsity is within this of it in logit
+# (99 %: 98.7-99.2 %; 90 %: 87.5-92 %); a calibrated schedule that lands further off is "not reached".
+REACHED_LOGIT = 0.25
 NETWORKS = {"snn": "sew_resnet18", "ann": "resnet18"}
 LABELS = {
     "lats": "LATS",
@@ -74,62 +83,6 @@ LABELS = {
 # ------------------------------------------------------------------------------------ one run
 
 
-class ModelBuilder:
-    """``build_model_fn`` for ``train``: the configured network, with GMP masks when asked; keeps
-    the model so that its sparsity can be counted after training."""
-
-    def __init__(self, gmp: dict | None = None):
-        self.gmp = gmp
-        self.model = None
-
-    def __call__(self, config, num_classes):
-        from snn_lats.engine.model import build_model
-
-        self.model = build_model(config, num_classes)
-        if self.gmp is not None:
-            _attach_gmp(self.model, **self.gmp)
-        return self.model
-
-
-def _attach_gmp(model, sparsity: float, end_step: int, every: int) -> None:
-    """Zhu & Gupta's cubic schedule with global L1 masks, stepped by a forward pre-hook that
-    counts training forwards (one per optimizer step)."""
-    from torch.nn.utils import prune
-
-    from snn_lats.pruning import select_layers
-
-    layers = [(module, "weight") for module in select_layers(model).values()]
-    for module, name in layers:
-        prune.identity(module, name)  # weight_orig from the start: the optimizer holds that Parameter
-    state = {"step": 0, "sparsity": 0.0}
-
-    def hook(module, args):
-        if not module.training:
-            return
-        t = state["step"]
-        state["step"] += 1
-        if t % every or t > end_step:
-            return
-        goal = sparsity * (1.0 - (1.0 - min(t / end_step, 1.0)) ** 3)
-        if goal <= state["sparsity"]:
-            return
-        # torch.nn.utils.prune's amount is a fraction of the weights not yet pruned.
-        amount = (goal - state["sparsity"]) / (1.0 - state["sparsity"])
-        prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=amount)
-        state["sparsity"] = goal
-
-    model.register_forward_pre_hook(hook)
-
-
-def weight_sparsity(model) -> float:
-    """Zeros of every Conv/Linear weight as the network computes with it (for GMP ``weight`` is
-    ``weight_orig * weight_mask``, no longer a Parameter, so ``select_layers`` would skip it)."""
-    from torch import nn
-
-    weights = [m.weight.detach() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
-
-
 def run_point(spec: dict, cache_dir: str) -> dict:
     """Train one (network, method, strength, seed) point, or read it from the cache."""
     path = Path(cache_dir) / f"{spec_key(spec)}.json"  # the run's log sits beside it as .log
@@ -143,18 +96,26 @@ def run_point(spec: dict, cache_dir: str) -> dict:
 
     torch.set_num_threads(1)
     values = dict(spec["base"])
-    method, builder = spec["method"], ModelBuilder()
+    method = spec["method"]
+    pruning = values.pop("pruning")  # the protocol of the pruned runs: window, tail, statistics
     if method == "dense":
         values["prune"] = "none"
-    elif method == "gmp":
-        values["prune"] = "none"
-        steps = spec["steps_per_epoch"] * values["epochs"]
-        builder = ModelBuilder(dict(sparsity=spec["level"], end_step=int(0.75 * steps), every=spec["gmp_every"]))
+    else:
+        values.update(pruning)
+    if method == "constant":
+        values.pop("prune_end_epoch")  # pruning at initialisation has no window
+    if method == "gmp":
+        values.update(prune="gmp", target_sparsity=spec["level"])
     elif method == "lats-target":
         values.update(prune="lats", target_sparsity=spec["level"])
     elif method == "lats-energy":  # benchmarks/energy_budget.py
-        values.update(prune="lats", target_energy_uj=spec["budget_uj"], energy_preset=spec["preset"])
-    else:
+        values.update(
+            prune="lats",
+            target_energy_uj=spec["budget_uj"],
+            energy_preset=spec["preset"],
+            cost_weighting=spec.get("weighting", "sqrt"),
+        )
+    elif method != "dense":
         values.update(prune=method, final_threshold=spec["D"])
         if method == "pgh":
             values["beta"] = spec["beta"]
@@ -166,13 +127,13 @@ def run_point(spec: dict, cache_dir: str) -> dict:
         contextlib.redirect_stdout(stream),
         contextlib.redirect_stderr(stream),
     ):
-        summary = train(TrainConfig(**values, output_dir=out), build_model_fn=builder)
+        summary = train(TrainConfig(**values, output_dir=out))
         if method == "dense":
             shutil.copyfile(Path(out) / "checkpoint.pth", weights)
     result = {
         "spec": spec,
         "acc1": summary.accuracy["acc1"],
-        "sparsity": weight_sparsity(builder.model),
+        "sparsity": summary.sparsity.all_weights_sparsity,  # every Conv/Linear weight, pruned or not
         "energy_uj": (summary.energy_pj_per_sample() or math.nan) / 1e6,
         "sops_per_sample": _sops(summary),
         "threshold": summary.history[-1]["threshold"],
@@ -231,9 +192,14 @@ def interpolate_d(points: list[tuple[float, float]], level: float) -> float | No
     linearly in (log D, logit s); below the first run, the first pair is extrapolated (at most a
     factor 4). None when no run reaches ``level``. Past the first crossing sparsity need not keep
     rising with D: once the network collapses, weights regrow through the straight-through
-    gradient, so only the first crossing is meaningful.
+    gradient, so only the first rise of sparsity with D counts: the runs past the first fall
+    are left out, and a level only they reach is not reached.
     """
     pts = sorted(points)
+    for i in range(1, len(pts)):  # the first rise only: past a fall the runs collapsed
+        if pts[i][1] < pts[i - 1][1]:
+            pts = pts[:i]
+            break
     if not any(s >= level for _, s in pts):
         return None
 
@@ -304,11 +270,13 @@ def summarise(results: list[dict], levels: list[float]) -> list[dict]:
                 def stat(key, group=group):
                     return mean_std([g[key] for g in group])
 
+                achieved = stat("sparsity")[0]
                 rows.append(
                     {
                         "network": network,
                         "method": method,
                         "level": level,
+                        "reached": level is None or abs(_logit(achieved) - _logit(level)) <= REACHED_LOGIT,
                         "seeds": len(group),
                         "acc1": stat("acc1"),
                         "sparsity": stat("sparsity"),
@@ -339,10 +307,15 @@ def markdown(rows: list[dict], calibration: dict, header: str) -> str:
             level = "—" if r["level"] is None else f"{100 * r['level']:g} %"
             d = "—" if r["D"] is None else f"{r['D']:.4g}"
             (a, sa), (s, ss), (e, se), (o, _) = r["acc1"], r["sparsity"], r["energy_uj"], r["sops_per_sample"]
+            accuracy = f"{a:.2f} ± {sa:.2f}" if r["reached"] else f"not reached ({a:.2f} ± {sa:.2f} there)"
             lines.append(
-                f"| {LABELS[r['method']]} | {level} | {d} | {a:.2f} ± {sa:.2f} | {100 * s:.2f} ± {100 * ss:.2f} "
+                f"| {LABELS[r['method']]} | {level} | {d} | {accuracy} | {100 * s:.2f} ± {100 * ss:.2f} "
                 f"| {o / 1e6:.3f} | {e:.3f} ± {se:.3f} | {r['seeds']} |"
             )
+        for (net, method), result in calibration.items():
+            for level, d in result["D"].items():
+                if net == network and d is None:
+                    lines.append(f"| {LABELS[method]} | {100 * level:g} % | — | not reached in calibration | | | | 0 |")
         lines.append("")
     lines += ["### Calibration runs (seed 0): final threshold D → achieved sparsity", ""]
     for (network, method), result in calibration.items():
@@ -353,6 +326,37 @@ def markdown(rows: list[dict], calibration: dict, header: str) -> str:
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def paired_differences(results: list[dict], rows: list[dict]) -> str:
+    """Every method against gradual magnitude pruning at the same level, seed by seed (both
+    reached): the mean and std of the differences in top-1, and the seeds each side won."""
+    reached = {(r["network"], r["method"], r["level"]) for r in rows if r["reached"]}
+    acc = {(r["spec"]["network"], r["spec"]["method"], r["spec"].get("level"), r["spec"]["base"]["seed"]): r["acc1"]
+           for r in results}  # fmt: skip
+    lines = [
+        "",
+        "### Paired against GMP: the same seed, the same level (top-1 of the method minus GMP's)",
+        "",
+        "| network | level | method | difference (mean ± std) | method ahead / behind | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for network, method, level in sorted(reached):
+        if method in ("gmp", "dense") or (network, "gmp", level) not in reached:
+            continue
+        diffs = [
+            acc[key] - acc[(network, "gmp", level, key[3])]
+            for key in acc
+            if key[:3] == (network, method, level) and (network, "gmp", level, key[3]) in acc
+        ]
+        if diffs:
+            mean, std = mean_std(diffs)
+            ahead, behind = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+            lines.append(
+                f"| {network.upper()} | {100 * level:g} % | {LABELS[method]} | {mean:+.2f} ± {std:.2f} "
+                f"| {ahead} / {behind} | {len(diffs)} |"
+            )
+    return "\n".join(lines + [""])
 
 
 def paired_spec(lats_result: dict, make_spec) -> dict:
@@ -451,7 +455,8 @@ def pretrained_markdown(runs: list[tuple[dict, dict, dict]], args) -> str:
     lines = [
         "",
         f"### Pruning from pretrained: dense {args.epochs} epochs, then `--weights` and `--target-sparsity` for "
-        f"{args.finetune_epochs} epochs, against `--target-sparsity` from scratch for {total} epochs (same seed)",
+        f"{args.finetune_epochs} epochs at lr {args.finetune_lr:g}, against `--target-sparsity` from scratch for "
+        f"{total} epochs (same seed; each window ends at {100 * args.window_fraction:g} % of its run)",
         "",
         f"| network | sparsity | dense ({args.epochs} epochs): top-1 % | from pretrained: top-1 % "
         "| from scratch: top-1 % | difference (pretrained − scratch) | seeds |",
@@ -489,8 +494,9 @@ def plot(rows: list[dict], levels: list[float], path: str) -> None:
     for ax, network in zip(axes[0], networks):
         for method in METHODS:
             # in order of achieved sparsity: a level a schedule overshot or missed is drawn where it landed
-            pts = sorted(
-                (r for r in rows if r["network"] == network and r["method"] == method), key=lambda r: r["sparsity"][0]
+            pts = sorted(  # a level not reached is no point of the curve
+                (r for r in rows if r["network"] == network and r["method"] == method and r["reached"]),
+                key=lambda r: r["sparsity"][0],
             )
             if not pts:
                 continue
@@ -561,7 +567,17 @@ def base_config(args, network: str, seed: int) -> dict:
         )
     if network == "snn":
         values.update(T=args.T, neuron="if", cnf="ADD")
+    values["pruning"] = dict(  # the same protocol for every pruned run (run_point applies it)
+        prune_end_epoch=window_end(args),
+        freeze_mask=args.freeze_mask,
+        recalibrate_bn=args.recalibrate_bn,
+    )
     return values
+
+
+def window_end(args) -> int:
+    """The epoch at which every method's pruning window ends: ``--window-fraction`` of the epochs."""
+    return max(1, min(args.epochs, round(args.window_fraction * args.epochs)))
 
 
 def data_sizes(args) -> tuple[int, int, int]:
@@ -595,7 +611,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--stem", choices=("imagenet", "cifar"), default="cifar")
     parser.add_argument("--T", type=int, default=4, help="time steps of the SNN")
     parser.add_argument("--beta", type=float, default=0.3, help="PGH's beta (< 1: early pruning)")
-    parser.add_argument("--gmp-every", type=int, default=10, help="GMP: steps between mask updates")
+    parser.add_argument(
+        "--window-fraction",
+        type=float,
+        default=0.75,
+        help="every method's pruning window ends at this fraction of the epochs (then fine-tuning)",
+    )
+    parser.add_argument(
+        "--freeze-mask",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after the window, the zeros stay zeros (the soft-threshold methods' fixed-mask tail)",
+    )
+    parser.add_argument(
+        "--recalibrate-bn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="recompute the BatchNorm statistics on training batches when the window ends",
+    )
     parser.add_argument("--d-start", type=float, default=0.1, help="calibration: first final threshold tried")
     parser.add_argument("--sops-batches", type=int, default=2)
     parser.add_argument("-j", "--jobs", type=int, default=2, help="training processes in parallel (1 thread each)")
@@ -616,6 +649,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--finetune-epochs, against --target-sparsity from scratch for the same total epochs (needs dense)",
     )
     parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--finetune-lr", type=float, help="the fine-tunes' initial lr (default: --lr)")
     parser.add_argument("--finetune-levels", nargs="+", type=float, default=[0.9, 0.98])
     args = parser.parse_args(argv)
     if args.pretrained and "dense" not in args.methods:
@@ -626,7 +660,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--train-subset must be >= 1")
     if any(not 0 < level < 1 for level in [*args.levels, *args.finetune_levels]):
         parser.error("--levels must be fractions in (0, 1), e.g. 0.9 0.99")
-    for name in ("seeds", "epochs", "batch_size", "width", "T", "jobs", "gmp_every", "image_size", "finetune_epochs"):
+    if not 0 < args.window_fraction <= 1:
+        parser.error("--window-fraction must be in (0, 1]")
+    for name in ("seeds", "epochs", "batch_size", "width", "T", "jobs", "image_size", "finetune_epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if not args.d_start > 0 or not args.beta > 0:
@@ -634,6 +670,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.dataset in ("imagefolder", "mnist", "cifar10", "cifar100") and not args.data_path:
         parser.error(f"--dataset {args.dataset} needs --data-path")
     args.levels = sorted(set(args.levels))
+    if args.finetune_lr is None:
+        args.finetune_lr = args.lr
     return args
 
 
@@ -651,8 +689,6 @@ def main(argv=None) -> int:
         s = {"network": network, "method": method, "base": base_config(args, network, seed)}
         if method == "pgh":
             s["beta"] = args.beta
-        if method == "gmp":
-            s.update(steps_per_epoch=per_epoch, gmp_every=args.gmp_every)
         s.update(extra)
         return s
 
@@ -695,9 +731,14 @@ def main(argv=None) -> int:
             dense = r["spec"]
             for level in args.finetune_levels:
                 tuned = spec(dense["network"], "lats-target", dense["base"]["seed"], level=level)
-                tuned["base"].update(epochs=args.finetune_epochs, weights=str(cache / f"{spec_key(dense)}.pth"))
+                tuned["base"].update(
+                    epochs=args.finetune_epochs, lr=args.finetune_lr, weights=str(cache / f"{spec_key(dense)}.pth")
+                )
                 scratch = spec(dense["network"], "lats-target", dense["base"]["seed"], level=level)
                 scratch["base"]["epochs"] = args.epochs + args.finetune_epochs
+                for run in (tuned, scratch):  # the window: the same fraction of each run's own epochs
+                    epochs = run["base"]["epochs"]
+                    run["base"]["pruning"]["prune_end_epoch"] = max(1, round(args.window_fraction * epochs))
                 pretrained_specs.append((r, tuned, scratch))
         jobs = [
             (r, pool.submit(run_point, a, str(cache)), pool.submit(run_point, b, str(cache)))
@@ -721,9 +762,12 @@ def main(argv=None) -> int:
         f"{val_images}; width {args.width}, {args.stem} stem, "
         f"SNN T = {args.T} (IF, ADD); {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} "
         f"momentum 0.9, no weight decay, {args.lr_warmup_epochs} warm-up epoch(s) then cosine; "
-        f"PGH beta = {args.beta}; GMP to 75 % of training, masks every {args.gmp_every} steps."
+        f"PGH beta = {args.beta}; every pruning window ends at epoch {window_end(args)}"
+        + (", then the mask is fixed" if args.freeze_mask else "")
+        + ("; BatchNorm statistics recomputed when it ends." if args.recalibrate_bn else ".")
     )
-    text = markdown(rows, calibration, header) + (paired_markdown(pairs) if pairs else "")
+    text = markdown(rows, calibration, header) + paired_differences(results, rows)
+    text += paired_markdown(pairs) if pairs else ""
     text += trajectory_markdown(results, cache) if "lats" in args.methods else ""
     text += pretrained_markdown(pretrained, args) if pretrained else ""
     print(text)

@@ -1,19 +1,23 @@
-"""ANN against SNN at equal energy: accuracy against energy per sample, three ways to prune to a budget.
+"""ANN against SNN at equal energy: accuracy against energy per sample, four ways to prune to a budget.
 
-The networks, data, training and run cache of ``benchmarks/accuracy_sparsity.py`` (a SEW
-ResNet-18 and the matching ResNet-18 ANN on digits; every flag of that benchmark that is not
-one of this script's own is passed on to it, e.g. ``--width``, ``--epochs``, ``--seeds``,
+The networks, data, training, protocol (one pruning window, the fixed-mask tail, BatchNorm
+statistics recomputed when the window ends) and run cache of ``benchmarks/accuracy_sparsity.py``
+(a SEW ResNet-18 and the matching ResNet-18 ANN on digits; every flag of that benchmark that is
+not one of this script's own is passed on to it, e.g. ``--width``, ``--epochs``, ``--seeds``,
 ``--jobs``, ``--output-dir``). For every energy budget ``E`` (µJ per sample) and network:
 
-- ``energy``: SOP-aware LATS, ``snn-lats train --prune lats --target-energy E``: each weight's L1
-  term weighted by its measured energy; lands on ``E`` on the training data;
-- ``uniform``: LATS with ``--target-sparsity s``, at the sparsity ``s`` that gives ``E``;
-- ``gmp``: gradual magnitude pruning (``accuracy_sparsity.py``'s) at the sparsity that gives ``E``.
+- ``energy``: SOP-aware LATS, ``snn-lats train --prune lats --target-energy E``: each layer's
+  threshold grows with the square root of what one of its weights costs (``--cost-weighting
+  sqrt``, the default); lands on ``E`` on the training data;
+- ``energy-linear``: the same with the cost-weighted L1 term (``--cost-weighting linear``);
+- ``uniform``: the same target with one threshold for every layer (``--cost-weighting uniform``):
+  uniform LATS steered to the budget;
+- ``gmp``: gradual magnitude pruning (``--prune gmp``) at the sparsity that gives ``E``.
 
-The sparsity that gives ``E`` is calibrated per network and method on seed 0: runs at the
+The sparsity that gives ``E`` is calibrated for GMP per network on seed 0: runs at the
 ``--calibration-levels`` give (sparsity, energy) points, and ``s(E)`` is interpolated between
-the two that bracket ``E``, linearly in (logit s, log E). So ``uniform`` and ``gmp`` land near
-``E``, not on it; every point is plotted at the energy it reached.
+the two that bracket ``E``, linearly in (logit s, log E). So ``gmp`` lands near ``E``, not on
+it; every point is plotted at the energy it reached.
 
 The energy convention is fixed: the exact synaptic-operation count (mask-aware ACs and MACs),
 priced by ``--energy-preset`` (default 45nm-fp32: 0.9 pJ per AC, 4.6 pJ per MAC, Horowitz ISSCC
@@ -39,15 +43,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy_sparsity as acc  # noqa: E402  (the sibling benchmark: its runs, cache and networks)
 
-METHODS = ("energy", "uniform", "gmp", "dense")
+METHODS = ("energy", "energy-linear", "uniform", "gmp", "dense")
 LABELS = {
-    "energy": "SOP-aware LATS (--target-energy)",
-    "uniform": "uniform LATS (--target-sparsity)",
-    "gmp": "GMP (torch prune)",
+    "energy": "LATS to the budget, sqrt weighting (--target-energy)",
+    "energy-linear": "LATS to the budget, linear weighting",
+    "uniform": "LATS to the budget, uniform (--cost-weighting uniform)",
+    "gmp": "GMP (--prune gmp)",
     "dense": "dense",
 }
-# the run method of accuracy_sparsity.run_point behind each
-RUN_METHOD = {"energy": "lats-energy", "uniform": "lats-target", "gmp": "gmp", "dense": "dense"}
+# the run method of accuracy_sparsity.run_point behind each, and the cost weighting of the budgets
+RUN_METHOD = {"energy": "lats-energy", "energy-linear": "lats-energy", "uniform": "lats-energy", "gmp": "gmp"}
+RUN_METHOD["dense"] = "dense"
+WEIGHTING = {"energy": "sqrt", "energy-linear": "linear", "uniform": "uniform"}
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.Namespace]:
@@ -61,7 +68,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.Namespace]:
         default=[0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998],
         help="sparsities run on seed 0 to find the one that gives each budget (uniform, gmp)",
     )
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=["energy", "uniform", "gmp", "dense"])
     parser.add_argument("--energy-preset", default="45nm-fp32")
     parser.add_argument("--table", help="write the Markdown table here")
     parser.add_argument("--json", help="write the raw results here")
@@ -117,6 +124,42 @@ def summarise(results: list[dict], budgets: list[float]) -> list[dict]:
     return rows
 
 
+def paired(results: list[dict]) -> str:
+    """Every method against uniform LATS at the same budget, seed by seed: the difference in top-1,
+    and the energy each reached on the validation samples (a point more than 10 % off its budget
+    is marked)."""
+    runs = {(r["spec"]["network"], r["spec"]["energy_method"], r["spec"].get("budget_uj"), r["spec"]["base"]["seed"]): r
+            for r in results}  # fmt: skip
+    lines = [
+        "",
+        "### Paired against uniform LATS steered to the same budget (the same seed)",
+        "",
+        "| network | budget µJ | method | top-1 difference (mean ± std) | ahead / behind | energy reached µJ: "
+        "method, uniform | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({k[:3] for k in runs if k[1] not in ("uniform", "dense")}, key=lambda k: (k[0], k[2], k[1]))
+    for network, method, budget in keys:
+        pairs = [
+            (r, runs[(network, "uniform", budget, seed)])
+            for (n, m, b, seed), r in runs.items()
+            if (n, m, b) == (network, method, budget) and (network, "uniform", budget, seed) in runs
+        ]
+        if not pairs:
+            continue
+        diffs = [a["acc1"] - b["acc1"] for a, b in pairs]
+        mean, std = acc.mean_std(diffs)
+        energy = [acc.mean_std([p[i]["energy_uj"] for p in pairs])[0] for i in (0, 1)]
+        off = [e for e in energy if abs(e / budget - 1) > 0.1]
+        mark = " (more than 10 % off the budget)" if off else ""
+        lines.append(
+            f"| {network.upper()} | {budget:g} | {LABELS[method]} | {mean:+.2f} ± {std:.2f} | "
+            f"{sum(d > 0 for d in diffs)} / {sum(d < 0 for d in diffs)} | {energy[0]:.3f}, {energy[1]:.3f}{mark} "
+            f"| {len(pairs)} |"
+        )
+    return "\n".join(lines + [""])
+
+
 def markdown(rows: list[dict], calibration: dict, header: str) -> str:
     lines = [header, ""]
     for network in acc.NETWORKS:
@@ -154,7 +197,8 @@ def plot(rows: list[dict], path: str, preset: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"energy": "tab:red", "uniform": "tab:blue", "gmp": "tab:green", "dense": "black"}
+    colours = {"energy": "tab:red", "energy-linear": "tab:orange", "uniform": "tab:blue", "gmp": "tab:green"}
+    colours["dense"] = "black"
     styles = {"snn": ("-", "o"), "ann": ("--", "s")}
     fig, ax = plt.subplots(figsize=(7.6, 5.0))
     for network in acc.NETWORKS:
@@ -199,20 +243,17 @@ def main(argv=None) -> int:
 
     cache = Path(args.output_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    per_epoch, _, _ = acc.data_sizes(args)
 
     def spec(network, method, seed, **extra):
         s = {"network": network, "method": RUN_METHOD[method], "base": acc.base_config(args, network, seed)}
-        if method == "gmp":
-            s.update(steps_per_epoch=per_epoch, gmp_every=args.gmp_every)
-        if method == "energy":
-            s["preset"] = own.energy_preset
+        if method in WEIGHTING:
+            s.update(preset=own.energy_preset, weighting=WEIGHTING[method])
         return s | extra | {"energy_method": method}
 
     context = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
         # 1. calibration (seed 0): the sparsity -> energy curve of every method set by a sparsity
-        matched = [(n, m) for n in args.networks for m in own.methods if m in ("uniform", "gmp")]
+        matched = [(n, m) for n in args.networks for m in own.methods if m == "gmp"]
         jobs = {
             (n, m, level): pool.submit(acc.run_point, spec(n, m, 0, level=level), str(cache))
             for n, m in matched
@@ -231,7 +272,7 @@ def main(argv=None) -> int:
                         specs.append(spec(n, m, seed))
                         continue
                     for budget in own.budgets:
-                        if m == "energy":
+                        if m in WEIGHTING:
                             specs.append(spec(n, m, seed, budget_uj=budget, level=None))
                             continue
                         level = level_for(calibration[n, m], budget)
@@ -247,11 +288,14 @@ def main(argv=None) -> int:
         f"{args.jobs} jobs; {len(results)} runs of {sum(r['seconds'] for r in results) / len(results):.0f} s on "
         f"average, plus the calibration runs). {args.dataset}, {args.image_size}x{args.image_size}, width "
         f"{args.width}, {args.stem} stem, SNN T = {args.T} (IF, ADD); {args.epochs} epochs, batch {args.batch_size}, "
-        f"SGD lr {args.lr} momentum 0.9, no weight decay, {args.lr_warmup_epochs} warm-up epoch(s) then cosine; GMP "
-        f"to 75 % of training. Energy: exact count, {own.energy_preset}, compute only, on the first "
-        f"{args.sops_batches} validation batches."
+        f"SGD lr {args.lr} momentum 0.9, no weight decay, {args.lr_warmup_epochs} warm-up epoch(s) then cosine; "
+        f"every pruning window ends at epoch {acc.window_end(args)}"
+        + (", then the mask is fixed" if args.freeze_mask else "")
+        + ("; BatchNorm statistics recomputed when it ends" if args.recalibrate_bn else "")
+        + f". Energy: exact count, {own.energy_preset}, compute only, on the first {args.sops_batches} validation "
+        "batches."
     )
-    text = markdown(rows, calibration, header)
+    text = markdown(rows, calibration, header) + paired(results)
     print(text)
     if own.table:
         Path(own.table).parent.mkdir(parents=True, exist_ok=True)

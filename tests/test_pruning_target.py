@@ -305,3 +305,41 @@ def test_an_older_target_state_is_refused_by_a_cost_target_pruner(layout):
                                lr_schedule=[LR0] * RESUME_STEPS)  # fmt: skip
     with pytest.raises(ValueError, match=f"a version-{old['version']} state is a target-sparsity pruner's"):
         cost.load_state_dict(old)
+
+
+def test_a_target_at_odds_with_the_loss_cannot_run_the_threshold_away(monkeypatch):
+    """The audit's runaway in miniature: a dense truth (every weight ±1) asked to be 95 % sparse.
+    The straight-through gradient keeps pushing the pruned θ outward, and a controller that only
+    follows the target chases them: without the guard the threshold ends hundreds of times above
+    D_0, the threshold that prunes 95 % of the initial weights (computed here by hand); with it,
+    the threshold stays at most RUNAWAY_FACTOR·D_0, a warning says so, and the target is missed."""
+    import warnings
+
+    from snn_lats.pruning import controller
+
+    def run():
+        torch.manual_seed(0)
+        model = nn.Linear(40, 1, bias=False)
+        x, truth = torch.randn(256, 40), torch.randn(40).sign()
+        y = x @ truth
+        d0 = float(model.weight.detach().abs().flatten().kthvalue(38).values)  # ⌈0.95·40⌉ = 38
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        pruner = SoftThresholdPruner(model, optimizer, "lats", target_sparsity=0.95, lr_schedule=[0.05] * 300)
+        highest = 0.0
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(300):
+                optimizer.zero_grad()
+                ((model(x).squeeze(1) - y) ** 2).mean().backward()
+                optimizer.step()
+                pruner.step()
+                highest = max(highest, pruner.threshold)
+        return highest / d0, pruner.sparsity().global_sparsity, [str(w.message) for w in caught]
+
+    monkeypatch.setattr(controller, "RUNAWAY_FACTOR", math.inf)
+    runaway, sparsity, _ = run()
+    assert runaway > 100 and sparsity == 0.95  # the threshold ran away, and held the target
+    monkeypatch.setattr(controller, "RUNAWAY_FACTOR", 8.0)
+    guarded, sparsity, messages = run()
+    assert guarded <= 8.0 + 1e-9 and sparsity < 0.95
+    assert any("it is capped at 8 D_0" in m for m in messages)

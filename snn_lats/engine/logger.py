@@ -223,10 +223,22 @@ def print_summary(summary: RunSummary, console: RunLogger, output_dir: Path) -> 
 
 
 def target_line(summary: RunSummary) -> str | None:
-    """Target against reached, for --target-sops and --target-energy: the exact count on the
+    """Target against reached: for --target-sparsity the weight sparsity (a warning when the
+    density of the pruned layers is more than :data:`TARGET_TOLERANCE` off the target's, which the
+    controller's guards can cause); for --target-sops and --target-energy the exact count on the
     validation samples counted (the pruner lands on the training data; held out, it is reported),
     with a warning when it is more than :data:`TARGET_TOLERANCE` off."""
     config = summary.config
+    if config.get("target_sparsity") is not None:
+        target, reached = config["target_sparsity"], summary.sparsity.global_sparsity
+        line = f"target: weight sparsity {100 * target:.2f} %; reached: {100 * reached:.2f} %"
+        if abs((1 - reached) / (1 - target) - 1) > TARGET_TOLERANCE:
+            line += (
+                f"\nwarning: the run did not reach its target sparsity: {100 * (1 - reached):.3g} % of the pruned "
+                f"layers' weights are left where {100 * (1 - target):.3g} % were asked for (see the controller's "
+                "warnings above: a guard held the threshold)"
+            )
+        return line
     if config.get("target_sops") is not None:
         target, unit, what = config["target_sops"], "M SOPs", "exact count"
         reached = None if summary.sops is None else summary.sops.acs_per_sample + summary.sops.macs_per_sample
