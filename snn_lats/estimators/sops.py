@@ -30,25 +30,47 @@ split by what the batch held (:data:`~snn_lats.estimators.conventions.ROWS` of t
 are their dot products with the cached fan-outs, taken when the weight changes or a report is
 asked for. The per-layer ``acs + macs`` of the exact convention are therefore also "input events
 x fan-out" of every synaptic layer, the measure a pruning budget needs.
+
+The counter's parts: :mod:`.layers` (which modules are synaptic, neurons, normalisation, pooling),
+:mod:`.fanout` (fan-outs and weight costs), :mod:`.accumulators` (what one layer keeps, and a
+batch's column sums), :mod:`.conventions` and :mod:`.syops` (the other tools' rules), :mod:`.report`.
+This module is the driver: the hooks, and the report assembled from the accumulators.
 """
 
 from __future__ import annotations
 
 import warnings
 import weakref
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Any
 
 import torch
-from spikingjelly.activation_based import neuron as sj_neuron
-from spikingjelly.activation_based.neuron import BaseNode
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from snn_lats.estimators import conventions as cv
 from snn_lats.estimators import functional as fn
+from snn_lats.estimators.accumulators import (
+    F32_EXACT,
+    FanOutCache,
+    NeuronStats,
+    OtherStats,
+    SynapseStats,
+    input_columns,
+)
 from snn_lats.estimators.energy import EnergyPreset, energy_preset
+from snn_lats.estimators.fanout import InputEvents, fan_out, weight_cost, weight_shape
+from snn_lats.estimators.layers import (
+    ANN_ACTIVATIONS,
+    BINARY_NEURONS,
+    NEURONS,
+    NORM_LAYERS,
+    POOL_LAYERS,
+    SYNAPTIC_LAYERS,
+    is_spiking,
+    sample_ndim,
+)
 from snn_lats.estimators.report import SOPReport
+from snn_lats.estimators.syops import SyopsTally
 
 __all__ = [
     "ANN_ACTIVATIONS",
@@ -61,429 +83,6 @@ __all__ = [
     "is_spiking",
     "weight_cost",
 ]
-
-SYNAPTIC_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-    nn.Linear,
-)
-
-# The neuron layers of an ANN: element-wise activation modules. Their "firing rate" is the
-# fraction of nonzero outputs (activation sparsity); functional activations (F.relu) are not seen.
-ANN_ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.RReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Hardtanh,
-    nn.Hardsigmoid,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Softplus,
-)
-
-NORM_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
-    nn.GroupNorm,
-    nn.LayerNorm,
-    nn.InstanceNorm1d,
-    nn.InstanceNorm2d,
-    nn.InstanceNorm3d,
-)
-POOL_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-)
-
-
-def _neuron_types() -> tuple[type[nn.Module], ...]:
-    """SpikingJelly's neurons: activation_based, and clock_driven (the API syops hooks) where present."""
-    try:
-        from spikingjelly.clock_driven.neuron import BaseNode as ClockDrivenNode
-    except ImportError:  # pragma: no cover - other SpikingJelly releases
-        return (BaseNode,)
-    return (BaseNode, ClockDrivenNode)
-
-
-NEURONS = _neuron_types()
-
-# Their outputs are Heaviside(v - threshold): 0/1 by construction with a spiking surrogate.
-_BINARY_NEURONS = tuple(
-    getattr(sj_neuron, n)
-    for n in ("IFNode", "LIFNode", "ParametricLIFNode", "QIFNode", "EIFNode", "IzhikevichNode")
-    if hasattr(sj_neuron, n)
-)
-
-_F32_EXACT = 2**24  # float32 represents every integer below this exactly
-
-
-def is_spiking(model: nn.Module) -> bool:
-    """``model.spiking`` when present, else whether the model holds a SpikingJelly neuron."""
-    spiking = getattr(model, "spiking", None)
-    if spiking is not None:
-        return bool(spiking)
-    return any(isinstance(m, NEURONS) for m in model.modules())
-
-
-def _sample_ndim(module: nn.Module) -> int:
-    """Dimensions of one row's input to a synaptic layer: (C, *spatial) or (features,)."""
-    return 1 if isinstance(module, nn.Linear) else len(module.kernel_size) + 1
-
-
-def _all_counts(x: Tensor) -> bool:
-    """Whether every element of ``x`` (float, no negative element) is an integer, exactly.
-
-    For x >= 0, frac(x) >= 0, and a float sum of non-negative terms is 0 only if every term is.
-    frac(inf) and frac(NaN) are NaN: not counts.
-    """
-    return x.frac().sum().item() == 0
-
-
-def _weight_state(module: nn.Module) -> tuple:
-    """What ``module.weight`` derives from, to tell cheaply whether it may have changed.
-
-    ``(class, parametrization list or None, its length, entries)``, with one entry
-    ``(dict, key, tensor, version, storage pointer)`` per tensor: the weight Parameter, or θ and
-    every parameter and buffer (thresholds) of the weight's parametrizations.
-    """
-    holders: list[nn.Module] = [module]
-    plist = None
-    if parametrize.is_parametrized(module, "weight"):
-        plist = module.parametrizations["weight"]
-        holders = list(plist.modules())
-    entries = []
-    for holder in holders:
-        for table in (holder._parameters, holder._buffers):
-            for key, t in table.items():
-                if t is not None and (plist is not None or key == "weight"):
-                    entries.append((table, key, t, t._version, t.data_ptr()))
-    return type(module), plist, len(plist) if plist is not None else 0, tuple(entries)
-
-
-def _same_weight_state(module: nn.Module, state: tuple) -> bool:
-    cls, plist, length, entries = state
-    if type(module) is not cls or (plist is not None and len(plist) != length):
-        return False  # a parametrization was attached, removed or stacked
-    for table, key, t, version, ptr in entries:
-        if table.get(key) is not t or t._version != version or t.data_ptr() != ptr:
-            return False
-    return True
-
-
-def _layer_forward(module: nn.Module, x: Tensor, weight: Tensor, output_padding: tuple | None) -> Tensor:
-    """The layer's own operation on ``x`` with ``weight`` and no bias (stride, padding and its
-    mode, dilation, groups, output padding)."""
-    if isinstance(module, nn.Linear):
-        return torch.nn.functional.linear(x, weight)
-    if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        op = (None, torch.nn.functional.conv_transpose1d, torch.nn.functional.conv_transpose2d)
-        op = (*op, torch.nn.functional.conv_transpose3d)[len(module.kernel_size)]
-        return op(x, weight, None, module.stride, module.padding, output_padding, module.groups, module.dilation)
-    return module._conv_forward(x, weight, None)
-
-
-def fan_out(
-    module: nn.Module,
-    mask: Tensor,
-    sample_shape: tuple[int, ...],
-    device: torch.device,
-    output_padding: tuple | None = None,
-) -> tuple[Tensor, int]:
-    """``(fan_out, output elements)``: fan_out[i] = sum over outputs of ``mask`` weights touching
-    input element i, as float64 [K], and the output elements of one row.
-
-    The gradient of sum(layer(x; mask)) with respect to x: a transposed convolution of ones
-    with the mask (a convolution, for a transposed layer), respecting stride, padding (and
-    padding_mode), dilation, groups and output padding.
-    """
-    with torch.inference_mode(False), torch.enable_grad():
-        x = torch.ones((1, *sample_shape), dtype=torch.float64, device=device, requires_grad=True)
-        w = mask.to(device=device, dtype=torch.float64)
-        y = _layer_forward(module, x, w, output_padding)
-        (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
-    return grad.reshape(-1).round(), y[0].numel()
-
-
-class InputEvents(NamedTuple):
-    """The inputs one synaptic layer saw in one input shape, summed over every row (samples x
-    steps), by the exact rule: ``spikes`` [K], the spike counts of its AC inputs, and ``nonzero``
-    [K], the nonzero elements of its real-valued (MAC) inputs."""
-
-    sample_shape: tuple[int, ...]
-    output_padding: tuple | None
-    spikes: Tensor
-    nonzero: Tensor
-
-
-def _weight_shape(module: nn.Module) -> torch.Size:
-    if parametrize.is_parametrized(module, "weight"):
-        return module.parametrizations.weight.original.shape
-    return module.weight.shape
-
-
-def weight_cost(module: nn.Module, events: InputEvents, ac: float = 1.0, mac: float = 1.0) -> Tensor:
-    """``cost[w] = d/dw sum(layer(ac*spikes + mac*nonzero; w))``, float64 shaped like the weight:
-    what weight ``w`` adds to ``ac*ACs + mac*MACs`` of these inputs when it is nonzero.
-
-    ``ac = mac = 1`` gives operations, the pJ of one AC and one MAC give energy. The layer is
-    linear in ``w``, so ``sum_w 1[w != 0] * cost[w]`` equals the exact convention's
-    ``ac*ACs + mac*MACs`` of these inputs under that mask. A conv weight ``w[o, c, ky, kx]`` is
-    charged the events of its input channel ``c`` at offset ``(ky, kx)`` over every valid output
-    position, whatever ``o`` (within its group).
-    """
-    with torch.inference_mode(False), torch.enable_grad():
-        x = (events.spikes * ac + events.nonzero * mac).reshape(1, *events.sample_shape)
-        w = torch.zeros(_weight_shape(module), dtype=torch.float64, device=x.device, requires_grad=True)
-        y = _layer_forward(module, x, w, events.output_padding)
-        (grad,) = torch.autograd.grad(y.sum(), w)
-    return grad
-
-
-def _flops_row(module: nn.Module, k: int, out_elements: int) -> int:
-    """Conventional dense MACs of one row, bias excluded: ``out x C_in/groups x prod(kernel)``
-    (a transposed layer: ``in x C_out/groups x prod(kernel)``), ``in x out`` for a Linear."""
-    per_element = module.weight[0].numel()  # C_in/g x prod(k) (conv), C_out/g x prod(k) (transposed)
-    if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        return k * per_element
-    return out_elements * per_element
-
-
-@dataclass
-class _SynapseStats:
-    kind: ClassVar[str] = "synaptic"
-    sample_shape: tuple[int, ...] | None = None
-    params: int | None = None
-    nonzero_params: int | None = None
-    elements: int = 0  # input elements seen
-    encoding: bool = False  # the first synaptic layer a forward called
-    syops_acs: float = 0.0  # syops' own per-call figures (its rate is per call)
-    syops_macs: float = 0.0
-    extra_ops: float = 0.0  # bias adds
-
-
-@dataclass
-class _Shape:
-    """What one synaptic layer accumulated for one input shape and device."""
-
-    k: int
-    flops_row: int
-    out_elements: int
-    dense: Tensor  # unpruned fan-out [K], float64
-    pending: list[Tensor]  # ROWS column sums [K] since the weight last changed
-    events: Tensor  # [2, K]: every spike count (row 0) and nonzero real input (row 1) so far (exact rule)
-    recent: list[tuple[int, Tensor]] = field(default_factory=list)  # (row, column sums), added 32 at a time
-    pruned_dots: list[float] = field(default_factory=lambda: [0.0] * cv.ROWS)  # folded pending . f
-    dense_dots: list[float] = field(default_factory=lambda: [0.0] * cv.ROWS)  # folded pending . g
-    sums: list[float] = field(default_factory=lambda: [0.0] * cv.ROWS)  # folded sum(pending)
-    rows: int = 0
-    rows_neurobench_spiking: int = 0
-
-    def gather(self) -> None:
-        """Add the queued column sums into the pending accumulators: one stack and sum per row and dtype."""
-        groups: dict[tuple, list[Tensor]] = {}
-        for row, col in self.recent:
-            groups.setdefault((row, col.dtype), []).append(col)
-        for (row, _), cols in groups.items():
-            self.pending[row].add_(torch.stack(cols).sum(0, dtype=torch.float64))
-        self.recent.clear()
-
-    def fold(self, pruned: Tensor | None) -> None:
-        """Apply the fan-outs to the pending column sums (``pruned``: the mask they were taken
-        under) and clear them. float64 is exact below 2**53; past it the dot is redone in int64."""
-        self.gather()
-        p = self.pending
-        self.events[0].add_(p[cv.BINARY]).add_(p[cv.MULTI])
-        self.events[1].add_(p[cv.REAL_NONZERO]).add_(p[cv.TERNARY_NONZERO])
-        for row, col in enumerate(self.pending):
-            for dots, f in ((self.pruned_dots, pruned), (self.dense_dots, self.dense)):
-                if f is None:
-                    continue
-                dot = float(torch.dot(col, f))
-                dots[row] += dot if dot < 2**53 else float((col.long() * f.long()).sum())
-            self.sums[row] += float(col.sum())
-            col.zero_()
-
-
-class _FanOutCache:
-    """The fan-outs of one synaptic layer per input shape, and its pending column sums.
-
-    Per (input shape, device): the unpruned fan-out, and ROWS accumulators [K] (column sums of
-    spike counts, nonzero inputs, ... by what the batch held). Ops are linear in them, so the
-    pruned fan-out is applied (a dot product per accumulator) only when the weight changes or a
-    report is asked for: a forward adds its column sums.
-
-    The weight counts as unchanged while every tensor it derives from (the weight, or θ and the
-    thresholds of a parametrization) is still in place with the same version and storage:
-    PyTorch bumps ``Tensor._version`` on every in-place edit (optimiser steps,
-    ``load_state_dict``, ``w[...] = 0`` under no_grad, ``threshold.fill_``), and reassigning a
-    parameter or buffer, or attaching a parametrization, is seen too. In-place edits through
-    ``.data`` bypass the version counter and are not seen.
-    """
-
-    def __init__(self, module: nn.Module, stats: _SynapseStats, events_only: bool = False):
-        self.module = module
-        self.stats = stats
-        self.events_only = events_only  # column sums only: no fan-out, no mask
-        self.sample_ndim = _sample_ndim(module)
-        self.transposed = isinstance(module, nn.modules.conv._ConvTransposeNd)
-        self.state: tuple | None = None
-        self.mask: Tensor | None = None
-        self.pruned: dict[tuple, Tensor] = {}  # fan-out under the current mask
-        self.shapes: dict[tuple, _Shape] = {}
-        self.integer_inputs: dict[tuple, bool] = {}  # per input shape: were its inputs integers
-        self.last: tuple | None = None  # (shape, device, output padding, entry) of the last call
-
-    def _refresh(self) -> None:
-        self.flush()
-        self.last = None
-        self.state = _weight_state(self.module)
-        with torch.no_grad():
-            self.mask = self.module.weight.detach() != 0
-        self.pruned.clear()
-        self.stats.params = self.mask.numel()
-        self.stats.nonzero_params = int(self.mask.sum())
-
-    def flush(self) -> None:
-        """Fold every shape's pending column sums (under the mask they were taken with)."""
-        for key, entry in self.shapes.items():
-            entry.fold(self.pruned.get(key))
-
-    def shape(self, shape: tuple[int, ...], device: torch.device, output_padding: tuple | None) -> _Shape:
-        """The accumulators of ``shape`` (created, with its fan-outs, on first use)."""
-        if self.events_only:
-            return self._events_shape(shape, device, output_padding)
-        if self.state is None or not _same_weight_state(self.module, self.state):
-            self._refresh()
-        last = self.last
-        if last is not None and last[0] == shape and last[1] == device and last[2] == output_padding:
-            return last[3]  # the same shape as last time, the fan-outs still in force
-        key = (shape, device, output_padding)
-        entry = self.shapes.get(key)
-        if entry is None:
-            dense, out_elements = fan_out(self.module, torch.ones_like(self.mask), shape, device, output_padding)
-            k = dense.numel()
-            with torch.inference_mode(False):  # normal tensors: updated in and out of inference mode
-                pending = [torch.zeros(k, dtype=torch.float64, device=device) for _ in range(cv.ROWS)]
-                events = torch.zeros(2, k, dtype=torch.float64, device=device)
-            entry = self.shapes[key] = _Shape(
-                k, _flops_row(self.module, k, out_elements), out_elements, dense, pending, events
-            )
-        if key not in self.pruned:
-            self.pruned[key] = fan_out(self.module, self.mask, shape, device, output_padding)[0]
-        self.last = (shape, device, output_padding, entry)
-        return entry
-
-    def _events_shape(self, shape: tuple[int, ...], device: torch.device, output_padding: tuple | None) -> _Shape:
-        """The accumulators of ``shape`` for the column sums alone (the weight never matters)."""
-        key = (shape, device, output_padding)
-        entry = self.shapes.get(key)
-        if entry is None:
-            k = 1
-            for n in shape:
-                k *= n
-            with torch.inference_mode(False):
-                pending = [torch.zeros(k, dtype=torch.float64, device=device) for _ in range(cv.ROWS)]
-                events = torch.zeros(2, k, dtype=torch.float64, device=device)
-            entry = self.shapes[key] = _Shape(k, 0, 0, None, pending, events)
-        return entry
-
-    def input_events(self) -> list[InputEvents]:
-        """What every input shape accumulated so far, pending column sums included."""
-        out = []
-        for (shape, _, output_padding), entry in self.shapes.items():
-            entry.gather()
-            p = entry.pending
-            spikes = entry.events[0] + p[cv.BINARY] + p[cv.MULTI]
-            nonzero = entry.events[1] + p[cv.REAL_NONZERO] + p[cv.TERNARY_NONZERO]
-            out.append(InputEvents(tuple(shape), output_padding, spikes, nonzero))
-        return out
-
-    def accumulated(self, key: tuple) -> cv.Accumulated:
-        entry = self.shapes[key]
-        return cv.Accumulated(
-            pruned=list(entry.pruned_dots),
-            dense=list(entry.dense_dots),
-            sums=list(entry.sums),
-            k=entry.k,
-            flops_row=entry.flops_row,
-            dense_row=float(entry.dense.sum()),
-            rows=entry.rows,
-            rows_neurobench_spiking=entry.rows_neurobench_spiking,
-            encoding=self.stats.encoding,
-        )
-
-
-@dataclass
-class _NeuronStats:
-    kind: ClassVar[str] = "neuron"
-    totals: list[Tensor] = field(default_factory=list)  # y.sum() per call, added up at report
-    columns: list[Tensor] = field(default_factory=list)  # column sums a synaptic layer took of its output
-    spikes: float = 0.0  # spikes (SNN) or nonzero activations (ANN)
-    elements: int = 0
-    sample_shape: tuple[int, ...] | None = None
-    binary: bool = False  # outputs are 0/1 by construction
-    consumed: bool = False  # its output went straight into a synaptic layer last time
-    syops_acs: float = 0.0
-    syops_macs: float = 0.0
-    extra_ops: float = 0.0  # neuron updates (SNN)
-
-    def fold(self) -> None:
-        if self.totals:
-            self.spikes += float(torch.stack(self.totals).sum(dtype=torch.float64))
-            self.totals.clear()
-        for col in self.columns:
-            self.spikes += float(col.sum(dtype=torch.float64))
-        self.columns.clear()
-
-
-@dataclass
-class _OtherStats:
-    """A normalisation or pooling layer (counted with ``extras``)."""
-
-    kind: str
-    elements: int = 0
-    extra_ops: float = 0.0
-    syops_acs: float = 0.0
-    syops_macs: float = 0.0
-    sample_shape: tuple[int, ...] | None = None
-
-
-def _nonzero_columns(xv: Tensor) -> Tensor:
-    """Nonzero elements of ``xv`` [B, K] per column (``|sign(x)|`` summed: faster than count_nonzero)."""
-    return xv.sign().abs_().sum(0, dtype=torch.float32 if xv.shape[0] < _F32_EXACT else torch.float64)
-
-
-def _syops_spike_rate(x: Tensor) -> tuple[bool, float]:
-    """syops 0.0.5's ``spike_rate``: spikes iff at most two distinct values, all in [0, 1]; the
-    rate is then the mean, else 1."""
-    mn, mx = (float(v) for v in torch.aminmax(x.detach()))
-    if mn >= 0 and mx <= 1 and x.detach().unique().numel() <= 2:
-        return True, float(x.detach().sum(dtype=torch.float64)) / x.numel()
-    return False, 1.0
 
 
 class SynapticOpCounter:
@@ -549,24 +148,25 @@ class SynapticOpCounter:
         self._active = True  # False during a forward that training_only skips
         self.spiking = is_spiking(model)
         self.extras = bool(extras) or convention == "syops"
+        self._syops = SyopsTally() if convention == "syops" else None  # syops' per-call figures
         self.T, self.T_source = self._time_steps(model, T)
         neuron_types = NEURONS if self.spiking else ANN_ACTIVATIONS
         self._layers: list[tuple[str, nn.Module, Any]] = []
-        self._caches: dict[int, _FanOutCache] = {}
-        self._neurons: dict[int, _NeuronStats] = {}
-        self._others: dict[int, _OtherStats] = {}
+        self._caches: dict[int, FanOutCache] = {}
+        self._neurons: dict[int, NeuronStats] = {}
+        self._others: dict[int, OtherStats] = {}
         self._recurrent: dict[int, fn.FunctionalStats] = {}
         self._functional: dict[str, tuple[str, fn.FunctionalStats]] = {}  # row name -> (enclosing module, stats)
         unhandled = []
         for name, module in model.named_modules():
             label = name or type(module).__name__
             if isinstance(module, SYNAPTIC_LAYERS):
-                stats = _SynapseStats(params=module.weight.numel())
-                self._caches[id(module)] = _FanOutCache(module, stats, self.events_only)
+                stats = SynapseStats(params=module.weight.numel())
+                self._caches[id(module)] = FanOutCache(module, stats, self.events_only)
                 self._layers.append((label, module, stats))
             elif isinstance(module, neuron_types):
-                binary = type(module) in _BINARY_NEURONS and getattr(module.surrogate_function, "spiking", False)
-                self._neurons[id(module)] = _NeuronStats(binary=bool(binary))
+                binary = type(module) in BINARY_NEURONS and getattr(module.surrogate_function, "spiking", False)
+                self._neurons[id(module)] = NeuronStats(binary=bool(binary))
                 self._layers.append((label, module, self._neurons[id(module)]))
             elif isinstance(module, fn.RECURRENT) and convention == "exact":
                 stats = fn.FunctionalStats(type=type(module).__name__)
@@ -575,13 +175,13 @@ class SynapticOpCounter:
             elif isinstance(module, NORM_LAYERS + POOL_LAYERS):
                 if self.extras:
                     kind = "norm" if isinstance(module, NORM_LAYERS) else "pool"
-                    self._others[id(module)] = _OtherStats(kind)
+                    self._others[id(module)] = OtherStats(kind)
                     self._layers.append((label, module, self._others[id(module)]))
             elif not isinstance(module, parametrize.ParametrizationList) and any(
                 p.dim() >= 2 for p in module.parameters(recurse=False)
             ):
                 unhandled.append(f"{label} ({type(module).__name__})")
-        synaptic = [m for _, m, s in self._layers if isinstance(s, (_SynapseStats, fn.FunctionalStats))]
+        synaptic = [m for _, m, s in self._layers if isinstance(s, (SynapseStats, fn.FunctionalStats))]
         if not synaptic and not functional:
             raise ValueError(
                 f"model has no synaptic layer ({', '.join(t.__name__ for t in SYNAPTIC_LAYERS)}, "
@@ -606,7 +206,7 @@ class SynapticOpCounter:
         # sequences of its own: [N, L, ...] (batch_first) or [L, N, ...], samples N, one step.
         first = synaptic[0] if synaptic else None
         self._recurrent_first = first if isinstance(first, nn.RNNBase) else None
-        self._static_ndim = 2 if first is None or isinstance(first, fn.RECURRENT) else _sample_ndim(first) + 1
+        self._static_ndim = 2 if first is None or isinstance(first, fn.RECURRENT) else sample_ndim(first) + 1
         self.samples = 0
         self.sample_steps = 0  # sum over samples of their time steps (static inputs with T unknown: 0)
         self.static_samples = 0  # samples given as a static batch (the encoding layer runs once)
@@ -618,7 +218,7 @@ class SynapticOpCounter:
         # With stats: the neuron left its spike count to the synaptic layer that reads the tensor
         # (its column sums hold it); ``_awaiting`` keeps such a tensor until then.
         self._binary_outputs: dict[int, tuple] = {}
-        self._awaiting: dict[int, tuple[Tensor, _NeuronStats, int]] = {}
+        self._awaiting: dict[int, tuple[Tensor, NeuronStats, int]] = {}
         self._first_call = False
 
     @staticmethod
@@ -649,11 +249,11 @@ class SynapticOpCounter:
         self._handles.append(self.model.register_forward_pre_hook(self._count_samples, with_kwargs=True))
         self._handles.append(self.model.register_forward_hook(lambda *_: self._settle_awaiting()))
         for _, module, stats in self._layers:
-            if isinstance(stats, _SynapseStats):
+            if isinstance(stats, SynapseStats):
                 self._handles.append(module.register_forward_pre_hook(self._count_synapses, with_kwargs=True))
             elif isinstance(stats, fn.FunctionalStats):
                 self._handles.append(module.register_forward_hook(self._count_recurrent))
-            elif isinstance(stats, _NeuronStats):
+            elif isinstance(stats, NeuronStats):
                 self._handles.append(module.register_forward_hook(self._count_spikes))
             else:
                 self._handles.append(module.register_forward_hook(self._count_other))
@@ -748,14 +348,14 @@ class SynapticOpCounter:
             xv = (x.detach() if x.requires_grad else x).reshape(-1, k)
             known = self._binary_outputs.get(id(x))
             if known is not None and version is not None and known[1] == version and known[0]() is x:
-                col = xv.sum(0, dtype=torch.float32 if xv.shape[0] < _F32_EXACT else torch.float64)
+                col = xv.sum(0, dtype=torch.float32 if xv.shape[0] < F32_EXACT else torch.float64)
                 columns, spiking_nb = [(cv.BINARY, col)], True  # 0/1 by construction
                 neuron = known[2]
                 neuron.consumed = True
                 if self._awaiting.pop(id(x), None) is not None:  # the neuron left its count to us
                     neuron.columns.append(col)
             else:
-                columns, spiking_nb = self._columns(cache, shape, xv)
+                columns, spiking_nb = input_columns(cache, shape, xv, self.convention, self.spiking)
             self._last_input = (weakref.ref(x), version, k, columns, spiking_nb)  # weak: keeps no activation
         rows = numel // k
         recent = entry.recent
@@ -771,8 +371,8 @@ class SynapticOpCounter:
             stats.sample_shape = tuple(shape)
         if self.extras and module.bias is not None:
             stats.extra_ops += rows * entry.out_elements
-        if self.convention == "syops":
-            self._count_syops(module, stats, entry, x, columns, rows)
+        if self._syops is not None:
+            self._syops.synapse(module, x, columns, rows, entry.flops_row, entry.out_elements)
 
     @staticmethod
     def _output_padding(module: nn.Module, x: Tensor, args: tuple, kwargs: dict) -> tuple:
@@ -782,75 +382,6 @@ class SynapticOpCounter:
         return tuple(
             module._output_padding(x, size, module.stride, module.padding, module.kernel_size, nd, module.dilation)
         )
-
-    @staticmethod
-    def _count_syops(module: nn.Module, stats: _SynapseStats, entry: _Shape, x: Tensor, columns, rows: int) -> None:
-        """syops' figures of one call: ``(FL + bias adds) x rate`` ACs for spikes, else MACs."""
-        kinds = [row for row, _ in columns]
-        if kinds == [cv.BINARY]:  # 0/1: at most two values in [0, 1]; the rate is the mean
-            spike, rate = True, float(columns[0][1].sum()) / x.numel()
-        elif cv.MULTI in kinds:
-            spike, rate = False, 1.0
-        else:
-            spike, rate = _syops_spike_rate(x)
-        if module.bias is None:
-            bias_ops = 0
-        elif isinstance(module, nn.Linear):  # syops adds a Linear's bias once per call, not per row
-            bias_ops = module.out_features
-        else:
-            bias_ops = entry.out_elements * rows
-        ops = entry.flops_row * rows + bias_ops
-        if spike:
-            stats.syops_acs += ops * rate
-        else:
-            stats.syops_macs += ops
-
-    def _columns(self, cache: _FanOutCache, shape: tuple, xv: Tensor) -> tuple:
-        """``([(accumulator row, column sums [K]), ...], NeuroBench takes it for spikes)`` of one
-        batch ``xv`` [B, K] of unknown provenance (see :mod:`~snn_lats.estimators.conventions`)."""
-        if xv.dtype == torch.bool:
-            return [(cv.BINARY, xv.sum(0, dtype=torch.float64))], True
-        neurobench = self.convention == "neurobench"
-        if not self.spiking and not neurobench:  # an ANN: every input counts MACs
-            out = [(cv.REAL_NONZERO, _nonzero_columns(xv))]
-            if self.convention == "sinabs":  # sinabs multiplies whatever values come
-                out.append((cv.REAL_SUM, xv.sum(0, dtype=torch.float64)))
-            return out, False
-        mn, mx = torch.aminmax(xv)
-        mn, mx = mn.item(), mx.item()
-        col = self._integral(cache, shape, xv, mx) if self.spiking and mn >= 0 else None
-        if col is not None:
-            if mx <= 1:
-                return [(cv.BINARY, col)], True
-            # SEW-ADD counts: NeuroBench binarises them (its convention only needs the nonzeros)
-            return [(cv.MULTI, col)] + ([(cv.MULTI_NONZERO, _nonzero_columns(xv))] if neurobench else []), False
-        # Real-valued (MACs). NeuroBench takes {-1, 0, 1} for spikes: tested only for its convention.
-        ternary = (
-            neurobench and mn >= -1 and mx <= 1 and (not xv.dtype.is_floating_point or bool((xv == xv.round()).all()))
-        )
-        out = [(cv.TERNARY_NONZERO if ternary else cv.REAL_NONZERO, _nonzero_columns(xv))]
-        if self.convention in ("sinabs", "paper"):
-            out.append((cv.REAL_SUM, xv.sum(0, dtype=torch.float64)))
-        return out, ternary
-
-    @staticmethod
-    def _integral(cache: _FanOutCache, shape: tuple, xv: Tensor, mx: float) -> Tensor | None:
-        """The exact column sums of ``xv`` [B, K] (no negative element) if it holds counts, else None.
-
-        Integrality is tested element by element on the layer's first batch of this input shape
-        (and until its inputs of this shape were integers); after that, through the column sums:
-        a fractional one proves a fractional input, and integral ones are taken for counts.
-        A float32 sum of non-negative integers below 2**24 is exact; past it, float64 (2**53).
-        """
-        if not xv.dtype.is_floating_point:
-            return xv.sum(0, dtype=torch.float64)
-        exact32 = xv.dtype != torch.float64 and xv.shape[0] * mx < _F32_EXACT
-        col = xv.sum(0, dtype=torch.float32 if exact32 else torch.float64)
-        if col.frac().sum().item() != 0:
-            return None
-        if not cache.integer_inputs.get(shape, False):
-            cache.integer_inputs[shape] = _all_counts(xv)
-        return col if cache.integer_inputs[shape] else None
 
     def _count_spikes(self, module: nn.Module, args: tuple, output: Any) -> None:
         if not self._active:
@@ -874,7 +405,7 @@ class SynapticOpCounter:
                 if stats.consumed:  # a synaptic layer read it last time: it will sum it again
                     self._awaiting[id(output)] = (output, stats, output._version)
                 else:  # 0/1: a float32 sum is exact below 2**24
-                    stats.totals.append(y.sum(dtype=torch.float32 if numel < _F32_EXACT else torch.float64))
+                    stats.totals.append(y.sum(dtype=torch.float32 if numel < F32_EXACT else torch.float64))
             else:
                 stats.totals.append(y.sum(dtype=torch.float64))
         else:
@@ -882,13 +413,8 @@ class SynapticOpCounter:
         stats.elements += numel
         if self.extras and self.spiking:
             stats.extra_ops += numel  # one membrane update per neuron and step
-        if self.convention == "syops":
-            if self.spiking:
-                stats.syops_acs += args[0].numel() if args and isinstance(args[0], Tensor) else y.numel()
-            else:  # an activation: output elements, charged by the rate of its first sample
-                spike, rate = _syops_spike_rate(y[0])
-                stats.syops_acs += y.numel() * rate if spike else 0.0
-                stats.syops_macs += 0.0 if spike else y.numel()
+        if self._syops is not None:
+            self._syops.neuron(module, args, y, self.spiking)
 
     def _enter_module(self, module: nn.Module, args: tuple) -> None:
         name = self._names.get(id(module))
@@ -956,10 +482,8 @@ class SynapticOpCounter:
         ops = x.numel() * (2 if stats.kind == "norm" and affine else 1)
         stats.elements += x.numel()
         stats.extra_ops += ops
-        if self.convention == "syops":
-            spike, rate = _syops_spike_rate(x)
-            stats.syops_acs += ops * rate if spike else 0.0
-            stats.syops_macs += 0.0 if spike else ops
+        if self._syops is not None:
+            self._syops.other(module, x, ops)
 
     # -- report --------------------------------------------------------------------------------
 
@@ -967,7 +491,7 @@ class SynapticOpCounter:
         """The column sums behind the exact count of every synaptic layer module (by the names of
         :meth:`report`'s rows), one :class:`InputEvents` per input shape, totals so far."""
         return {name: self._caches[id(module)].input_events() for name, module, stats in self._layers
-                if isinstance(stats, _SynapseStats)}  # fmt: skip
+                if isinstance(stats, SynapseStats)}  # fmt: skip
 
     def weight_costs(self, preset: str | EnergyPreset | None = None) -> dict[str, Tensor]:
         """What every weight adds per sample to the exact count when it is nonzero (:func:`weight_cost`
@@ -980,9 +504,9 @@ class SynapticOpCounter:
         ac, mac = (1.0, 1.0) if preset is None else energy_preset(preset)[:2]
         costs = {}
         for name, module, stats in self._layers:
-            if not isinstance(stats, _SynapseStats):
+            if not isinstance(stats, SynapseStats):
                 continue
-            total = torch.zeros(_weight_shape(module), dtype=torch.float64)  # a layer never called costs 0
+            total = torch.zeros(weight_shape(module), dtype=torch.float64)  # a layer never called costs 0
             for item in self._caches[id(module)].input_events():
                 total = weight_cost(module, item, ac, mac) + total.to(item.spikes.device)
             costs[name] = total / self.samples
@@ -1007,7 +531,7 @@ class SynapticOpCounter:
             if isinstance(stats, fn.FunctionalStats):
                 row |= self._functional_figures(stats)
             else:
-                row |= self._figures(self._caches.get(id(module)), stats, sample_steps_all)
+                row |= self._figures(module, self._caches.get(id(module)), stats, sample_steps_all)
             rows.append(row)
         for key, (enclosing, stats) in self._functional.items():
             # After the enclosing module's own rows (and those of the modules inside it).
@@ -1038,7 +562,7 @@ class SynapticOpCounter:
             figures["extra_ops"] = 0
         return figures
 
-    def _figures(self, cache: _FanOutCache | None, stats: Any, sample_steps: int) -> dict[str, Any]:
+    def _figures(self, module: nn.Module, cache: FanOutCache | None, stats: Any, sample_steps: int) -> dict[str, Any]:
         figures: dict[str, Any] = dict.fromkeys(
             ("params", "nonzero_params", "input_event_rate", "acs", "macs", "dense_acs", "dense_macs", "flops")
         )
@@ -1057,8 +581,8 @@ class SynapticOpCounter:
                 events += ops.events
                 flops += entry.flops_row * entry.rows
                 outputs += entry.out_elements * entry.rows
-            if self.convention == "syops":
-                acs, macs, dense_acs, dense_macs = stats.syops_acs, stats.syops_macs, stats.syops_acs, stats.syops_macs
+            if self._syops is not None:
+                acs, macs = dense_acs, dense_macs = self._syops.figures(module)
             figures |= {
                 "params": stats.params,
                 "nonzero_params": stats.nonzero_params,
@@ -1072,12 +596,12 @@ class SynapticOpCounter:
                 "output_elements": int(outputs),
             }
             return figures
-        if isinstance(stats, _NeuronStats):
+        if isinstance(stats, NeuronStats):
             stats.fold()
             figures["firing_rate"] = stats.spikes / stats.elements if stats.elements else None
             figures["output_elements"] = stats.elements
-        if self.convention == "syops":
-            figures["acs"], figures["macs"] = _number(stats.syops_acs), _number(stats.syops_macs)
+        if self._syops is not None:
+            figures["acs"], figures["macs"] = (_number(v) for v in self._syops.figures(module))
         return figures
 
 

@@ -2,7 +2,7 @@
 
 A weight's cost is what it adds to the exact synaptic-operation count when it is nonzero: the
 input events it multiplies, per sample (``"sops"``), or those events times the energy of one
-AC or MAC (``"energy"``, pJ). :func:`snn_lats.estimators.sops.weight_cost` computes it from the
+AC or MAC (``"energy"``, pJ). :func:`snn_lats.estimators.fanout.weight_cost` computes it from the
 column sums a :class:`~snn_lats.estimators.SynapticOpCounter` keeps, so that
 ``Σ_{w ≠ 0} cost_w`` is the counter's count of the measured forwards, exactly (linearity).
 """
@@ -18,8 +18,8 @@ from torch import nn
 
 from snn_lats.estimators import SYNAPTIC_LAYERS, SynapticOpCounter, is_spiking
 from snn_lats.estimators.energy import DEFAULT_PRESET, EnergyPreset, energy_preset
+from snn_lats.estimators.fanout import InputEvents, weight_cost
 from snn_lats.estimators.functional import RECURRENT
-from snn_lats.estimators.sops import InputEvents, weight_cost
 
 __all__ = ["CostMeter", "Measurement"]
 
