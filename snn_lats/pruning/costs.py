@@ -9,6 +9,7 @@ column sums a :class:`~snn_lats.estimators.SynapticOpCounter` keeps, so that
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -21,7 +22,7 @@ from snn_lats.estimators.energy import DEFAULT_PRESET, EnergyPreset, energy_pres
 from snn_lats.estimators.fanout import InputEvents, weight_cost
 from snn_lats.estimators.functional import RECURRENT
 
-__all__ = ["CostMeter", "Measurement"]
+__all__ = ["CostMeter", "Measurement", "check_reachable"]
 
 
 class Measurement(NamedTuple):
@@ -166,6 +167,28 @@ class CostMeter:
                 costs[name] = torch.zeros(weight.shape, dtype=torch.float64, device=weight.device)
         return Measurement({name: costs[name] for name in self.layers}, fixed, samples)
 
+    @torch.no_grad()
+    def measure_copy(self, inputs: torch.Tensor) -> Measurement:
+        """The costs of one training forward of ``inputs`` through a copy of the model, every
+        weight as it is; the model, its buffers (BatchNorm statistics) and the RNG are untouched."""
+        armed = self._armed
+        self.arm(False)  # the copy must not carry this meter's hooks
+        try:
+            model = copy.deepcopy(self.model)
+        finally:
+            self.arm(armed)
+        model.train().requires_grad_(False)
+        modules = dict(model.named_modules())
+        meter = CostMeter(model, {name: modules[name] for name in self.layers}, self.cost, self.preset)
+        devices = [inputs.device] if inputs.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():  # the meter counts training forwards
+            meter.arm(True)
+            try:
+                model(inputs)
+            finally:
+                meter.close()
+        return meter.take()
+
     # --- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The window in progress: samples, and per layer ``[shape, output padding, spikes, nonzero]``
@@ -210,3 +233,23 @@ def _all_reduce(events: dict[str, dict[tuple, list[torch.Tensor]]], samples: int
         t.copy_(flat[offset : offset + t.numel()].view_as(t))
         offset += t.numel()
     return int(flat[-1].item())
+
+
+def check_reachable(measurement: Measurement, controller, seen: str) -> None:
+    """ValueError when ``controller``'s cost target is not below the network's cost unpruned, or not
+    above what the synaptic layers left out of the pruning cost (``measurement``: the costs of
+    every weight, ``seen``: on what they were measured)."""
+    target = controller.target
+    if target is None:
+        return
+    unit = "pJ" if controller.measure == "energy" else "SOPs"
+    if target >= measurement.dense:
+        raise ValueError(
+            f"{controller.describe()} is not below the unpruned network's {measurement.dense:.6g} {unit} per sample "
+            f"{seen}: there is nothing to prune"
+        )
+    if target <= measurement.fixed:
+        raise ValueError(
+            f"{controller.describe()} cannot be reached: the synaptic layers left out of the pruning "
+            f"already cost {measurement.fixed:.6g} {unit} per sample {seen}"
+        )

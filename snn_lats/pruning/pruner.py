@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import inspect
 import math
 import warnings
@@ -14,19 +13,14 @@ from torch import nn
 
 from snn_lats.estimators.energy import EnergyPreset
 from snn_lats.pruning.controller import RE_ESTIMATES, L1Controller
-from snn_lats.pruning.costs import CostMeter
+from snn_lats.pruning.costs import CostMeter, check_reachable
 from snn_lats.pruning.parametrization import Selector, SoftThreshold, attach, finalize, select_layers, soft_threshold_of
 from snn_lats.pruning.report import SparsityReport, sparsity_report
 from snn_lats.pruning.schedules import check_number, schedule_class
 from snn_lats.pruning.spec import PruningSpec
+from snn_lats.pruning.state import STATE_VERSION, upgrade_state
 
 __all__ = ["SoftThresholdPruner"]
-
-# 4: the controller's anchors per layer, and the cost meter's window under "costs"; 3 (read too)
-# had the anchors per param group; 2 (read too) had them flat
-_STATE_VERSION = 4
-# the flat version-2 keys that are the controller's state now
-_V2_CONTROLLER_KEYS = ("l1", "anchor_threshold", "anchor_lr_sum", "drift_origin")
 
 
 def _check_steps(value: Any, name: str) -> int:
@@ -82,36 +76,30 @@ class SoftThresholdPruner:
     checks every rule; the keyword arguments build one (``pruner.spec``).
 
     Target sparsity (``schedule="lats"``, ``target_sparsity=s``, with ``lr_schedule`` and
-    ``end_step``/``total_steps``, instead of ``l1``/``final_threshold``): a
-    :class:`L1Controller` picks λ. Every ``retarget_every`` window steps (default:
-    ``RE_ESTIMATES`` = 32 times over the window) it sets λ so that the sparsity at the next
-    re-estimate follows the trajectory of constant-λ LATS,
-    ``logit s(c) = logit s + TRAJECTORY_EXPONENT·log c`` (``c``: fraction of the planned lr
-    spent), predicting each weight from its recent drift
-    (:meth:`L1Controller.retarget`). Guarantees:
-    between re-estimates λ is constant (ISTA on a fixed ``L + λ‖w‖₁``) and ``λ ≥ 0``, so the
-    threshold never shrinks inside the window; at ``end_step`` the thresholds are set to the
-    exact quantile of the final θ, so the sparsity at ``end_step`` is ``s`` (up to ties: at most
-    one weight per ``N`` above). That last correction is the only step off the piecewise-constant
-    λ, and small when θ drifts slowly (``implied_l1()`` shows it).
+    ``end_step``/``total_steps``, instead of ``l1``/``final_threshold``): a :class:`L1Controller`
+    re-picks λ every ``retarget_every`` window steps (default: ``RE_ESTIMATES`` = 32 times over the
+    window) so that the sparsity follows the trajectory of constant-λ LATS, and at ``end_step``
+    sets the thresholds to the exact quantile of the final θ: the window ends at ``s`` (up to
+    ties). Between re-estimates λ is constant (ISTA on a fixed ``L + λ‖w‖₁``) and ``λ ≥ 0``.
+    Guards keep the threshold under ``8·D_0`` and the final correction under 2× (warnings say
+    when they hold); docs/concepts.md, "Target sparsity".
+
+    Cost targets (``target_sops=S`` per sample, or ``target_energy=E`` in pJ per sample with
+    ``energy_preset``): the L1 term becomes ``λ·Σ_l c_l‖w_l‖₁``, ``c_l = √e_l`` for
+    ``cost_weighting="sqrt"`` (the default; ``e_l`` for ``"linear"``, 1 for ``"uniform"``), ``e_l``
+    the mean cost per sample of one of layer ``l``'s weights in the exact synaptic-operation
+    count, measured on the training forwards by a :class:`CostMeter` at every re-estimate; the
+    same controller lands the training count at ``end_step`` on ``S`` (or ``E``).
+    ``cost="sops"``/``"energy"`` with an explicit ``l1`` is the weighted objective without a
+    target. :meth:`check_target` refuses an unreachable target before training
+    (docs/concepts.md, "Pruning to an energy budget").
 
     After ``end_step`` (every windowed schedule) the thresholds are fixed and, with
-    ``freeze_mask=True`` (the default), so are the zeros: θ becomes ``S_d(θ)`` and a mask keeps the
-    pruned weights at zero while the others train as plain weights, the fixed-mask fine-tuning of
-    gradual magnitude pruning; so a target sparsity holds to the end of training. With
-    ``freeze_mask=False`` the straight-through gradient may still regrow weights, or let them die.
-
-    Cost targets (``schedule="lats"``, ``target_sops=S`` per sample, or ``target_energy=E`` in pJ
-    per sample with ``energy_preset``, instead of ``l1``/``final_threshold``/``target_sparsity``):
-    the L1 term becomes ``λ·Σ_l c_l‖w_l‖₁``, ``c_l`` weighing the mean cost per sample ``e_l`` of one
-    of layer ``l``'s weights in the exact synaptic-operation count, measured on the training
-    forwards by a :class:`CostMeter` and re-measured at every re-estimate; layer ``l``'s threshold
-    grows by ``λ·c_l·η_t``, with ``c_l = √e_l`` (``cost_weighting="sqrt"``, the default: keep a
-    weight while ``w²`` is worth its cost), ``e_l`` (``"linear"``) or 1 (``"uniform"``). The same
-    controller picks λ, counting pruned cost instead of pruned weights, so that the training count
-    at ``end_step`` is ``S`` (or ``E``). ``cost="sops"``/``"energy"`` with an explicit ``l1`` is
-    the weighted objective without a target. :meth:`check_target` refuses an
-    unreachable target before training.
+    ``freeze_mask=True`` (the default), so are the zeros: at the first step past the window θ
+    becomes ``S_d(θ)`` and a mask keeps the pruned weights at zero while the others train as plain
+    weights, the fixed-mask fine-tuning of gradual magnitude pruning; a target sparsity holds to
+    the end of training. With ``freeze_mask=False`` the straight-through gradient may still regrow
+    weights, or let them die.
 
     With param groups of different lrs, each layer follows its own group's lr: one λ, one
     objective, so a layer whose lr is ``k×`` the planned one reaches ``k·D``. ``layer_scale``
@@ -150,6 +138,8 @@ class SoftThresholdPruner:
         >>> model = pruner.finalize()    # plain weights again, S_d(θ) baked in
     """
 
+    # One class of about 700 lines: its optimizer hooks, thresholds, masks and state must agree
+    # step by step; the rules live in PruningSpec, the schedules in schedules.py, λ in controller.py.
     def __init__(
         self,
         model: nn.Module,
@@ -402,7 +392,7 @@ class SoftThresholdPruner:
             )
             return
         if self._estimate is None:  # the first measurement: is the target reachable?
-            self._check_reachable(measurement, f"on its first {measurement.samples} training samples")
+            check_reachable(measurement, controller, f"on its first {measurement.samples} training samples")
         controller.retarget(k, **kwargs, costs=measurement.costs, fixed_cost=measurement.fixed)
         with torch.no_grad():
             pruned = measurement.fixed + controller.pruned_cost(kwargs["thetas"], measurement.costs, self._lr_sum)
@@ -412,26 +402,6 @@ class SoftThresholdPruner:
             "dense": measurement.dense,
             "pruned": pruned,
         }
-
-    def _check_reachable(self, measurement, seen: str) -> None:
-        """ValueError when a cost target is not below the network's cost unpruned, or not above what
-        the synaptic layers left out of the pruning cost (``measurement``: the costs of every weight)."""
-        controller = self._controller
-        target = controller.target
-        if target is None:
-            return
-        dense = measurement.dense
-        unit = "pJ" if controller.measure == "energy" else "SOPs"
-        if target >= dense:
-            raise ValueError(
-                f"{controller.describe()} is not below the unpruned network's {dense:.6g} {unit} per sample "
-                f"{seen}: there is nothing to prune"
-            )
-        if target <= measurement.fixed:
-            raise ValueError(
-                f"{controller.describe()} cannot be reached: the synaptic layers left out of the pruning "
-                f"already cost {measurement.fixed:.6g} {unit} per sample {seen}"
-            )
 
     @torch.no_grad()
     def check_target(self, inputs: torch.Tensor) -> None:
@@ -444,23 +414,10 @@ class SoftThresholdPruner:
         self._check_live()
         if self._meter is None or self._controller.target is None:
             return
-        armed = self._meter.armed
-        self._meter.arm(False)  # the copy must not carry the meter's hooks
-        try:
-            model = copy.deepcopy(self.model)
-        finally:
-            self._meter.arm(armed)
-        model.train().requires_grad_(False)
-        modules = dict(model.named_modules())
-        meter = CostMeter(model, {name: modules[name] for name in self.layers}, self._meter.cost, self._meter.preset)
-        devices = [inputs.device] if inputs.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.enable_grad():  # the meter counts training forwards
-            meter.arm(True)
-            try:
-                model(inputs)
-            finally:
-                meter.close()
-        self._check_reachable(meter.take(), f"on {inputs.shape[0]} training samples (checked before training)")
+        measurement = self._meter.measure_copy(inputs)
+        check_reachable(
+            measurement, self._controller, f"on {inputs.shape[0]} training samples (checked before training)"
+        )
 
     # --- argument checks (what the spec cannot see) ------------------------------------------------
     def _check_lr_schedule(self, lr_schedule):
@@ -700,7 +657,7 @@ class SoftThresholdPruner:
         if self._meter is not None:
             costs = {"meter": self._meter.state_dict(), "estimate": self.cost_estimate}
         return {
-            "version": _STATE_VERSION,
+            "version": STATE_VERSION,
             "schedule": self.schedule,
             "step_count": self.step_count,
             "lr_sum": list(self._lr_sum),
@@ -712,49 +669,10 @@ class SoftThresholdPruner:
             "costs": costs,
         }
 
-    def _upgrade_state(self, state: Mapping[str, Any]) -> Mapping[str, Any]:
-        """An older state in the version-4 layout. Version 2 kept λ, the anchors and the drift
-        origin flat, for every schedule: they become the controller's state; without
-        target_sparsity they are dropped (λ follows from the constructor's arguments). Version 3
-        anchored the threshold of every param group ``g``, and layer ``l``'s was ``layer_scale_l``
-        times it: that is the layer anchor ``layer_scale_l·anchor_g`` with ``c_l = layer_scale_l``."""
-        version = state.get("version")
-        if version not in (2, 3):
-            return state
-        state = dict(state)
-        if version == 2:
-            controller = {key: state.pop(key) for key in _V2_CONTROLLER_KEYS}
-            state["controller"] = None if self._controller is None else controller
-        old = state["controller"]
-        if old is not None and self._controller is not None and self._controller.measure != "sparsity":
-            raise ValueError(
-                f"a version-{version} state is a target-sparsity pruner's; this pruner runs "
-                f"{self._controller.describe()}"
-            )
-        if old is not None and self._controller is not None:
-            anchor, lr_sum = old["anchor_threshold"], old["anchor_lr_sum"]
-            if len(anchor) != len(self._lr_sum):
-                raise ValueError("state was saved with a different number of optimizer param groups")
-            group, ref = self._group_of, self._ref_group
-            state["controller"] = {
-                "measure": "sparsity",
-                "target": self.target_sparsity,
-                "l1": old["l1"],
-                "anchor": {name: self._scale[name] * anchor[group[name]] for name in self._params},
-                "anchor_lr_sum": {name: lr_sum[group[name]] for name in self._params},
-                "factor": dict(self._scale),
-                "global_anchor": anchor[ref],
-                "global_anchor_lr_sum": lr_sum[ref],
-                "drift_origin": old["drift_origin"],
-            }
-        state["costs"] = None
-        state["version"] = _STATE_VERSION
-        return state
-
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from :meth:`state_dict` (version 4, or versions 2 and 3 of older checkpoints)."""
-        state = self._upgrade_state(state)
-        if state.get("version") != _STATE_VERSION:
+        state = upgrade_state(state, self)
+        if state.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported pruner state version {state.get('version')!r}")
         if state["schedule"] != self.schedule:
             raise ValueError(f"state is for schedule={state['schedule']!r}, this pruner runs {self.schedule!r}")
