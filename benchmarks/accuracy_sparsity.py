@@ -551,6 +551,7 @@ def base_config(args, network: str, seed: int) -> dict:
         width=args.width,
         stem=args.stem,
         print_freq=10**9,
+        val_freq=args.epochs,  # the window's end and the last epoch: the figures reported
         sops_batches=args.sops_batches,
         device="cpu",
         seed=seed,

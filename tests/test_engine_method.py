@@ -106,3 +106,11 @@ def test_a_checkpoint_from_before_the_method_fixes_resumes_as_it_was_trained(dat
     assert (resumed.freeze_mask, resumed.recalibrate_bn) == (False, False)
     summary = train(resolve_config({"output_dir": str(out), "resume": str(out / "checkpoint.pth")}, base=upgraded))
     assert summary.epochs_completed == 2 and summary.bn_recalibration is None
+
+
+def test_val_freq_validates_every_nth_epoch_the_last_and_the_window_end(data_root, tmp_path):
+    summary = train(config(data_root, tmp_path / "run", epochs=5, val_freq=3, prune="lats", l1=0.5, prune_end_epoch=2))
+    validated = [r["epoch"] for r in summary.history if r["val"] is not None]
+    assert validated == [1, 2, 4]  # the window's last epoch (1), every third (2), the last (4)
+    assert summary.best["epoch"] in validated and summary.accuracy == summary.history[-1]["val"]
+    assert (tmp_path / "run" / "training.png").read_bytes()[:4] == b"\x89PNG"

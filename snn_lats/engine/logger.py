@@ -132,7 +132,8 @@ def plot_history(history: list[Mapping[str, Any]], path: str | os.PathLike) -> N
     FigureCanvasAgg(fig)
     ax_acc, ax_sparsity = fig.subplots(1, 2)
     ax_acc.plot(epochs, [r["train"]["acc1"] for r in history], label="train")
-    ax_acc.plot(epochs, [r["val"]["acc1"] for r in history], label="validation")
+    validated = [r for r in history if r["val"] is not None]
+    ax_acc.plot([r["epoch"] for r in validated], [r["val"]["acc1"] for r in validated], label="validation")
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("top-1 accuracy (%)")
     ax_acc.legend()
@@ -155,7 +156,8 @@ def log_epoch(
     """An epoch's TensorBoard scalars and its one text line."""
     epoch, train_m, val_m = record["epoch"], record["train"], record["val"]
     logger.scalars(epoch, {"loss": train_m["loss"], "acc1": train_m["acc1"]}, prefix="train/")
-    logger.scalars(epoch, {"loss": val_m["loss"], "acc1": val_m["acc1"], "acc5": val_m["acc5"]}, prefix="val/")
+    if val_m is not None:  # (not validated this epoch: --val-freq)
+        logger.scalars(epoch, {"loss": val_m["loss"], "acc1": val_m["acc1"], "acc5": val_m["acc5"]}, prefix="val/")
     logger.scalars(
         epoch,
         {"lr": record["lr"], "epoch_time_s": record["epoch_time_s"], "images_per_s": train_m["images_per_s"]},
@@ -170,10 +172,14 @@ def log_epoch(
         logger.scalars(epoch, sops.per_sample_scalars(), prefix="sops/")  # ACs, MACs, energy_pj per sample
     logger.flush()
     threshold = f"  threshold {record['threshold']:.4g}" if pruner is not None else ""
-    skipped = train_m["skipped_images"] + val_m["skipped_images"]
+    skipped = train_m["skipped_images"] + (val_m["skipped_images"] if val_m is not None else 0)
+    val = (
+        "not validated"
+        if val_m is None
+        else f"val loss {val_m['loss']:.4f} acc1 {val_m['acc1']:.2f} acc5 {val_m['acc5']:.2f}"
+    )
     logger.print(
-        f"epoch {epoch}: train loss {train_m['loss']:.4f} acc1 {train_m['acc1']:.2f}  |  val loss "
-        f"{val_m['loss']:.4f} acc1 {val_m['acc1']:.2f} acc5 {val_m['acc5']:.2f}  |  sparsity "
+        f"epoch {epoch}: train loss {train_m['loss']:.4f} acc1 {train_m['acc1']:.2f}  |  {val}  |  sparsity "
         f"{100 * record['sparsity']:.2f}%{threshold}  lr {record['lr']:.4g}  "
         f"{train_m['images_per_s']:.0f} img/s  {record['epoch_time_s']:.1f}s"
         + (f"  ({skipped} unreadable images skipped)" if skipped else "")

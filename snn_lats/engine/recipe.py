@@ -289,6 +289,14 @@ class TrainConfig:
     )
     test_only: bool = option(False, "only evaluate the --resume checkpoint", group="run", trajectory=False)
     print_freq: int = option(10, "steps between log lines", group="run", minimum=1, trajectory=False)
+    val_freq: int = option(
+        1,
+        "validate every this many epochs, and always after the last one and the one that ends the pruning "
+        "window; the best checkpoint is chosen among the validated epochs",
+        group="run",
+        minimum=1,
+        trajectory=False,
+    )
     dist_timeout: float = option(
         300.0,
         "seconds a collective waits for the other processes (torchrun) before a stalled or dead peer becomes "

@@ -264,7 +264,8 @@ def _run_epochs(run: Training) -> RunSummary:
             f"{len(run.train_loader)} steps per epoch"
         )
 
-    metrics: dict[str, float] = state.history[-1]["val"] if state.history else {}
+    validated_records = [r for r in state.history if r.get("val") is not None]
+    metrics: dict[str, float] = validated_records[-1]["val"] if validated_records else {}
     sops: SOPReport | None = None
     start_epoch = state.epoch
     for epoch in range(start_epoch, config.epochs):
@@ -279,8 +280,9 @@ def _run_epochs(run: Training) -> RunSummary:
                 f"epoch {epoch}: the pruning window ended: BatchNorm statistics recomputed on "
                 f"{state.bn_recalibration['batches']} training batches"
             )
+        validated = _validates(config, epoch)
         try:
-            metrics, sops = _validate(run, logger)
+            metrics, sops = _validate(run, logger) if validated else (metrics, sops)
         except EvaluationStopped:  # the epoch's steps are done: a resume validates, then goes on
             raise run.interrupt() from None
         epoch_lr = run.optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
@@ -291,7 +293,7 @@ def _run_epochs(run: Training) -> RunSummary:
         record = {
             "epoch": epoch,
             "train": train_metrics,
-            "val": metrics,
+            "val": metrics if validated else None,
             "lr": epoch_lr,
             "threshold": run.pruner.threshold if run.pruner else 0.0,
             "sparsity": sparsity.global_sparsity,
@@ -301,7 +303,7 @@ def _run_epochs(run: Training) -> RunSummary:
 
         # "Best" only among epochs at the final sparsity: once pruning has ended.
         at_final_sparsity = config.prune == "none" or epoch + 1 >= config.pruning_end_epoch
-        is_best = at_final_sparsity and (state.best is None or metrics["acc1"] > state.best["acc1"])
+        is_best = validated and at_final_sparsity and (state.best is None or metrics["acc1"] > state.best["acc1"])
         if is_best:
             state.best = {"epoch": epoch, "acc1": metrics["acc1"], "sparsity": sparsity.global_sparsity}
         log_epoch(logger, record, sparsity, sops, run.pruner, is_best)
@@ -341,6 +343,12 @@ def _validate(run: Training, logger: RunLogger) -> tuple[dict[str, float], SOPRe
         logger=logger,
         should_stop=run.stopping,
     )
+
+
+def _validates(config: TrainConfig, epoch: int) -> bool:
+    """Whether ``epoch`` is validated: every ``--val-freq`` epochs, the last, and the window's last."""
+    last = epoch + 1 == config.epochs or (config.prune != "none" and epoch + 1 == config.pruning_end_epoch)
+    return last or (epoch + 1) % config.val_freq == 0
 
 
 def _recalibrates(run: Training, epoch: int) -> bool:

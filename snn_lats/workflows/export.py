@@ -183,7 +183,8 @@ def export_checkpoint(
         }
 
     history = content.get("history") or []
-    last = history[-1]["val"] if history else None
+    validated = [r["val"] for r in history if r.get("val") is not None]
+    last = validated[-1] if validated else None
     sizes = {name: len(data) for name, data in files.items()}
     info = {
         "source_checkpoint": str(checkpoint),
