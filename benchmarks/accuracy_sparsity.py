@@ -75,7 +75,7 @@ LABELS = {
     "pgh": "PGH",
     "stds-sine": "STDS (sine)",
     "constant": "pruning at init (constant)",
-    "gmp": "GMP (torch prune)",
+    "gmp": "GMP (--prune gmp)",
     "dense": "dense",
 }
 
@@ -586,7 +586,9 @@ def data_sizes(args) -> tuple[int, int, int]:
     from snn_lats.data import build_datasets, build_loaders
     from snn_lats.engine.recipe import TrainConfig
 
-    train_set, val_set, _ = build_datasets(TrainConfig(**base_config(args, "ann", 0)))
+    values = base_config(args, "ann", 0)
+    values.pop("pruning")
+    train_set, val_set, _ = build_datasets(TrainConfig(**values))
     return len(build_loaders(train_set, val_set, args.batch_size, 0)[0]), len(train_set), len(val_set)
 
 
