@@ -99,6 +99,10 @@ def test_target_sparsity_bad_arguments(kwargs, error, message):
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
     with pytest.raises(error, match=message):
         SoftThresholdPruner(model, torch.optim.SGD(model.parameters(), lr=0.1), "lats", **kwargs)
+
+
+def test_a_target_sparsity_is_for_lats_and_gmp_only():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
     with pytest.raises(ValueError, match="target_sparsity does not apply to schedule 'stds-sine'"):
         SoftThresholdPruner(
             model, torch.optim.SGD(model.parameters(), lr=0.1), "stds-sine", target_sparsity=0.5, end_step=5

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from snn_lats._io import atomic_open
+from snn_lats.engine.distributed import all_gather
 from snn_lats.engine.recipe import ARCHITECTURE_FIELDS, upgrade_config
 
 __all__ = [
@@ -234,8 +235,6 @@ class CheckpointSaver:
 
         A collective under torchrun: every rank must call it.
         """
-        from snn_lats.engine.distributed import all_gather
-
         ranks = all_gather({"rng": rng_state(), "partial": dict(self.run_state.partial)})
         return {
             "model": self.model.state_dict(),

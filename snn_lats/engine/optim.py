@@ -8,13 +8,10 @@ per epoch. The same closed form gives the pruner the lr it will see at every ste
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
-
-if TYPE_CHECKING:  # the configuration's module imports LR_SCHEDULERS from here
-    from snn_lats.engine.recipe import TrainConfig
 
 __all__ = [
     "LR_SCHEDULERS",
@@ -27,6 +24,24 @@ __all__ = [
 
 #: Per-epoch lr schedules after the warm-up (:func:`epoch_lrs`).
 LR_SCHEDULERS: tuple[str, ...] = ("cosine", "step")
+
+
+class OptimSettings(Protocol):
+    """The fields of a :class:`~snn_lats.engine.recipe.TrainConfig` read here (the recipe imports
+    this module's ``LR_SCHEDULERS``; this module does not import the recipe)."""
+
+    lr: float
+    momentum: float
+    weight_decay: float
+    norm_weight_decay: float | None
+    epochs: int
+    lr_scheduler: str
+    lr_warmup_epochs: int
+    lr_warmup_decay: float
+    lr_step_size: int
+    lr_gamma: float
+    lr_min: float
+
 
 _NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -50,7 +65,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, norm_weight_decay: f
     return groups
 
 
-def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.SGD:
+def build_optimizer(config: OptimSettings, model: nn.Module) -> torch.optim.SGD:
     return torch.optim.SGD(
         parameter_groups(model, config.weight_decay, config.norm_weight_decay),
         lr=config.lr,
@@ -59,7 +74,7 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.SGD:
     )
 
 
-def epoch_lrs(config: TrainConfig) -> list[float]:
+def epoch_lrs(config: OptimSettings) -> list[float]:
     """The lr of each epoch ``e = 0 .. epochs-1``.
 
     Warm-up (``e < W``): ``lr * (decay + (1 - decay) * e / W)`` (torchvision's LinearLR).
@@ -80,12 +95,12 @@ def epoch_lrs(config: TrainConfig) -> list[float]:
     return out
 
 
-def planned_step_lrs(config: TrainConfig, steps_per_epoch: int) -> list[float]:
+def planned_step_lrs(config: OptimSettings, steps_per_epoch: int) -> list[float]:
     """The lr the optimizer will apply at every step of the run (the epoch's lr, repeated)."""
     return [lr for lr in epoch_lrs(config) for _ in range(steps_per_epoch)]
 
 
-def build_lr_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+def build_lr_scheduler(config: OptimSettings, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
     """A ``LambdaLR`` giving epoch ``e`` the lr of :func:`epoch_lrs`; call ``step()`` after each epoch.
     Build it after the pruner: a "learnable" pruner adds its own param group, which follows the same factor."""
     lrs = epoch_lrs(config)

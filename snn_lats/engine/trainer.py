@@ -179,8 +179,9 @@ def _prepare(
         pin_memory=device.type == "cuda",
     )
     steps_per_epoch = len(train_loader)
+    record = config.to_dict()  # the configuration as a checkpoint and summary.json keep it
     if checkpoint is not None:
-        check_architecture(checkpoint, config.to_dict(), num_classes)
+        check_architecture(checkpoint, record, num_classes)
 
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = build_model_fn(config, num_classes)
@@ -212,7 +213,7 @@ def _prepare(
         pruner=pruner,
         scaler=scaler,
         run_state=state,
-        config=config.to_dict(),
+        config=record,
         num_classes=num_classes,
         rank=ctx.rank,
         world_size=ctx.world_size,
@@ -314,7 +315,7 @@ def _run_epochs(run: Training) -> RunSummary:
     if state.epoch == start_epoch:  # resumed after the last epoch: no evaluation yet
         metrics, sops = _validate(run, console)
     summary = RunSummary(
-        config=config.to_dict(),
+        config=run.saver.config,
         accuracy=metrics,
         sparsity=sparsity_report(run.model),
         sops=sops,
