@@ -111,3 +111,75 @@ def test_atomic_write_gives_ordinary_file_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == os.stat(tmp_path / "b.txt").st_mode & 0o777 == 0o644
+
+
+# --- the architecture: the import graph read from the sources -------------------------------------
+
+# What each subpackage may import of the others (docs/architecture.md's table).
+ALLOWED = {
+    "networks": set(),
+    "estimators": set(),
+    "pruning": {"estimators"},
+    "deploy": {"networks"},
+    "data": set(),
+    "engine": {"networks", "estimators", "pruning", "deploy", "data"},
+    "workflows": {"networks", "estimators", "pruning", "deploy", "data", "engine"},
+    "cli": {"networks", "estimators", "pruning", "deploy", "data", "engine", "workflows"},
+}
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Every snn_lats module and the snn_lats modules its top level imports (``from pkg import
+    sub`` counted as the submodule ``pkg.sub``)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(snn_lats.__file__).parent
+    paths = {}
+    for path in root.rglob("*.py"):
+        name = ".".join(["snn_lats", *path.relative_to(root).with_suffix("").parts]).removesuffix(".__init__")
+        paths[name] = path
+    imports = {}
+    for name, path in paths.items():
+        found = set()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("snn_lats"):
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths else node.module
+                          for a in node.names}  # fmt: skip
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("snn_lats")}
+        imports[name] = found
+    return imports
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    imports = module_imports()
+    packages = {name for name in imports if name.count(".") <= 1}  # an __init__ re-exporting its submodules
+    cycles, state = [], {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for other in sorted(imports[module] & imports.keys()):
+            if state.get(other) == "open":
+                cycles.append([*path[path.index(other) :], other])
+            elif other not in state:
+                visit(other, [*path, other])
+        state[module] = "done"
+
+    for module in sorted(imports):
+        if module not in state:
+            visit(module, [module])
+    assert [c for c in cycles if not set(c) & packages] == []
+
+
+def test_every_subpackage_imports_only_those_above_it():
+    wrong = []
+    for module, found in module_imports().items():
+        parts = module.split(".")
+        if len(parts) < 2 or parts[1] not in ALLOWED:
+            continue
+        for other in found:
+            target = other.split(".")[1] if other.count(".") else None
+            if target in ALLOWED and target != parts[1] and target not in ALLOWED[parts[1]]:
+                wrong.append(f"{module} imports {other}")
+    assert wrong == []
