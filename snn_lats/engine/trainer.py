@@ -183,17 +183,7 @@ def _prepare(
     if checkpoint is not None:
         check_architecture(checkpoint, record, num_classes)
 
-    torch.manual_seed(config.seed)  # the same initial weights on every rank
-    model = build_model_fn(config, num_classes)
-    if config.weights and checkpoint is None:  # a starting point; a resumed run continues from its own
-        loaded = load_weights(model, config)
-        if ctx.is_main:
-            print(loaded)
-    model = model.to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if config.sync_bn and ctx.distributed:
-        model = convert_sync_batchnorm(model)  # multi-step BatchNorms keep T folded into the batch
+    model = _network(config, ctx, build_model_fn, num_classes, resumed=checkpoint is not None)
     optimizer = build_optimizer(config, model)
     pruner = build_pruner(config, model, optimizer, steps_per_epoch, planned_step_lrs(config, steps_per_epoch))
     if pruner is not None and checkpoint is None and (pruner.target_sops or pruner.target_energy):
@@ -248,6 +238,29 @@ def _prepare(
         state=state,
         saver=saver,
     )
+
+
+def _network(
+    config: TrainConfig,
+    ctx: dist_utils.DistributedContext,
+    build_model_fn: ModelBuilder,
+    num_classes: int,
+    resumed: bool,
+) -> nn.Module:
+    """The network on its device: the same initial weights on every rank, or ``--weights`` (a
+    resumed run continues from its own), channels-last and SyncBatchNorm as asked."""
+    torch.manual_seed(config.seed)
+    model = build_model_fn(config, num_classes)
+    if config.weights and not resumed:
+        loaded = load_weights(model, config)
+        if ctx.is_main:
+            print(loaded)
+    model = model.to(ctx.device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if config.sync_bn and ctx.distributed:
+        model = convert_sync_batchnorm(model)  # multi-step BatchNorms keep T folded into the batch
+    return model
 
 
 def _run_epochs(run: Training) -> RunSummary:

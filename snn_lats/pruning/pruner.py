@@ -43,6 +43,35 @@ def _check_reachable_sparsity(target: float, sizes: Mapping[str, int], scale: Ma
         )
 
 
+def _resolve_spec(spec, given: dict, total_steps, lr_schedule) -> PruningSpec:
+    """The pruner's :class:`PruningSpec`: ``spec`` as given (then no other pruning argument may
+    be), or built from the keyword arguments ``given``, the window's end defaulting to
+    ``total_steps``, then to the length of a planned lr sequence."""
+    if spec is not None:
+        if not isinstance(spec, PruningSpec):
+            raise TypeError(f"spec must be a PruningSpec, got {type(spec).__name__}")
+        defaults = {name: p.default for name, p in inspect.signature(SoftThresholdPruner).parameters.items()}
+        defaults.update(start=defaults["start_step"], end=defaults["end_step"])
+        other = [name for name, value in given.items() if value != defaults[name]]
+        if other or total_steps is not None:
+            raise TypeError(f"give spec or the pruning arguments it holds, not both ({', '.join(other)})")
+        if spec.unit != "steps":
+            raise ValueError(
+                f"the pruner counts optimizer steps: give spec.in_steps(steps_per_epoch), not a spec in {spec.unit}"
+            )
+        return spec
+    end = given["end"]
+    if total_steps is not None:
+        _check_steps(total_steps, "total_steps")
+        if end is not None and _check_steps(end, "end_step") > total_steps:
+            raise ValueError(f"end_step ({end}) must be <= total_steps ({total_steps})")
+    if end is None and schedule_class(given["schedule"]).windowed:
+        end = total_steps
+        if end is None and isinstance(lr_schedule, Sequence) and not isinstance(lr_schedule, str):
+            end = len(lr_schedule)
+    return PruningSpec(**{**given, "end": end})  # checks every rule
+
+
 class SoftThresholdPruner:
     """Soft-threshold pruning ``w = S_d(θ) = sign(θ)·max(|θ| − d, 0)`` driven by a threshold schedule.
 
@@ -180,91 +209,30 @@ class SoftThresholdPruner:
             cost_weighting=cost_weighting, freeze_mask=freeze_mask, retarget_every=retarget_every,
             start=start_step, end=end_step,
         )  # fmt: skip
-        if spec is None:
-            if total_steps is not None:
-                _check_steps(total_steps, "total_steps")
-                if end_step is not None and _check_steps(end_step, "end_step") > total_steps:
-                    raise ValueError(f"end_step ({end_step}) must be <= total_steps ({total_steps})")
-            if end_step is None and schedule_class(schedule).windowed:
-                end_step = total_steps
-                if end_step is None and isinstance(lr_schedule, Sequence) and not isinstance(lr_schedule, str):
-                    end_step = len(lr_schedule)
-            spec = PruningSpec(**{**given, "end": end_step})  # checks every rule
-        else:
-            if not isinstance(spec, PruningSpec):
-                raise TypeError(f"spec must be a PruningSpec, got {type(spec).__name__}")
-            defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()}
-            defaults.update(start=defaults["start_step"], end=defaults["end_step"])
-            other = [name for name, value in given.items() if value != defaults[name]]
-            if other or total_steps is not None:
-                raise TypeError(f"give spec or the pruning arguments it holds, not both ({', '.join(other)})")
-            if spec.unit != "steps":
-                raise ValueError(
-                    f"the pruner counts optimizer steps: give spec.in_steps(steps_per_epoch), not a spec in {spec.unit}"
-                )
-        self.spec = spec
+        self.spec = spec = _resolve_spec(spec, given, total_steps, lr_schedule)
         self._schedule = schedule_class(spec.schedule)(
             l1=spec.l1, final_threshold=spec.final_threshold, beta=spec.beta, target_sparsity=spec.target_sparsity
         )
-        lr_schedule = self._check_lr_schedule(lr_schedule)
         self.start_step, self.end_step = spec.start, spec.end
-        self._planned_sum = None
-        planned: list[float] = []
-        if lr_schedule is not None:
-            planned = self._planned_lrs(lr_schedule)
-            self._planned_sum = sum(planned)
-            if not self._planned_sum > 0:
-                raise ValueError("lr_schedule plans no learning rate over the pruning window (sum of lrs is 0)")
-        self._l1 = spec.l1
-        if self._schedule.lr_driven and spec.final_threshold is not None:
-            self._schedule.planned_sum = self._planned_sum
-            self._l1 = spec.final_threshold / self._planned_sum
+        planned = self._plan(self._check_lr_schedule(lr_schedule))
 
         # Which weights: selected and checked before anything is modified.
         candidates = select_layers(model, spec.include, spec.exclude, spec.dense_first_last)
-        scale = self._layer_scales(layer_scale, list(candidates))
+        self._scale = scale = self._layer_scales(layer_scale, list(candidates))
         if spec.target_sparsity is not None:
             _check_reachable_sparsity(spec.target_sparsity, {n: m.weight.numel() for n, m in candidates.items()}, scale)
-        group_of = self._param_groups(optimizer, candidates)
-        ref_group = next(iter(group_of.values())) if group_of else 0
-        self._controller: L1Controller | None = None
-        self._meter: CostMeter | None = None
+        self._group_of = self._param_groups(optimizer, candidates)
+        self._ref_group = next(iter(self._group_of.values())) if self._group_of else 0
+        self._controller, self._meter = self._controls(model, candidates, planned)
         window = None if self.end_step is None else self.end_step - self.start_step
-        if spec.controlled:
-            self._controller = L1Controller(
-                planned if spec.target is not None else None,
-                window=window,
-                layers={name: (group_of[name], scale[name]) for name in candidates},
-                ref_group=ref_group,
-                measure=spec.measure,
-                target=spec.target,
-                l1=self._l1 if spec.target is None else None,
-                retarget_every=spec.retarget_every,
-                start_step=self.start_step,
-                exponent=spec.cost_exponent,
-            )
-            if spec.measure != "sparsity":
-                self._meter = CostMeter(model, candidates, spec.measure, spec.energy_preset)
-        self._mask_every = None
-        if self._schedule.magnitude:
-            self._mask_every = spec.retarget_every or max(1, window // RE_ESTIMATES)
+        self._mask_every = (spec.retarget_every or max(1, window // RE_ESTIMATES)) if self._schedule.magnitude else None
 
         learned = self._schedule.learned
         self.model = model
         self.optimizer = optimizer
-        self.layers = attach(
-            model,
-            spec.include,
-            spec.exclude,
-            spec.dense_first_last,
-            spec.gradient,
-            learned,
-            -10.0 if spec.s_init is None else spec.s_init,
-        )
+        s_init = -10.0 if spec.s_init is None else spec.s_init
+        self.layers = attach(model, spec.include, spec.exclude, spec.dense_first_last, spec.gradient, learned, s_init)
         self._params: dict[str, SoftThreshold] = {n: soft_threshold_of(m) for n, m in self.layers.items()}
-        self._scale = scale
-        self._group_of = group_of
-        self._ref_group = ref_group
         if learned:
             optimizer.add_param_group({"params": [p.threshold_logit for p in self._params.values()]})
 
@@ -288,6 +256,43 @@ class SoftThresholdPruner:
             optimizer.register_step_pre_hook(self._before_optimizer_step),
             optimizer.register_step_post_hook(self._after_optimizer_step),
         ]
+
+    def _plan(self, lr_schedule) -> list[float]:
+        """The planned ``w·η`` of every window step (empty without ``lr_schedule``), and λ of a
+        final threshold: ``D / Σ planned``."""
+        spec = self.spec
+        self._planned_sum = None
+        planned: list[float] = []
+        if lr_schedule is not None:
+            planned = self._planned_lrs(lr_schedule)
+            self._planned_sum = sum(planned)
+            if not self._planned_sum > 0:
+                raise ValueError("lr_schedule plans no learning rate over the pruning window (sum of lrs is 0)")
+        self._l1 = spec.l1
+        if self._schedule.lr_driven and spec.final_threshold is not None:
+            self._schedule.planned_sum = self._planned_sum
+            self._l1 = spec.final_threshold / self._planned_sum
+        return planned
+
+    def _controls(self, model, candidates, planned) -> tuple[L1Controller | None, CostMeter | None]:
+        """The controller of a target or a cost, and the meter of a cost (None where not needed)."""
+        spec = self.spec
+        if not spec.controlled:
+            return None, None
+        controller = L1Controller(
+            planned if spec.target is not None else None,
+            window=None if self.end_step is None else self.end_step - self.start_step,
+            layers={name: (self._group_of[name], self._scale[name]) for name in candidates},
+            ref_group=self._ref_group,
+            measure=spec.measure,
+            target=spec.target,
+            l1=self._l1 if spec.target is None else None,
+            retarget_every=spec.retarget_every,
+            start_step=self.start_step,
+            exponent=spec.cost_exponent,
+        )
+        meter = None if spec.measure == "sparsity" else CostMeter(model, candidates, spec.measure, spec.energy_preset)
+        return controller, meter
 
     @property
     def schedule(self) -> str:

@@ -157,17 +157,7 @@ def export_checkpoint(
         raise CheckpointError(f"the finalized model does not load into the plain network: {error}") from None
 
     dense = safetensors_bytes(state, metadata={"format": "pt", "model": config.model})
-    files: dict[str, bytes] = {}
-    if "dense" in formats:
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        files["model.safetensors"], files["model.pth"] = dense, buffer.getvalue()
-    if "sparse" in formats:
-        sparse = encode_sparse(state, metadata={"model": config.model})
-        decoded = decode_sparse(sparse)
-        if decoded.keys() != state.keys() or not all(_same(decoded[k], state[k]) for k in state):
-            raise RuntimeError("the sparse file does not decode to the exported state dict")
-        files["model.sparse.safetensors"] = sparse
+    files = _state_files(state, formats, dense, config.model)
     nir_info = None
     if graph is not None:
         files["model.nir"] = _nir_bytes(graph)
@@ -220,7 +210,12 @@ def export_checkpoint(
         "load": "snn_lats.networks.create(architecture.model, num_classes=..., **options).load_state_dict(...)",
     }
 
-    out_dir = Path(out_dir)
+    _write(Path(out_dir), files, info)
+    return info
+
+
+def _write(out_dir: Path, files: dict[str, bytes], info: dict[str, Any]) -> None:
+    """The files, then export.json, each atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     # export.json names a consistent set of files: it goes first and comes back last, so that a
     # write that fails midway leaves no description of a mixed folder; the files of formats this
@@ -232,7 +227,23 @@ def export_checkpoint(
         with atomic_open(out_dir / name, "wb") as f:
             f.write(data)
     atomic_write_text(out_dir / "export.json", json.dumps(info, indent=2) + "\n")
-    return info
+
+
+def _state_files(state: dict[str, torch.Tensor], formats: list[str], dense: bytes, model: str) -> dict[str, bytes]:
+    """The bytes of the state dict's files in ``formats`` (``dense``: its safetensors bytes); the
+    sparse file is decoded again and must give the state dict back exactly."""
+    files: dict[str, bytes] = {}
+    if "dense" in formats:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        files["model.safetensors"], files["model.pth"] = dense, buffer.getvalue()
+    if "sparse" in formats:
+        sparse = encode_sparse(state, metadata={"model": model})
+        decoded = decode_sparse(sparse)
+        if decoded.keys() != state.keys() or not all(_same(decoded[k], state[k]) for k in state):
+            raise RuntimeError("the sparse file does not decode to the exported state dict")
+        files["model.sparse.safetensors"] = sparse
+    return files
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
