@@ -283,6 +283,27 @@ def test_malicious_checkpoint_is_refused_by_every_command(tmp_path, capsys):
     assert not marker.exists() and not (tmp_path / "export").exists()
 
 
+def test_a_file_that_is_not_a_checkpoint_is_one_line_for_every_command(tmp_path, capsys):
+    """``echo hi > text.pth``: torch's parser trips on it with an IndexError or a KeyError (not the
+    errors of a truncated file); every command that reads a checkpoint says so in one line."""
+    data = write_folder(tmp_path / "data")
+    text = tmp_path / "text.pth"
+    text.write_text("hi\n")
+    train = ["train", "--data-path", str(data), "--epochs", "1", "--device", "cpu", "--output-dir", str(tmp_path / "o")]
+    for args in (
+        [*train, "--weights", str(text)],
+        [*train, "--resume", str(text)],
+        ["evaluate", "--checkpoint", str(text)],
+        ["sops", "--checkpoint", str(text)],
+        ["export", "--checkpoint", str(text), "--out", str(tmp_path / "export")],
+    ):
+        code, _, stderr = run_cli(args, capsys)
+        assert code == 2, args
+        assert "is truncated or not a torch file" in stderr and "Traceback" not in stderr, stderr
+        assert len(stderr.strip().splitlines()) == 1, stderr
+    assert not (tmp_path / "o").exists() and not (tmp_path / "export").exists()
+
+
 def test_unreadable_images_are_skipped_and_counted_or_fail_by_flag(tmp_path, capsys):
     data = write_folder(tmp_path / "data", per_class=4)
     (data / "train" / "a" / "0.png").write_bytes(b"not an image")

@@ -13,7 +13,7 @@ import io
 import os
 import pickle
 import random
-import zipfile
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ __all__ = [
     "check_architecture",
     "load_checkpoint",
     "load_model_state",
+    "read_torch_file",
     "rng_state",
     "save_checkpoint",
     "set_rng_state",
@@ -107,6 +108,28 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> N
         f.write(buffer.getbuffer())
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def read_torch_file(path: Path, label: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``, every failure a one-line :class:`CheckpointError`
+    naming ``label`` (``"checkpoint 'x.pth'"``): a file holding objects besides tensors and
+    containers is refused before any of its code runs, and anything else torch cannot read (a
+    text file, a truncated one: torch raises IndexError, KeyError, RuntimeError, ... for those)
+    is "truncated or not a torch file"."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = _ANSI.sub("", (str(error).strip().splitlines() or [""])[0])[:200]
+        raise CheckpointError(
+            f"{label} holds objects other than plain tensors and containers; refusing to unpickle it "
+            f"(weights_only=True): {reason}"
+        ) from None
+    except Exception as error:  # whatever the parser tripped on, the file is not readable
+        reason = _ANSI.sub("", (str(error).strip().splitlines() or [type(error).__name__])[0])[:200]
+        raise CheckpointError(f"{label} is truncated or not a torch file ({type(error).__name__}: {reason})") from None
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`, refusing anything else.
 
@@ -117,15 +140,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        content = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} holds objects other than plain tensors and containers; "
-            f"refusing to unpickle it (weights_only=True): {str(error).splitlines()[0]}"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch file: {error}") from None
+    content = read_torch_file(path, f"checkpoint {str(path)!r}", map_location)
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise CheckpointError(
             f"{str(path)!r} is not an snn-lats checkpoint (no format {FORMAT!r} marker); "

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import struct
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,7 @@ import torch
 from torch import nn
 
 from snn_lats import networks
-from snn_lats.engine.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model_state
+from snn_lats.engine.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model_state, read_torch_file
 from snn_lats.engine.recipe import NETWORK_FIELDS, RecipeError, TrainConfig
 from snn_lats.pruning import SoftThresholdPruner, finalize, pruned_layers
 
@@ -141,15 +138,7 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
             return load_file(path), architecture, "export" if architecture else "safetensors state dict"
         except (SafetensorError, OSError) as error:
             raise CheckpointError(f"--weights {str(path)!r} is not a readable safetensors file: {error}") from None
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"--weights {str(path)!r} holds objects other than tensors and containers; refusing to unpickle "
-            f"it (weights_only=True): {str(error).splitlines()[0]}"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, struct.error) as error:
-        raise CheckpointError(f"--weights {str(path)!r} is truncated or not a torch file: {error}") from None
+    content = read_torch_file(path, f"--weights {str(path)!r}")
     if isinstance(content, Mapping) and content.get("format") == FORMAT:
         checkpoint = load_checkpoint(path)  # the format's own checks
         model, _ = build_model_from_checkpoint(checkpoint)
