@@ -12,6 +12,7 @@ from typing import IO
 __all__ = [
     "atomic_open",
     "atomic_write_text",
+    "check_writable",
     "fsync_directory",
 ]
 
@@ -58,3 +59,25 @@ def fsync_directory(path: str | os.PathLike) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+def check_writable(path: str | os.PathLike, flag: str, *, directory: bool = False) -> None:
+    """ValueError naming ``flag`` unless ``path`` can be written: a file (``directory=False``)
+    that is not a folder, or a folder that is not a file, below the nearest existing folder on
+    the way, where a probe file can be created (a read-only disk, a folder without write
+    permission, a path through a file all fail here, before any work). Creates nothing."""
+    path = Path(path)
+    if directory and path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {str(path)!r} is not a directory (a file is in the way)")
+    if not directory and path.is_dir():
+        raise ValueError(f"{flag} {str(path)!r} is a directory; give a file name")
+    parent = path if directory else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {str(path)!r} cannot be written: {str(parent)!r} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as error:
+        raise ValueError(f"{flag} {str(path)!r} cannot be written: {error.strerror or error}") from None

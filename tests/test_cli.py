@@ -304,6 +304,26 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line_for_every_command(tmp_path,
     assert not (tmp_path / "o").exists() and not (tmp_path / "export").exists()
 
 
+def test_output_paths_are_checked_before_any_work(tmp_path, capsys, digits_runs):
+    """An output path that cannot be written is refused first, in one line with exit status 2:
+    nothing evaluated, counted or trained before, and nothing written."""
+    snn, _ = digits_runs
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    checkpoint = str(snn / "model_best.pth")
+    for args, flag in (
+        (["evaluate", "--checkpoint", checkpoint, "--json", str(blocker / "e.json")], "--json"),
+        (["sops", "--checkpoint", checkpoint, "--batches", "1", "--plot", str(blocker / "s.png")], "--plot"),
+        (["export", "--checkpoint", checkpoint, "--out", str(blocker)], "--out"),
+        (["compare", str(snn), "--out", str(blocker / "cmp")], "--out"),
+        (["train", *TINY, "--dataset", "digits", "--epochs", "1", "--output-dir", str(blocker)], "--output-dir"),
+    ):
+        code, stdout, stderr = run_cli(args, capsys)
+        assert code == 2 and stdout == "", args  # refused before any table was printed
+        assert len(stderr.strip().splitlines()) == 1 and f"error: {flag} " in stderr, stderr
+    assert blocker.read_text() == "in the way" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
 def test_unreadable_images_are_skipped_and_counted_or_fail_by_flag(tmp_path, capsys):
     data = write_folder(tmp_path / "data", per_class=4)
     (data / "train" / "a" / "0.png").write_bytes(b"not an image")

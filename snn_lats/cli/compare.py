@@ -54,10 +54,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from snn_lats._io import atomic_open
+    from snn_lats._io import atomic_open, check_writable
     from snn_lats.workflows.compare import compare, render_comparison
 
     try:
+        check_writable(args.out, "--out", directory=True)
         names = [n.strip() for n in args.names.split(",")] if args.names else None
         if args.batches is not None and args.batches < 1:
             raise ValueError(f"--batches must be >= 1, got {args.batches}")

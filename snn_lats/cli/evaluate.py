@@ -47,6 +47,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from snn_lats._io import check_writable
     from snn_lats.engine.checkpoint import load_checkpoint
     from snn_lats.engine.evaluation import evaluate_checkpoint
     from snn_lats.engine.recipe import resolve_config
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         print("snn-lats evaluate: error: --sops-batches must be >= 1", file=sys.stderr)
         return 2
     try:
+        if args.json:  # before the evaluation, not after it
+            check_writable(args.json, "--json")
         checkpoint = load_checkpoint(args.checkpoint)
         explicit = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
         explicit["sops_batches"] = args.sops_batches if args.sops else 0

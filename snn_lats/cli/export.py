@@ -64,6 +64,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from snn_lats._io import check_writable
     from snn_lats.deploy import DEFAULT_DT
     from snn_lats.estimators import SOPReport
     from snn_lats.report import Report
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"snn-lats export: error: --dt must be > 0 seconds, got {args.dt}", file=sys.stderr)
         return 2
     try:
+        check_writable(args.out, "--out", directory=True)
         info = export_checkpoint(
             args.checkpoint,
             args.out,

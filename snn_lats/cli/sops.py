@@ -110,13 +110,16 @@ def run(args: argparse.Namespace) -> int:
 def count(args: argparse.Namespace):
     """Build the network and data, count ``args.batches`` batches, write the requested files.
     Returns ``(report, text to print)``; ValueError for any bad input, before any file is written."""
-    from snn_lats._io import atomic_open
+    from snn_lats._io import atomic_open, check_writable
     from snn_lats.engine.recipe import NETWORK_FIELDS, resolve_config
     from snn_lats.estimators.plot import plot_format, render_report
     from snn_lats.workflows import sops_of_checkpoint, sops_of_network
 
     if args.batches < 1:
         raise ValueError(f"--batches must be >= 1, got {args.batches}")
+    for flag in ("json", "csv", "plot"):  # before the counting, not after it
+        if getattr(args, flag):
+            check_writable(getattr(args, flag), f"--{flag}")
     if args.functional and args.convention != "exact":
         raise ValueError("--functional counts by the exact rule only: drop --convention or give exact")
     plot_fmt = plot_format(args.plot) if args.plot else None

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from snn_lats._io import atomic_write_text
+from snn_lats._io import atomic_write_text, check_writable
 from snn_lats.data import build_datasets, build_loaders, seeding, set_epoch
 from snn_lats.engine import distributed as dist_utils
 from snn_lats.engine.checkpoint import CheckpointSaver, check_architecture, load_checkpoint
@@ -78,6 +78,8 @@ def train(
     again); ``config.resume == "auto"`` continues the output directory's checkpoint if it has one.
     """
     config.validate()
+    if not config.test_only:
+        check_writable(config.output_dir, "--output-dir", directory=True)  # before any work
     source = find_checkpoint(config)
     if checkpoint is None and source is not None:
         checkpoint = load_checkpoint(source)
