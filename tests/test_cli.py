@@ -628,3 +628,19 @@ def test_sigterm_to_the_command_writes_a_checkpoint_and_exits_143(tmp_path):
         and checkpoint["epoch_step"] >= 5
         and checkpoint["pruner"]["step_count"] == checkpoint["step"]
     )
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--lr", "inf"], "lr must be a finite number"),
+        (["--wd", "inf"], "weight_decay must be a finite number"),
+        (["--sync-bn"], "--sync-bn synchronises BatchNorm between CUDA processes (NCCL); this run has one process"),
+        (["--train-subset", "5"], "train_subset=5 is fewer than the 10 classes"),
+    ],
+)
+def test_settings_that_cannot_train_are_refused_before_anything_is_written(flags, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, stderr = run_cli(["train", *TINY, "--dataset", "digits", "--output-dir", str(out), *flags], capsys)
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not out.exists()

@@ -83,6 +83,11 @@ def balanced_subset(targets: Any, size: int, num_classes: int) -> list[int]:
     """Indices of ``size`` samples: the first ``size // num_classes`` of every class in file order
     (one more for the first ``size % num_classes`` classes), in file order. :class:`DataError`
     when a class has too few."""
+    if size < num_classes:
+        raise DataError(
+            f"train_subset={size} is fewer than the {num_classes} classes: some classes would have no training "
+            f"image; give at least {num_classes}"
+        )
     targets = torch.as_tensor(targets)
     quota = [size // num_classes + (c < size % num_classes) for c in range(num_classes)]
     chosen = []

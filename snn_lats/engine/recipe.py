@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import types
 import typing
@@ -355,6 +356,8 @@ class TrainConfig:
                 raise RecipeError(f"{f.name} must be one of {', '.join(map(str, choices))}; got {value!r}")
             if minimum is not None and not value >= minimum:
                 raise RecipeError(f"{f.name} must be a number >= {minimum}; got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):  # inf passes every bound and trains NaNs
+                raise RecipeError(f"{f.name} must be a finite number; got {value!r}")
         if not self.lr > 0:
             raise RecipeError(f"lr must be > 0; got {self.lr!r}")
         if not 0 < self.lr_warmup_decay <= 1:

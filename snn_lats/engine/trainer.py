@@ -163,11 +163,13 @@ def _prepare(
     """Data, network, optimizer, pruner, lr schedule and AMP, and the resumed state: everything
     checked before anything is written."""
     device = ctx.device
-    if config.sync_bn and ctx.distributed and device.type != "cuda":
+    if config.sync_bn and not (ctx.distributed and device.type == "cuda"):
+        where = "this run has one process"
+        if ctx.distributed:
+            where = f"these {ctx.world_size} processes run on the CPU (gloo)"
         raise ValueError(
-            f"--sync-bn synchronises BatchNorm between CUDA processes (NCCL); these {ctx.world_size} processes run "
-            "on the CPU (gloo), where SyncBatchNorm cannot run. Drop --sync-bn: each process then normalises "
-            "over its own batch"
+            f"--sync-bn synchronises BatchNorm between CUDA processes (NCCL); {where}, where it cannot run or does "
+            "nothing. Drop --sync-bn: each process then normalises over its own batch"
         )
     train_set, val_set, num_classes = build_datasets(config)
     train_loader, val_loader = build_loaders(
