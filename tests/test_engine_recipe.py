@@ -76,7 +76,7 @@ def test_yaml_exponent_strings_are_numbers_and_types_are_checked(tmp_path):
         ({"prune": "lats", "target_sops": 1e6, "target_sparsity": 0.9}, "not target_sparsity and target_sops"),
         ({"prune": "pgh", "target_sops": 1e6, "beta": 0.5}, "target_sops does not apply to schedule 'pgh'"),
         ({"prune": "lats", "target_sops": 0.0}, "target_sops must be a finite number > 0"),
-        ({"prune": "lats", "target_energy_uj": float("inf")}, "target_energy must be a finite number > 0"),
+        ({"prune": "lats", "target_energy_uj": float("inf")}, "target_energy_uj must be a finite number"),
         (
             {"prune": "lats", "target_sops": 1e6, "energy_preset": "45nm-fp16"},
             "energy_preset prices energy: it applies to target_energy",
