@@ -93,7 +93,7 @@ CASES = {
         ["--target-sops", "1", "--dense-first-last"],
         "cannot be reached: the synaptic layers left out of the pruning already cost",
     ),
-    "energy_above_dense": (["--target-energy", "1e6"], "is not below the unpruned network's"),
+    "energy_above_dense": (["--target-energy", "1e6"], "the energy target, 1e+06 µJ per sample, is not below"),
     "with_final_threshold": (
         ["--target-sops", "1e4", "--final-threshold", "0.1"],
         "not final_threshold and target_sops",

@@ -242,14 +242,17 @@ def check_reachable(measurement: Measurement, controller, seen: str) -> None:
     target = controller.target
     if target is None:
         return
-    unit = "pJ" if controller.measure == "energy" else "SOPs"
+    # one unit per message, the command line's: µJ for energy (the API's pJ are converted)
+    energy = controller.measure == "energy"
+    scale, unit = (1e-6, "µJ") if energy else (1.0, "SOPs")
+    what = f"the {'energy' if energy else 'SOP'} target, {target * scale:.6g} {unit} per sample,"
     if target >= measurement.dense:
         raise ValueError(
-            f"{controller.describe()} is not below the unpruned network's {measurement.dense:.6g} {unit} per sample "
-            f"{seen}: there is nothing to prune"
+            f"{what} is not below the unpruned network's {measurement.dense * scale:.6g} {unit} per sample {seen}: "
+            "there is nothing to prune"
         )
     if target <= measurement.fixed:
         raise ValueError(
-            f"{controller.describe()} cannot be reached: the synaptic layers left out of the pruning "
-            f"already cost {measurement.fixed:.6g} {unit} per sample {seen}"
+            f"{what} cannot be reached: the synaptic layers left out of the pruning already cost "
+            f"{measurement.fixed * scale:.6g} {unit} per sample {seen}"
         )
