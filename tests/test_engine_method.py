@@ -114,3 +114,15 @@ def test_val_freq_validates_every_nth_epoch_the_last_and_the_window_end(data_roo
     assert validated == [1, 2, 4]  # the window's last epoch (1), every third (2), the last (4)
     assert summary.best["epoch"] in validated and summary.accuracy == summary.history[-1]["val"]
     assert (tmp_path / "run" / "training.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resuming_a_finished_run_says_so_instead_of_evaluating_again(data_root, tmp_path, capsys):
+    out = tmp_path / "done"
+    train(config(data_root, out, epochs=1))
+    stamp = (out / "summary.json").stat().st_mtime_ns
+    capsys.readouterr()
+    again = train(config(data_root, out, epochs=1, resume="auto"))
+    printed = capsys.readouterr().out
+    assert printed.startswith("snn-lats train: the run in") and "is complete (1 epochs): nothing to do" in printed
+    assert "val" not in printed.splitlines()[-1] and len(printed.strip().splitlines()) == 1  # no evaluation ran
+    assert (out / "summary.json").stat().st_mtime_ns == stamp and again.epochs_completed == 1

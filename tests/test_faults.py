@@ -133,6 +133,27 @@ def test_group_sigterm_with_loader_workers_checkpoints_and_resumes_exactly(data,
 
 
 @pytest.mark.slow
+def test_ctrl_c_is_answered_at_once_and_a_second_one_aborts_in_one_line(data, tmp_path):
+    """The first Ctrl-C says at once that the run stops after this step; a second one, within that
+    step, aborts with one line and exit 130, and the last checkpoint written stays whole. Steps
+    are made slow (96 px crops of a wider network) so that the second lands inside one."""
+    out, log = tmp_path / "run", tmp_path / "run.log"
+    slow = ["--epochs", "3", "--width", "16", "--train-crop-size", "96", "-b", "8", "-j", "0"]
+    job = start(command(data, out, *slow), log)
+    wait_for(log, "epoch 1 [1/", job)  # epoch 0's checkpoint is written
+    before = (out / "checkpoint.pth").read_bytes()
+    os.killpg(job.pid, signal.SIGINT)
+    wait_for(log, "SIGINT received: stopping after this step", job, timeout=10)  # at once, mid-step
+    os.killpg(job.pid, signal.SIGINT)
+    assert job.wait(timeout=120) == 130
+    text = log.read_text()
+    assert "Traceback" not in text and text.rstrip().endswith(
+        "snn-lats train: aborted by a second Ctrl-C; the last checkpoint written is intact"
+    ), text[-2000:]
+    assert (out / "checkpoint.pth").read_bytes() == before and load_checkpoint(out / "checkpoint.pth")["epoch"] == 1
+
+
+@pytest.mark.slow
 def test_kill_9_at_random_moments_leaves_loadable_files_and_an_exact_resume(data, reference_run, tmp_path):
     reference, wall_s = reference_run
     out, rng, kills = tmp_path / "run", random.Random(0), 0

@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as error:
         print(f"snn-lats train: {error}", file=sys.stderr)
         return 128 + error.signum
+    except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of the step in progress
+        print("snn-lats train: aborted by a second Ctrl-C; the last checkpoint written is intact", file=sys.stderr)
+        return 130
     except NonFiniteLossError as error:
         print(f"snn-lats train: error: {error}", file=sys.stderr)
         return 1

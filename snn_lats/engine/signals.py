@@ -7,7 +7,9 @@ completed step and raises :class:`TrainingInterrupted` (exit code 128 + signal n
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -38,6 +40,14 @@ class StopOnSignal:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop at once
         self.signum = signum
+        if os.environ.get("RANK", "0") == "0":  # said at once: a step can take long
+            again = " (Ctrl-C again to abort without a checkpoint)" if signum == signal.SIGINT else ""
+            print(
+                f"snn-lats train: {signal.Signals(signum).name} received: stopping after this step, with a "
+                f"checkpoint{again}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():

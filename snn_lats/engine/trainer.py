@@ -91,6 +91,9 @@ def train(
             return evaluate_checkpoint(checkpoint, config, ctx=ctx)
         if checkpoint is not None:
             check_resume(config, checkpoint, ctx.world_size)
+            finished = _finished(config, checkpoint, ctx)
+            if finished is not None:
+                return finished
         with StopOnSignal() as stop:
             run = _prepare(config, ctx, build_model_fn or build_model, stop, checkpoint)
             with (
@@ -108,6 +111,20 @@ def train(
         raise
     finally:
         dist_utils.cleanup_distributed()
+
+
+def _finished(config: TrainConfig, checkpoint: Mapping[str, Any], ctx) -> RunSummary | None:
+    """The summary of a run that is complete (all its epochs and its summary.json written), said
+    in one line instead of evaluated again; None when there is something left to do."""
+    summary = Path(config.output_dir) / "summary.json"
+    if int(checkpoint["epoch"]) < config.epochs or not summary.is_file():
+        return None
+    if ctx.is_main:
+        print(
+            f"snn-lats train: the run in {config.output_dir!r} is complete ({config.epochs} epochs): nothing to do; "
+            "--test-only evaluates its checkpoint again, and --weights CHECKPOINT starts a new run from it"
+        )
+    return RunSummary.read(summary)
 
 
 @dataclass
