@@ -54,3 +54,28 @@ def test_sops_and_energy_in_tensorboard(tmp_path):
     assert logged["acs_per_sample"][0].value == pytest.approx(acs, rel=1e-6)
     assert logged["macs_per_sample"][0].value == pytest.approx(macs, rel=1e-6)
     assert logged["energy_pj_per_sample"][0].value == pytest.approx(0.9 * acs + 4.6 * macs, rel=1e-6)
+
+
+def test_a_target_and_what_it_reached_in_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = TrainConfig(
+        dataset="digits", image_size=8, model="sew_resnet18", T=2, width=4, stem="cifar", batch_size=64,
+        epochs=1, workers=0, sops_batches=1, print_freq=100, device="cpu", output_dir=str(tmp_path / "run"),
+        prune="lats", target_sparsity=0.6,
+    )  # fmt: skip
+    train(config)
+    (events,) = (tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    (target,) = accumulator.Scalars("target/target")
+    (reached,) = accumulator.Scalars("target/validation")
+    # the zeros of S_d(θ) by hand, from the checkpoint's θ and thresholds
+    state = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)["model"]
+    zeros = total = 0
+    for key, theta in state.items():
+        if key.endswith(".parametrizations.weight.original"):
+            d = state[key.replace(".original", ".0.threshold")]
+            zeros += int((theta.abs() <= d).sum())
+            total += theta.numel()
+    assert target.value == pytest.approx(0.6) and reached.value == pytest.approx(zeros / total, abs=1e-6)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from snn_lats._io import atomic_open
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SOPReport
-from snn_lats.estimators.energy import DEFAULT_PRESET
+from snn_lats.estimators.energy import DEFAULT_PRESET, energy_pj
 
 __all__ = ["Progress", "RunLogger", "log_epoch", "plot_history", "print_summary", "target_line", "write_outputs"]
 
@@ -165,6 +165,7 @@ def log_epoch(
     )
     if pruner is not None:
         logger.scalars(epoch, {"threshold": pruner.threshold, "implied_l1": pruner.implied_l1()}, prefix="pruning/")
+        logger.scalars(epoch, _target_scalars(pruner, sparsity, sops), prefix="target/")
     logger.scalars(epoch, {"global": sparsity.global_sparsity}, prefix="sparsity/")
     logger.scalars(epoch, sparsity.layer_sparsity(), prefix="sparsity/")
     if sops is not None:
@@ -185,6 +186,26 @@ def log_epoch(
         + (f"  ({skipped} unreadable images skipped)" if skipped else "")
         + ("  *best*" if is_best else "")
     )
+
+
+def _target_scalars(pruner, sparsity, sops: SOPReport | None) -> dict[str, float | None]:
+    """A target run's target and what it measures, in the flag's unit (a fraction of the weights,
+    SOPs or µJ per sample): on the validation count, and (a cost) on the last training measurement."""
+    spec = pruner.spec
+    if spec.target_sparsity is not None:
+        return {"target": spec.target_sparsity, "validation": sparsity.global_sparsity}
+    if spec.target_sops is None and spec.target_energy is None:
+        return {}
+    estimate = pruner.cost_estimate
+    if spec.target_sops is not None:
+        counted = None if sops is None else sops.acs_per_sample + sops.macs_per_sample
+        return {"target": spec.target_sops, "validation": counted, "training": estimate and estimate["pruned"]}
+    counted = None if sops is None else energy_pj(sops.acs_per_sample, sops.macs_per_sample, pruner.energy_preset)
+    return {
+        "target": spec.target_energy * 1e-6,
+        "validation": None if counted is None else counted * 1e-6,
+        "training": estimate and estimate["pruned"] * 1e-6,
+    }
 
 
 def write_outputs(summary: RunSummary, output_dir: Path) -> None:
