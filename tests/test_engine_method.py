@@ -126,3 +126,14 @@ def test_resuming_a_finished_run_says_so_instead_of_evaluating_again(data_root, 
     assert printed.startswith("snn-lats train: the run in") and "is complete (1 epochs): nothing to do" in printed
     assert len(printed.strip().splitlines()) == 1  # that line alone: no evaluation ran
     assert (out / "summary.json").stat().st_mtime_ns == stamp and again.epochs_completed == 1
+
+
+def test_the_last_lines_speak_of_an_ann_and_of_an_unpruned_run_as_what_they_are(data_root, tmp_path, capsys):
+    train(config(data_root, tmp_path / "ann", model="resnet18", T=None, epochs=1))
+    printed = capsys.readouterr().out
+    assert "activation density (the fraction of nonzero outputs of each activation): relu" in printed
+    assert "spikes per neuron" not in printed and "pruned layers" not in printed
+    assert "of the 21 layers' " in printed and " weights (no soft threshold)" in printed
+    train(config(data_root, tmp_path / "snn", epochs=1, prune="lats", l1=0.5))
+    printed = capsys.readouterr().out
+    assert "firing rates (spikes per neuron per time step): sn1" in printed and "of the 21 pruned layers'" in printed

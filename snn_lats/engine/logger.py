@@ -226,7 +226,12 @@ def print_summary(summary: RunSummary, console: RunLogger, output_dir: Path) -> 
         console.print(summary.sops.table())
         console.print()
         rates = ", ".join(f"{name} {rate:.3f}" for name, rate in summary.firing_rates.items())
-        console.print(f"firing rates (spikes per neuron per time step): {rates}")
+        what = (
+            "firing rates (spikes per neuron per time step)"
+            if summary.sops.spiking
+            else "activation density (the fraction of nonzero outputs of each activation)"
+        )
+        console.print(f"{what}: {rates}")
     energy = summary.energy_pj_per_sample()
     console.print(
         f"accuracy: top-1 {summary.accuracy['acc1']:.2f}%  top-5 {summary.accuracy['acc5']:.2f}%  |  "

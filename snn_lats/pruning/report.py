@@ -36,6 +36,11 @@ class SparsityReport(Report):
     def describe(self) -> str:
         """One line naming both denominators, e.g. ``weight sparsity 90.00% of the 20 pruned layers'
         174,552 weights, 89.67% of all 175,192 weights``."""
+        if self.rows and all(r.get("threshold") is None for r in self.rows):  # unpruned, or finalized: no threshold
+            return (
+                f"weight sparsity {100 * self.global_sparsity:.2f}% of the {self.totals['layers']} layers' "
+                f"{self.totals['numel']:,} weights (no soft threshold)"
+            )
         line = (
             f"weight sparsity {100 * self.global_sparsity:.2f}% of the {self.totals['layers']} pruned layers' "
             f"{self.totals['numel']:,} weights"
