@@ -644,3 +644,24 @@ def test_settings_that_cannot_train_are_refused_before_anything_is_written(flags
     code, _, stderr = run_cli(["train", *TINY, "--dataset", "digits", "--output-dir", str(out), *flags], capsys)
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert not out.exists()
+
+
+def test_help_is_plain_text_and_names_are_choices_listed_by_the_registries(capsys):
+    from snn_lats import networks
+
+    for command in ("train", "evaluate", "export", "compare", "sops"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "``" not in text and ":func:" not in text and ":class:" not in text, command
+    for flag, value, names in (
+        ("--model", "resnet_9000", networks.names()),
+        ("--neuron", "relu", networks.NEURONS),
+        ("--cnf", "XOR", networks.CNFS),
+        ("--backend", "triton", networks.BACKENDS),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main(["train", "--dataset", "digits", flag, value])
+        error = capsys.readouterr().err
+        assert exit_.value.code == 2 and f"invalid choice: '{value}'" in error
+        assert all(f"'{name}'" in error for name in names), error

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from typing import Any
 
 from snn_lats.engine.recipe import FIELD_NAMES, NETWORK_FIELDS, TrainConfig, field_type
 
-__all__ = ["add_config_flag", "add_network_arguments", "add_training_arguments", "explicit_flags"]
+__all__ = ["add_config_flag", "add_network_arguments", "add_training_arguments", "explicit_flags", "plain"]
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _GROUPS = {
@@ -67,3 +68,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 def explicit_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration fields the user set on the command line."""
     return {k: v for k, v in vars(args).items() if k in FIELD_NAMES and k != "recipe" and v is not None}
+
+
+def plain(docstring: str) -> str:
+    """A module docstring as ``--help`` shows it: no reStructuredText markup (``code``, :func:`x`,
+    a literal block's ``::``)."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", docstring)
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    return re.sub(r"::$", ":", text, flags=re.M)

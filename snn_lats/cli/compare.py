@@ -19,6 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from snn_lats.cli._args import plain
+
 __all__ = ["add_parser", "run"]
 
 
@@ -28,7 +30,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "compare",
         help="compare ANN and SNN runs (accuracy, sparsity, activity, ACs/MACs, energy, plots)",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("runs", nargs="+", help="run directories (holding summary.json) or summary.json files")

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from snn_lats.cli._args import add_config_flag
+from snn_lats.cli._args import add_config_flag, plain
 
 __all__ = ["OVERRIDES", "add_parser", "print_evaluation", "run"]
 
@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="accuracy, sparsity (and --sops) of a checkpoint",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by snn-lats train")

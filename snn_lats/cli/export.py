@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from snn_lats.cli._args import plain
+
 __all__ = [
     "add_parser",
     "run",
@@ -33,7 +35,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
         help="write the finalized pruned model (safetensors, sparse safetensors, NIR) + export.json",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by snn-lats train")

@@ -22,7 +22,7 @@ import argparse
 import contextlib
 import sys
 
-from snn_lats.cli._args import add_config_flag, add_network_arguments
+from snn_lats.cli._args import add_config_flag, add_network_arguments, plain
 
 __all__ = ["DATA_FLAGS", "add_parser", "count", "run"]
 
@@ -48,7 +48,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "sops",
         help="synaptic operations (mask-aware), firing rates and energy of a network",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", help="a checkpoint written by snn-lats train")

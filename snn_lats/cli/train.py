@@ -26,7 +26,7 @@ import argparse
 import os
 import sys
 
-from snn_lats.cli._args import add_training_arguments, explicit_flags
+from snn_lats.cli._args import add_training_arguments, explicit_flags, plain
 
 __all__ = ["add_parser", "run"]
 
@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train and prune a network (torchrun for several processes)",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_training_arguments(parser)

@@ -114,6 +114,7 @@ def evaluate(
         correct1 += float((top[:, 0] == targets).sum())
         correct5 += float((top == targets[:, None]).any(dim=1).sum())
         samples += targets.numel()
+        progress.update({"acc1": 100.0 * correct1 / samples})  # a bar, or a line every --print-freq batches
     progress.close()
     loss_sum, correct1, correct5, samples, skipped = dist_utils.all_reduce_sum(
         [loss_sum, correct1, correct5, samples, skipped], device

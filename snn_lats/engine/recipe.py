@@ -27,11 +27,11 @@ from typing import Any
 
 import yaml
 
+from snn_lats import networks
 from snn_lats.data import BAD_IMAGE_POLICIES, DATASETS
 from snn_lats.engine.distributed import DEVICES
 from snn_lats.engine.optim import LR_SCHEDULERS
 from snn_lats.estimators import ENERGY_PRESETS
-from snn_lats.networks import STEMS
 from snn_lats.pruning import COST_WEIGHTINGS, GRADIENTS, SCHEDULES, PruningSpec
 from snn_lats.pruning.schedules import schedule_class
 
@@ -149,18 +149,26 @@ class TrainConfig:
         minimum=1,
     )
     # network
-    model: str = option("sew_resnet18", "a name of snn_lats.networks.names()", group="network")
+    model: str = option("sew_resnet18", "the network", group="network", choices=tuple(networks.names()))
     T: int | None = option(None, "time steps of a spiking network (default: the network's)", group="network", minimum=1)
-    neuron: str | None = option(None, "spiking neuron: if, lif, plif (default: the network's)", group="network")
-    cnf: str | None = option(None, "SEW connect function: ADD, AND, IAND (default: the network's)", group="network")
+    neuron: str | None = option(
+        None, "spiking neuron (default: the network's)", group="network", choices=tuple(networks.NEURONS)
+    )
+    cnf: str | None = option(
+        None, "SEW connect function (default: the network's)", group="network", choices=networks.CNFS
+    )
     backend: str | None = option(
-        None, "neuron backend: auto, cupy, torch (default: the network's)", group="network", trajectory=False
+        None,
+        "neuron backend (default: the network's)",
+        group="network",
+        choices=networks.BACKENDS,
+        trajectory=False,
     )
     width: int | None = option(
         None, "ResNets: channels of the first stage (default: the network's, 64)", group="network", minimum=1
     )
     width_mult: float | None = option(None, "MobileNet-V1: width multiplier alpha (default: 1)", group="network")
-    stem: str | None = option(None, "imagenet, or cifar for small images", group="network", choices=STEMS)
+    stem: str | None = option(None, "imagenet, or cifar for small images", group="network", choices=networks.STEMS)
     # optimisation
     batch_size: int = option(
         32, "images per process and step", group="optimisation", flags=("-b", "--batch-size"), minimum=1
