@@ -137,3 +137,4 @@ def test_the_last_lines_speak_of_an_ann_and_of_an_unpruned_run_as_what_they_are(
     train(config(data_root, tmp_path / "snn", epochs=1, prune="lats", l1=0.5))
     printed = capsys.readouterr().out
     assert "firing rates (spikes per neuron per time step): sn1" in printed and "of the 21 pruned layers'" in printed
+    assert "\nval [2/2]  acc1 " in printed  # validation's progress, as a line when the output is no terminal
