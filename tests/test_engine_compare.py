@@ -85,6 +85,8 @@ def test_activity_per_inference_and_layers_lined_up(tmp_path):
     # Layers: the two families share synaptic layer names; each row gives the input activity of
     # that layer in each run, events per input element per inference (all steps together).
     by_layer = {r["layer"]: r for r in layers.rows}
+    assert len(by_layer) == len(layers.rows)  # each layer once
+    assert set(by_layer) == {r["name"] for r in snn_summary.sops.synaptic_rows()}
     assert set(by_layer) >= {"conv1", "layer1.0.conv2", "layer4.1.conv2", "fc"}
     (x,) = snn_rec.inputs["layer1.0.conv2"]  # [T, N, C, H, W] spikes
     assert by_layer["layer1.0.conv2"]["snn:input_activity"] == pytest.approx(float(x.sum()) / x[0].numel())

@@ -121,29 +121,34 @@ def _short(value: Any) -> str:
 
 
 def plot_history(history: list[Mapping[str, Any]], path: str | os.PathLike) -> None:
-    """Validation accuracy, weight sparsity and threshold per epoch, as a PNG written atomically.
+    """Accuracy, loss, weight sparsity and threshold per epoch, one panel each, as a PNG written
+    atomically (the epochs not validated, ``--val-freq``, have no validation point).
 
     Drawn on matplotlib's Agg canvas without pyplot, so the caller's backend is left alone."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
-    fig = Figure(figsize=(9.0, 3.5))
-    FigureCanvasAgg(fig)
-    ax_acc, ax_sparsity = fig.subplots(1, 2)
-    ax_acc.plot(epochs, [r["train"]["acc1"] for r in history], label="train")
     validated = [r for r in history if r["val"] is not None]
-    ax_acc.plot([r["epoch"] for r in validated], [r["val"]["acc1"] for r in validated], label="validation")
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("top-1 accuracy (%)")
-    ax_acc.legend()
-    ax_sparsity.plot(epochs, [100 * r["sparsity"] for r in history], color="tab:red")
-    ax_sparsity.set_xlabel("epoch")
-    ax_sparsity.set_ylabel("weight sparsity (%)", color="tab:red")
-    ax_threshold = ax_sparsity.twinx()
-    ax_threshold.plot(epochs, [r["threshold"] for r in history], color="tab:gray", linestyle="--")
-    ax_threshold.set_ylabel("threshold d (dashed)")
-    fig.tight_layout()
+    fig = Figure(figsize=(12.0, 3.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_acc, ax_loss, ax_sparsity, ax_threshold = fig.subplots(1, 4)
+    for ax, key, label in ((ax_acc, "acc1", "top-1 accuracy (%)"), (ax_loss, "loss", "loss")):
+        ax.plot(epochs, [r["train"][key] for r in history], marker=".", label="train")
+        ax.plot([r["epoch"] for r in validated], [r["val"][key] for r in validated], marker=".", label="validation")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    ax_sparsity.plot(epochs, [100 * r["sparsity"] for r in history], marker=".", color="tab:red")
+    ax_sparsity.set_ylabel("weight sparsity (%)")
+    ax_sparsity.set_ylim(0, 100)
+    ax_threshold.plot(epochs, [r["threshold"] for r in history], marker=".", color="tab:gray")
+    ax_threshold.set_ylabel("threshold d")
+    ax_threshold.set_ylim(bottom=0)
+    for ax in (ax_acc, ax_loss, ax_sparsity, ax_threshold):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     with atomic_open(path, "wb") as f:

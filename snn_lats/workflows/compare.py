@@ -211,7 +211,9 @@ def _layers_report(names: Sequence[str], summaries: Sequence[RunSummary]) -> Rep
         sparsity = s.sparsity.layer_sparsity()
         sops_rows = {r["name"]: r for r in s.sops.synaptic_rows()} if s.sops is not None else {}
         per_run.append((sparsity, sops_rows, s.sops))
-        layer_names += [n for n in [*sops_rows, *sparsity] if n not in layer_names]
+        for layer in [*sops_rows, *sparsity]:  # each layer once, in the first run's order
+            if layer not in layer_names:
+                layer_names.append(layer)
     rows = []
     for layer in layer_names:
         row: dict[str, Any] = {"layer": layer}
@@ -224,7 +226,7 @@ def _layers_report(names: Sequence[str], summaries: Sequence[RunSummary]) -> Rep
     return Report(
         title="Layers compared, by the synaptic layer their activity feeds",
         rows=rows,
-        totals={name: s.sparsity.global_sparsity for name, s in zip(names, summaries, strict=True)},
+        totals={f"weight sparsity of {n}": s.sparsity.global_sparsity for n, s in zip(names, summaries, strict=True)},
         notes=[
             "sparsity: weight sparsity of the layer; input_activity: events (spikes, or nonzero values) per "
             "input element per inference, over all time steps; ops_per_sample: its ACs + MACs"
@@ -263,9 +265,10 @@ def render_comparison(report: Report, layers: Report) -> dict[str, bytes]:
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     width = 0.8 / len(runs)
+    colours = _run_colours(report.rows)
     for i, run in enumerate(runs):
         values = [row.get(f"{run}:sparsity") or 0.0 for row in layers.rows]
-        ax.bar([x + i * width for x in range(len(layers.rows))], values, width=width, label=run)
+        ax.bar([x + i * width for x in range(len(layers.rows))], values, width=width, label=run, color=colours[run])
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(layers.rows))])
     ax.set_xticklabels([row["layer"] for row in layers.rows], rotation=90, fontsize=7)
     ax.set_ylabel("weight sparsity")
@@ -282,6 +285,26 @@ def render_comparison(report: Report, layers: Report) -> dict[str, bytes]:
     return figures
 
 
+#: One colour family per side, the same in every figure: ANN orange, SNN blue.
+_SIDE_COLOURS = {
+    "ANN": ("#ff7f0e", "#c85a00", "#ffb36b"),
+    "SNN": ("#1f77b4", "#0d4c7a", "#6baed6"),
+    "unknown": ("0.4",),
+}
+
+
+def _run_colours(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """A colour per run from its side's family (shades for several runs of one side)."""
+    seen: dict[str, int] = {}
+    colours = {}
+    for row in rows:
+        side = _side(row)
+        family = _SIDE_COLOURS[side]
+        colours[row["run"]] = family[seen.get(side, 0) % len(family)]
+        seen[side] = seen.get(side, 0) + 1
+    return colours
+
+
 def _side(row: dict[str, Any]) -> str:
     return "SNN" if row["spiking"] else "ANN" if row["spiking"] is False else "unknown"
 
@@ -295,7 +318,8 @@ def _scatter(rows: list[dict[str, Any]], x_key: str, x_label: str, log: bool) ->
     ax = fig.subplots()
     scale = 1e-6 if x_key.startswith("energy") else 100.0
     points = [r for r in rows if r.get(x_key) is not None]
-    for side, marker, color in (("ANN", "s", "#ff7f0e"), ("SNN", "o", "#1f77b4"), ("unknown", "^", "0.4")):
+    for side, marker in (("ANN", "s"), ("SNN", "o"), ("unknown", "^")):
+        color = _SIDE_COLOURS[side][0]
         series = sorted((r for r in points if _side(r) == side), key=lambda r: r[x_key])
         if not series:
             continue
@@ -310,13 +334,14 @@ def _scatter(rows: list[dict[str, Any]], x_key: str, x_label: str, log: bool) ->
     ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
     xs_all = [r[x_key] * scale for r in points]
     if log and xs_all and min(xs_all) > 0:
-        from matplotlib.ticker import FuncFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
         ax.set_xscale("log")
         ax.set_xlim(min(xs_all) / 2, max(xs_all) * 2)
-        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 2, 3, 0.5: not 2x10^0
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
+        # labels at 1, 2 and 5 of each decade only (every minor tick labelled ran them together)
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 2, 0.5: not 2x10^0
+        ax.xaxis.set_minor_formatter(NullFormatter())
     elif xs_all:  # at least 5 points of sparsity wide, centred on the runs
         middle, half = (max(xs_all) + min(xs_all)) / 2, 0.6 * max(max(xs_all) - min(xs_all), 5.0)
         ax.set_xlim(max(0.0, middle - half), min(100.0, middle + half))
