@@ -79,3 +79,30 @@ def test_a_target_and_what_it_reached_in_tensorboard(tmp_path):
             zeros += int((theta.abs() <= d).sum())
             total += theta.numel()
     assert target.value == pytest.approx(0.6) and reached.value == pytest.approx(zeros / total, abs=1e-6)
+
+
+def test_histograms_and_hparams_in_the_runs_one_event_file(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    config = TrainConfig(
+        dataset="digits", image_size=8, model="sew_resnet18", T=2, width=4, stem="cifar", batch_size=64,
+        epochs=2, workers=0, sops_batches=1, print_freq=100, device="cpu", output_dir=str(tmp_path / "run"),
+        prune="lats", l1=0.5, seed=4,
+    )  # fmt: skip
+    summary = train(config)
+    (events,) = (tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*")  # one file
+    accumulator = EventAccumulator(str(events), size_guidance={"histograms": 0})
+    accumulator.Reload()
+    weights = [t for t in accumulator.Tags()["histograms"] if t.startswith("weights/")]
+    assert len(weights) == 21 and "pruning/thresholds" in accumulator.Tags()["histograms"]
+    for tag in ("weights/conv1", "pruning/thresholds"):
+        assert [h.step for h in accumulator.Histograms(tag)] == [0, 1]  # each evaluation
+    conv1 = accumulator.Histograms("weights/conv1")[-1].histogram_value
+    assert conv1.num == 4 * 3 * 3 * 3  # every weight of the stem (4 channels of 3x3x3)
+    content = accumulator.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = session.session_start_info.hparams
+    assert hparams["prune"].string_value == "lats" and hparams["seed"].number_value == 4
+    (final,) = accumulator.Scalars("final/acc1")
+    assert final.value == pytest.approx(summary.accuracy["acc1"])

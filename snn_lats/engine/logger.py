@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from snn_lats._io import atomic_open
@@ -54,6 +55,30 @@ class RunLogger:
             if value is None:
                 continue
             self.writer.add_scalar(prefix + name, float(value), step)
+
+    def histograms(self, step: int, pruner) -> None:
+        """The weights of every pruned layer, and the thresholds of the layers, as histograms."""
+        if self.writer is None or pruner is None:
+            return
+        for name, module in pruner.layers.items():
+            self.writer.add_histogram(f"weights/{name}", module.weight.detach().float().cpu(), step)
+        thresholds = list(pruner.thresholds().values())
+        self.writer.add_histogram("pruning/thresholds", torch.tensor(thresholds), step)
+
+    def hparams(self, config: Mapping[str, Any], metrics: Mapping[str, float | None]) -> None:
+        """The run's settings beside its final figures, in TensorBoard's HPARAMS tab (in this
+        run's own event file: ``SummaryWriter.add_hparams`` would start another one)."""
+        if self.writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        values = {k: v for k, v in config.items() if isinstance(v, (bool, int, float, str))}
+        figures = {f"final/{k}": float(v) for k, v in metrics.items() if v is not None}
+        writer = self.writer._get_file_writer()
+        for summary in hparams(values, figures):
+            writer.add_summary(summary)
+        for name, value in figures.items():
+            self.writer.add_scalar(name, value)
 
     def flush(self) -> None:
         if self.writer is not None:

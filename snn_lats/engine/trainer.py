@@ -342,6 +342,7 @@ def _run_epochs(run: Training) -> RunSummary:
         if is_best:
             state.best = {"epoch": epoch, "acc1": metrics["acc1"], "sparsity": sparsity.global_sparsity}
         log_epoch(logger, record, sparsity, sops, run.pruner, is_best)
+        logger.histograms(epoch, run.pruner)
         run.saver.save(best=is_best)
         if run.stopping():
             raise TrainingInterrupted(run.stop.signum or signal.SIGTERM, str(run.saver.path))
@@ -359,6 +360,9 @@ def _run_epochs(run: Training) -> RunSummary:
         skipped_images=state.skipped_images,
         bn_recalibration=state.bn_recalibration,
     )
+    energy = summary.energy_pj_per_sample()
+    figures = {"acc1": metrics.get("acc1"), "sparsity": summary.sparsity.global_sparsity}
+    logger.hparams(run.saver.config, figures | {"energy_uj": None if energy is None else energy * 1e-6})
     if ctx.is_main:
         write_outputs(summary, output_dir)
         print_summary(summary, console, output_dir)
