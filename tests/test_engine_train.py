@@ -377,3 +377,25 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
     for ra, rb in zip(a["history"], b["history"]):
         assert ra["val"]["acc1"] == rb["val"]["acc1"] and ra["val"]["samples"] == rb["val"]["samples"] == 8
         assert ra["train"]["loss"] == pytest.approx(rb["train"]["loss"], rel=1e-4)
+
+
+def test_threads_follow_the_flag_then_the_scheduler_then_the_free_cores(monkeypatch):
+    from snn_lats.engine.distributed import configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert configure_threads(3).startswith("CPU threads: 3 per process (--threads")
+        assert torch.get_num_threads() == 3
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert configure_threads(None).startswith("CPU threads: 2 per process ($OMP_NUM_THREADS")
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        # the cores this process may use, less the busy ones, shared by 2 processes of 1 + 1 workers
+        cores = len(os.sched_getaffinity(0))
+        monkeypatch.setattr(os, "getloadavg", lambda: (1.4, 0.0, 0.0))  # one core busy with other work
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        line = configure_threads(None, workers=1)
+        expected = max(1, (cores - min(cores - 1, 1)) // 4)
+        assert line.startswith(f"CPU threads: {expected} per process ({cores} core(s)") and "shared by 4" in line
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)

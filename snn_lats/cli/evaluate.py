@@ -27,6 +27,7 @@ OVERRIDES = (
     "val_resize_size",
     "val_crop_size",
     "bad_images",
+    "threads",
 )
 
 

@@ -62,12 +62,16 @@ def add_parser(subparsers) -> None:
         help="validation batches counted for the SOP report of the source model; 0: none (default: 4)",
     )
     parser.add_argument("--data-path", help="the validation data's folder (default: the checkpoint's)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads (default: the cores free for this process, or $OMP_NUM_THREADS)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from snn_lats._io import check_writable
     from snn_lats.deploy import DEFAULT_DT
+    from snn_lats.engine.distributed import configure_threads
     from snn_lats.estimators import SOPReport
     from snn_lats.report import Report
     from snn_lats.workflows.export import export_checkpoint
@@ -83,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"snn-lats export: error: --dt must be > 0 seconds, got {args.dt}", file=sys.stderr)
         return 2
     try:
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        configure_threads(args.threads)
         check_writable(args.out, "--out", directory=True)
         info = export_checkpoint(
             args.checkpoint,

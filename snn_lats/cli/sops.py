@@ -38,6 +38,7 @@ DATA_FLAGS = {
     "batch_size": "images per batch (default: 32)",
     "workers": "data loading processes (default: 4)",
     "device": "default: auto",
+    "threads": "CPU threads (default: the cores free for this process, or $OMP_NUM_THREADS)",
 }
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "peer_failure",
     "all_gather",
     "all_reduce_max",
+    "configure_threads",
     "any_rank",
     "all_reduce_sum",
     "barrier",
@@ -119,6 +120,29 @@ def init_distributed(device: str = "auto", timeout_s: float = 300.0) -> Distribu
             options["init_method"] = "env://"
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size, timeout=timeout, **options)
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
+
+
+def configure_threads(requested: int | None, workers: int = 0) -> str:
+    """Set torch's CPU threads (``torch.set_num_threads``) and say how they were chosen, in one line.
+
+    ``requested`` wins; else ``$OMP_NUM_THREADS`` when set (a scheduler's choice, e.g. Slurm's
+    ``--cpus-per-task``); else the cores this process may use (``os.sched_getaffinity``), less
+    those the 1-minute load average says are busy with other work, shared among the processes of
+    this node (``LOCAL_WORLD_SIZE``) and each one's loader workers. torch's own default (every
+    core) oversubscribes a shared machine: OpenMP threads spin while one of them waits for a core,
+    and the demo ran 40-80x slower beside one busy process (docs/benchmarks.md)."""
+    if requested is not None:
+        threads, why = requested, "--threads"
+    elif os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        threads, why = int(os.environ["OMP_NUM_THREADS"]), "$OMP_NUM_THREADS"
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        busy = min(cores - 1, round(os.getloadavg()[0])) if hasattr(os, "getloadavg") else 0
+        sharing = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) * (1 + workers)
+        threads = max(1, (cores - busy) // sharing)
+        why = f"{cores} core(s) this process may use, {busy} busy, shared by {sharing} process(es) and workers"
+    torch.set_num_threads(threads)
+    return f"CPU threads: {threads} per process ({why}; --threads N to choose)"
 
 
 def cleanup_distributed() -> None:

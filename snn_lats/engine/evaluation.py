@@ -194,6 +194,7 @@ def evaluate_checkpoint(
         check_architecture(checkpoint, config.to_dict())
     if ctx is None:
         ctx = dist_utils.DistributedContext(device=dist_utils.resolve_device(config.device))
+    dist_utils.configure_threads(config.threads, config.workers)
     val_loader = checkpoint_loader(checkpoint, config, ctx)
     model, _ = build_model_from_checkpoint(checkpoint, ctx.device)
     if config.channels_last:

@@ -316,6 +316,14 @@ class TrainConfig:
     )
     seed: int = option(0, "", group="run")
     device: str = option("auto", "", group="run", choices=DEVICES, trajectory=False)
+    threads: int | None = option(
+        None,
+        "CPU threads of each process (default: $OMP_NUM_THREADS when set, else the cores this process may use, "
+        "less those busy with other work, shared among the processes of this node and their loader workers)",
+        group="run",
+        minimum=1,
+        trajectory=False,
+    )
     sops_batches: int = option(
         4,
         "validation batches (rank 0) counted for firing rates and synaptic operations",

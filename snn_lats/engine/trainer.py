@@ -154,6 +154,7 @@ class Training:
     mixed_precision: torch.dtype | None
     state: RunState
     saver: CheckpointSaver
+    threads: str = ""  # how the CPU threads were chosen, for the run's first lines
     logger: RunLogger | None = None
 
     @property
@@ -180,6 +181,7 @@ def _prepare(
     """Data, network, optimizer, pruner, lr schedule and AMP, and the resumed state: everything
     checked before anything is written."""
     device = ctx.device
+    threads = dist_utils.configure_threads(config.threads, config.workers)
     if config.sync_bn and not (ctx.distributed and device.type == "cuda"):
         where = "this run has one process"
         if ctx.distributed:
@@ -258,6 +260,7 @@ def _prepare(
         mixed_precision=mixed_precision,
         state=state,
         saver=saver,
+        threads=threads,
     )
 
 
@@ -298,6 +301,7 @@ def _run_epochs(run: Training) -> RunSummary:
             f"{len(run.val_loader.dataset)} validation images, {run.num_classes} classes; "
             f"{len(run.train_loader)} steps per epoch"
         )
+        console.print(run.threads)
 
     validated_records = [r for r in state.history if r.get("val") is not None]
     metrics: dict[str, float] = validated_records[-1]["val"] if validated_records else {}

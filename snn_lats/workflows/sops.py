@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from snn_lats.engine.checkpoint import load_checkpoint
-from snn_lats.engine.distributed import resolve_device
+from snn_lats.engine.distributed import configure_threads, resolve_device
 from snn_lats.engine.evaluation import checkpoint_loader, count_sops
 from snn_lats.engine.model import build_model, build_model_from_checkpoint
 from snn_lats.engine.recipe import NETWORK_FIELDS, TrainConfig, resolve_config
@@ -28,6 +28,7 @@ def sops_of_checkpoint(
         raise ValueError(f"{flags} cannot be combined with --checkpoint: the network is the checkpoint's")
     checkpoint = load_checkpoint(path)
     config = resolve_config(overrides, base=checkpoint["config"])
+    configure_threads(config.threads, config.workers)
     device = resolve_device(config.device)
     loader = checkpoint_loader(checkpoint, config)
     model, _ = build_model_from_checkpoint(checkpoint, device)
@@ -38,6 +39,7 @@ def sops_of_network(config: TrainConfig, batches: int, convention: str = "exact"
     """Count ``batches`` validation batches of ``config``'s data through ``config``'s network, untrained."""
     from snn_lats.data import build_datasets, build_loaders
 
+    configure_threads(config.threads, config.workers)
     device = resolve_device(config.device)
     _, val_set, num_classes = build_datasets(config, train=False)
     model = build_model(config, num_classes).to(device).eval()
