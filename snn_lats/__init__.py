@@ -8,13 +8,12 @@ Subpackages follow the data flow, each using only those before it:
 - :mod:`snn_lats.engine`: data, training loop, evaluation, checkpoints, distributed set-up;
 - :mod:`snn_lats.cli`: the ``snn-lats`` command.
 
-Importing ``snn_lats`` makes ``import torchvision`` work next to a CPU-only torch, whose
-PyPI torchvision build otherwise fails to import (see :mod:`snn_lats._torchvision`).
+Importing ``snn_lats`` itself is light (``snn-lats --help`` and ``--version`` answer without
+torch). Importing any of its subpackages makes ``import torchvision`` work next to a CPU-only
+torch, whose PyPI torchvision build otherwise fails to import (see :mod:`snn_lats._torchvision`).
 """
 
 from importlib.metadata import PackageNotFoundError, version
-
-from snn_lats import _torchvision  # noqa: F401  (first: torchvision and spikingjelly's models import it)
 
 try:
     __version__ = version("snn-lats")

@@ -48,7 +48,10 @@ TINY = [
 
 
 def run_cli(args, capsys):
-    code = main(args)
+    try:
+        code = main(args)
+    except SystemExit as stop:  # argparse's own refusals (an unknown choice, a missing value)
+        code = stop.code
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -230,7 +233,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(case, tmp_path, capsys):
         "truncated_checkpoint": "truncated",
         "foreign_checkpoint": "not an snn-lats checkpoint",
         "malicious_checkpoint": "refusing to unpickle",
-        "unknown_model": "model must be one of",
+        "unknown_model": "invalid choice: 'resnet_9000'",
         "T_for_an_ann": "does not accept",
     }[case]
     marker = tmp_path / "pwned"

@@ -99,6 +99,19 @@ def test_console_script_version_and_help():
     assert "usage: snn-lats" in help_text
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], [], ["trian"]])
+def test_the_top_level_answers_without_importing_torch(argv):
+    """torch and torchvision take seconds to import (23-29 s of wall-clock on a loaded machine):
+    help, the version and a misspelt command need neither."""
+    script = (
+        "import sys\nfrom snn_lats.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True)
+    assert done.stderr.strip().endswith("torch imported: False"), done.stderr
+    assert "snn-lats" in done.stdout + done.stderr
+
+
 def test_atomic_write_gives_ordinary_file_permissions(tmp_path):
     import os
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from snn_lats.cli._args import plain
+from snn_lats.cli.commands import SUBCOMMANDS
 
 __all__ = ["add_parser", "run"]
 
@@ -29,7 +30,7 @@ def add_parser(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "compare",
-        help="compare ANN and SNN runs (accuracy, sparsity, activity, ACs/MACs, energy, plots)",
+        help=SUBCOMMANDS["compare"],
         description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -14,6 +14,7 @@ import os
 import sys
 
 from snn_lats.cli._args import add_config_flag, plain
+from snn_lats.cli.commands import SUBCOMMANDS
 
 __all__ = ["OVERRIDES", "add_parser", "print_evaluation", "run"]
 
@@ -34,7 +35,7 @@ OVERRIDES = (
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="accuracy, sparsity (and --sops) of a checkpoint",
+        help=SUBCOMMANDS["evaluate"],
         description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

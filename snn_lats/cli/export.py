@@ -21,6 +21,7 @@ import argparse
 import sys
 
 from snn_lats.cli._args import plain
+from snn_lats.cli.commands import SUBCOMMANDS
 
 __all__ = [
     "add_parser",
@@ -34,7 +35,7 @@ def add_parser(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "export",
-        help="write the finalized pruned model (safetensors, sparse safetensors, NIR) + export.json",
+        help=SUBCOMMANDS["export"],
         description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -23,6 +23,7 @@ import contextlib
 import sys
 
 from snn_lats.cli._args import add_config_flag, add_network_arguments, plain
+from snn_lats.cli.commands import SUBCOMMANDS
 
 __all__ = ["DATA_FLAGS", "add_parser", "count", "run"]
 
@@ -48,7 +49,7 @@ def add_parser(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "sops",
-        help="synaptic operations (mask-aware), firing rates and energy of a network",
+        help=SUBCOMMANDS["sops"],
         description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

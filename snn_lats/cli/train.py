@@ -27,6 +27,7 @@ import os
 import sys
 
 from snn_lats.cli._args import add_training_arguments, explicit_flags, plain
+from snn_lats.cli.commands import SUBCOMMANDS
 
 __all__ = ["add_parser", "run"]
 
@@ -34,7 +35,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train and prune a network (torchrun for several processes)",
+        help=SUBCOMMANDS["train"],
         description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

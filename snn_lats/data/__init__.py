@@ -9,6 +9,7 @@ DDP-sharded, signal-safe loaders.
 - :mod:`.seeding`: every seed of a run, in one place.
 """
 
+from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
 from snn_lats.data.cifar import CIFAR_FILES, CIFAR10Binary, CIFAR100Binary
 from snn_lats.data.datasets import DATASETS, DigitsDataset, balanced_subset, build_datasets, digits_val_mask
 from snn_lats.data.errors import DataError

@@ -10,6 +10,7 @@ These act on a model in memory, like the estimators, and know nothing of checkpo
   dict whose pruned weights are bitmask + values in safetensors, and back to dense tensors.
 """
 
+from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
 from snn_lats.deploy.fold import fold_batchnorm
 from snn_lats.deploy.nir import DEFAULT_DT, NIRExportError, to_nir
 from snn_lats.deploy.sparse import decode_sparse, encode_sparse, load_sparse, save_sparse

@@ -13,6 +13,7 @@ Data sets and loaders are :mod:`snn_lats.data`'s; comparing, exporting and count
 is :mod:`snn_lats.workflows`'.
 """
 
+from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
 from snn_lats.engine.checkpoint import CheckpointError, CheckpointSaver, load_checkpoint, save_checkpoint
 from snn_lats.engine.distributed import DistributedContext, init_distributed
 from snn_lats.engine.evaluation import count_sops, evaluate, evaluate_checkpoint

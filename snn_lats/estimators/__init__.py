@@ -9,6 +9,7 @@ activation products and recurrent layers. Its :class:`SOPReport` (:mod:`.report`
 (:mod:`.energy`); :mod:`.plot` draws it.
 """
 
+from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
 from snn_lats.estimators.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from snn_lats.estimators.energy import ENERGY_PRESETS, EnergyPreset, energy_pj
 from snn_lats.estimators.layers import ANN_ACTIVATIONS, NORM_LAYERS, POOL_LAYERS, SYNAPTIC_LAYERS, is_spiking

@@ -6,6 +6,8 @@ forward, and has the attributes ``T`` (int) and ``spiking`` (bool). The CLI and 
 by name: ``create("sew_resnet18", num_classes=10, T=4, width=16, stem="cifar")``.
 """
 
+from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
+
 from ._common import STEMS
 from .neurons import BACKENDS, NEURONS, cupy_usable, make_neuron, set_backend
 from .registry import create, names, register

@@ -11,6 +11,7 @@ recomputes the normalisation statistics of the pruned weights, ``finalize`` bake
 weights into plain ones. This package reads costs from ``snn_lats.estimators``.
 """
 
+from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
 from snn_lats.pruning.batchnorm import recalibrate_batchnorm
 from snn_lats.pruning.controller import MEASURES, L1Controller
 from snn_lats.pruning.costs import CostMeter, Measurement
