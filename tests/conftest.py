@@ -1,8 +1,10 @@
 """Fixtures and helpers the test modules share: threads, free ports, small image folders, and
-resumable training loops for pruner tests."""
+resumable training loops for pruner tests, a network that preempts its own run."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from pathlib import Path
 
@@ -61,3 +63,25 @@ def resume_train(model, optimizer, pruner, scheduler, start: int, stop: int) -> 
         pruner.step()
         trace.append((pruner.thresholds(), pruner.threshold, pruner.l1, pruner.implied_l1(), pruner.layer_costs()))
     return trace
+
+
+def signal_at(kind: str, call: int):
+    """A model builder whose network sends SIGTERM to this process at its ``call``-th forward in
+    training (``kind="train"``) or evaluation mode (``kind="eval"``)."""
+    count = {"n": 0}
+
+    def builder(config, num_classes):
+        from snn_lats.engine.model import build_model
+
+        model = build_model(config, num_classes)
+
+        def hook(module, args):
+            if module.training == (kind == "train"):
+                count["n"] += 1
+                if count["n"] == call:
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+        model.register_forward_pre_hook(hook)
+        return model
+
+    return builder

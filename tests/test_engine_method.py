@@ -13,12 +13,12 @@ import json
 import math
 
 import pytest
-from conftest import image_folder
+from conftest import image_folder, signal_at
 
 from snn_lats.cli import main
 from snn_lats.engine.checkpoint import load_checkpoint, save_checkpoint
 from snn_lats.engine.recipe import TrainConfig, resolve_config
-from snn_lats.engine.trainer import train
+from snn_lats.engine.trainer import TrainingInterrupted, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -92,7 +92,9 @@ def test_a_target_sparsity_holds_through_the_tail_and_the_statistics_follow_the_
 
 def test_a_checkpoint_from_before_the_method_fixes_resumes_as_it_was_trained(data_root, tmp_path):
     out = tmp_path / "old"
-    train(config(data_root, out, prune="lats", final_threshold=0.05, epochs=2))
+    run = config(data_root, out, prune="lats", final_threshold=0.05, epochs=2)  # window: both epochs
+    with pytest.raises(TrainingInterrupted):
+        train(run, build_model_fn=signal_at("train", 6))  # preempted during epoch 1, step 6 of 8
     checkpoint = load_checkpoint(out / "checkpoint.pth")
     old = {k: v for k, v in checkpoint.items() if k not in ("format", "version")}
     for key in ("freeze_mask", "recalibrate_bn", "recalibrate_bn_batches", "cost_weighting"):
@@ -105,7 +107,9 @@ def test_a_checkpoint_from_before_the_method_fixes_resumes_as_it_was_trained(dat
     resumed = resolve_config({"epochs": None}, base=upgraded)
     assert (resumed.freeze_mask, resumed.recalibrate_bn) == (False, False)
     summary = train(resolve_config({"output_dir": str(out), "resume": str(out / "checkpoint.pth")}, base=upgraded))
+    # the window ends with the run: today's default would recalibrate there, the old run did not
     assert summary.epochs_completed == 2 and summary.bn_recalibration is None
+    assert batchnorm_counts(load_checkpoint(out / "checkpoint.pth")) == {8}  # 2 epochs of 4 steps, no more
 
 
 def test_val_freq_validates_every_nth_epoch_the_last_and_the_window_end(data_root, tmp_path):

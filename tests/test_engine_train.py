@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import free_port, image_folder
+from conftest import free_port, image_folder, signal_at
 from PIL import Image
 
 from snn_lats.data import IMAGENET_MEAN, IMAGENET_STD
@@ -80,26 +80,6 @@ def assert_same_state(a: dict, b: dict):
         assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
     assert (a["epoch"], a["step"], a["best"]) == (b["epoch"], b["step"], b["best"])
     assert without_times(a["history"]) == without_times(b["history"])
-
-
-def signal_at(kind: str, call: int):
-    """A model builder whose network sends SIGTERM to this process at its ``call``-th forward in
-    training (``kind="train"``) or evaluation mode (``kind="eval"``)."""
-    count = {"n": 0}
-
-    def builder(config, num_classes):
-        model = build_model(config, num_classes)
-
-        def hook(module, args):
-            if module.training == (kind == "train"):
-                count["n"] += 1
-                if count["n"] == call:
-                    os.kill(os.getpid(), signal.SIGTERM)
-
-        model.register_forward_pre_hook(hook)
-        return model
-
-    return builder
 
 
 @pytest.fixture(scope="module")
@@ -362,6 +342,7 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("epoch 1: train loss") == 1  # rank 0 alone logs
+    assert "BatchNorm statistics" not in result.stdout  # the window ended, but Net has none to recompute
     assert len(list((tmp_path / "two" / "tensorboard").iterdir())) == 1  # and writes
 
     one = tiny(data_root, tmp_path / "one", batch_size=8, **common)

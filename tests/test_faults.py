@@ -313,7 +313,8 @@ def test_a_second_writer_is_refused_and_the_first_runs_on_unchanged(data, refere
     # The second writer is a real `snn-lats train`, imported beforehand so that it starts within
     # a second of the go (the first run lasts a few seconds only).
     second = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from snn_lats.cli import main; print('ready', flush=True); "
+        [sys.executable, "-c", "import sys, snn_lats.cli.train; from snn_lats.cli import main; "
+         "print('ready', flush=True); "
          f"sys.stdin.readline(); sys.exit(main({command(data, out, '--epochs', '2', '-j', '0')[3:]!r}))"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
     )  # fmt: skip
@@ -384,9 +385,11 @@ def _limit_file_size(limit: int):
 
 
 @pytest.mark.slow
-def test_a_full_disk_is_one_error_line_and_the_previous_checkpoint_is_intact(data, tmp_path):
-    """The disk is "full" for files over 16 KiB (RLIMIT_FSIZE: a real write error from the kernel,
-    EFBIG, at the size a full disk would refuse); config files fit, a checkpoint does not."""
+@pytest.mark.parametrize("limit, refused", [(16 << 10, "tensorboard"), (256 << 10, "checkpoint")])
+def test_a_full_disk_is_one_error_line_and_the_previous_checkpoint_is_intact(data, tmp_path, limit, refused):
+    """The disk is "full" for files over ``limit`` (RLIMIT_FSIZE: a real write error from the
+    kernel, EFBIG, at the size a full disk would refuse). Config files fit either way; at 16 KiB
+    the TensorBoard event file (weight histograms) is refused first, at 256 KiB the checkpoint."""
     out = tmp_path / "run"
     job = start(command(data, out, "--epochs", "2", "-j", "0"), tmp_path / "a.log")
     wait_for(tmp_path / "a.log", "epoch 0 [3/", job)
@@ -394,13 +397,15 @@ def test_a_full_disk_is_one_error_line_and_the_previous_checkpoint_is_intact(dat
     assert job.wait(timeout=120) == 128 + signal.SIGTERM
     previous = (out / "checkpoint.pth").read_bytes()
 
-    result = run(command(data, out, "--epochs", "2", "-j", "0", "--resume", "auto"), preexec_fn=_limit_file_size(16384))
+    result = run(command(data, out, "--epochs", "2", "-j", "0", "--resume", "auto"), preexec_fn=_limit_file_size(limit))
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.strip()]
-    assert errors == [
-        f"snn-lats train: error: cannot write {str(out / 'checkpoint.pth')!r}: File too large; the previous "
-        "checkpoint is intact"
-    ], result.stderr
+    expected = {
+        "tensorboard": f"cannot write the TensorBoard events in {str(out / 'tensorboard')!r}: File too large",
+        "checkpoint": f"cannot write {str(out / 'checkpoint.pth')!r}: File too large; the previous checkpoint "
+        "is intact",
+    }[refused]
+    assert errors == [f"snn-lats train: error: {expected}"], result.stderr
     assert (out / "checkpoint.pth").read_bytes() == previous
     load_checkpoint(out / "checkpoint.pth")
     assert not list(out.glob(".*.tmp"))

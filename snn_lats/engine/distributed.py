@@ -145,8 +145,17 @@ def configure_threads(requested: int | None, workers: int = 0) -> str:
     return f"CPU threads: {threads} per process ({why}; --threads N to choose)"
 
 
-def cleanup_distributed() -> None:
+def cleanup_distributed(synchronize: bool = False) -> None:
+    """Destroy the process group; ``synchronize`` (every process got here) waits at a barrier first.
+
+    Why the barrier: gloo's worker threads drop a finished collective's tensors after its caller
+    has moved on, and need the GIL to do so, while the process group's destructor joins those
+    threads holding the GIL (pytorch/pytorch#56297): a process could hang at exit. The barrier is
+    waited with the GIL released, so the workers finish first. After an error the other processes
+    may never come, so there is no barrier then."""
     if dist.is_available() and dist.is_initialized():
+        if synchronize and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -7,9 +7,12 @@ text line every ``print_freq`` steps, so logs stay readable.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,10 @@ class RunLogger:
         if enabled and tensorboard and output_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=os.path.join(os.fspath(output_dir), "tensorboard"))
+            self.tensorboard_dir = os.path.join(os.fspath(output_dir), "tensorboard")
+            self.writer = SummaryWriter(log_dir=self.tensorboard_dir)
+            self._excepthook = threading.excepthook
+            threading.excepthook = functools.partial(_quiet_tensorboard_thread, otherwise=threading.excepthook)
 
     def print(self, message: str = "") -> None:
         if self.enabled:
@@ -51,19 +57,20 @@ class RunLogger:
         """``add_scalar(prefix + name, value, step)`` for every value that is a finite number."""
         if self.writer is None:
             return
-        for name, value in values.items():
-            if value is None:
-                continue
-            self.writer.add_scalar(prefix + name, float(value), step)
+        with self._writing():
+            for name, value in values.items():
+                if value is not None:
+                    self.writer.add_scalar(prefix + name, float(value), step)
 
     def histograms(self, step: int, pruner) -> None:
         """The weights of every pruned layer, and the thresholds of the layers, as histograms."""
         if self.writer is None or pruner is None:
             return
-        for name, module in pruner.layers.items():
-            self.writer.add_histogram(f"weights/{name}", module.weight.detach().float().cpu(), step)
-        thresholds = list(pruner.thresholds().values())
-        self.writer.add_histogram("pruning/thresholds", torch.tensor(thresholds), step)
+        with self._writing():
+            for name, module in pruner.layers.items():
+                self.writer.add_histogram(f"weights/{name}", module.weight.detach().float().cpu(), step)
+            thresholds = list(pruner.thresholds().values())
+            self.writer.add_histogram("pruning/thresholds", torch.tensor(thresholds), step)
 
     def hparams(self, config: Mapping[str, Any], metrics: Mapping[str, float | None]) -> None:
         """The run's settings beside its final figures, in TensorBoard's HPARAMS tab (in this
@@ -75,28 +82,57 @@ class RunLogger:
         values = {k: v for k, v in config.items() if isinstance(v, (bool, int, float, str))}
         figures = {f"final/{k}": float(v) for k, v in metrics.items() if v is not None}
         writer = self.writer._get_file_writer()
-        for summary in hparams(values, figures):
-            writer.add_summary(summary)
-        for name, value in figures.items():
-            self.writer.add_scalar(name, value)
+        with self._writing():
+            for summary in hparams(values, figures):
+                writer.add_summary(summary)
+            for name, value in figures.items():
+                self.writer.add_scalar(name, value)
 
     def flush(self) -> None:
         if self.writer is not None:
-            self.writer.flush()
+            with self._writing():
+                self.writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            threading.excepthook = self._excepthook
+            with self._writing():
+                writer.close()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write TensorBoard's thread failed (a full disk) as one line naming the folder."""
+        try:
+            yield
+        except OSError as error:
+            reason = f"cannot write the TensorBoard events in {self.tensorboard_dir!r}: {error.strerror or error}"
+            raise OSError(error.errno, reason) from None
 
     def __enter__(self) -> RunLogger:
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()  # an interrupted or failed run keeps its TensorBoard events up to the failure
+    def __exit__(self, exc_type, *exc_info) -> None:
+        # An interrupted or failed run keeps its TensorBoard events up to the failure; a failure
+        # to write them then (the same full disk) must not hide the error that stopped the run.
+        try:
+            self.close()
+        except OSError:
+            if exc_type is None:
+                raise
 
     def progress(self, iterable: Iterable, total: int, desc: str, start: int = 0) -> Progress:
         return Progress(self, iterable, total, desc, start)
+
+
+def _quiet_tensorboard_thread(args, otherwise) -> None:
+    """``threading.excepthook`` while a run writes TensorBoard events: the writer thread's error
+    (a full disk) is raised again by the run's next call to the writer, as one line; its
+    traceback from the thread would only duplicate it."""
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    if not isinstance(args.thread, _AsyncWriterThread):
+        otherwise(args)
 
 
 class Progress:

@@ -50,6 +50,7 @@ from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SOPReport
 from snn_lats.networks import convert_sync_batchnorm
 from snn_lats.pruning import SoftThresholdPruner, recalibrate_batchnorm, sparsity_report
+from snn_lats.pruning.batchnorm import batchnorm_layers
 
 __all__ = ["NonFiniteLossError", "RunState", "Training", "TrainingInterrupted", "train", "train_one_epoch"]
 
@@ -86,21 +87,11 @@ def train(
     if config.test_only and checkpoint is None:
         raise RecipeError(f"--test-only: {config.output_dir!r} holds no checkpoint to evaluate")
     ctx = dist_utils.init_distributed(config.device, config.dist_timeout)
+    completed = False
     try:
-        if config.test_only:
-            return evaluate_checkpoint(checkpoint, config, ctx=ctx)
-        if checkpoint is not None:
-            check_resume(config, checkpoint, ctx.world_size)
-            finished = _finished(config, checkpoint, ctx)
-            if finished is not None:
-                return finished
-        with StopOnSignal() as stop:
-            run = _prepare(config, ctx, build_model_fn or build_model, stop, checkpoint)
-            with (
-                claimed(RunDirectory(config.output_dir), ctx, source if checkpoint is not None else None),
-                RunLogger(config.output_dir, enabled=ctx.is_main, print_freq=config.print_freq) as run.logger,
-            ):
-                return _run_epochs(run)
+        summary = _train_in(ctx, config, checkpoint, source, build_model_fn or build_model)
+        completed = True
+        return summary
     except RuntimeError as error:
         if ctx.distributed and dist_utils.peer_failure(error):
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -110,7 +101,25 @@ def train(
             ) from error
         raise
     finally:
-        dist_utils.cleanup_distributed()
+        dist_utils.cleanup_distributed(synchronize=completed)
+
+
+def _train_in(ctx, config: TrainConfig, checkpoint, source, build_model_fn: ModelBuilder) -> RunSummary:
+    """:func:`train` once the process group is up: evaluate, finish, or run the epochs."""
+    if config.test_only:
+        return evaluate_checkpoint(checkpoint, config, ctx=ctx)
+    if checkpoint is not None:
+        check_resume(config, checkpoint, ctx.world_size)
+        finished = _finished(config, checkpoint, ctx)
+        if finished is not None:
+            return finished
+    with StopOnSignal() as stop:
+        run = _prepare(config, ctx, build_model_fn, stop, checkpoint)
+        with (
+            claimed(RunDirectory(config.output_dir), ctx, source if checkpoint is not None else None),
+            RunLogger(config.output_dir, enabled=ctx.is_main, print_freq=config.print_freq) as run.logger,
+        ):
+            return _run_epochs(run)
 
 
 def _finished(config: TrainConfig, checkpoint: Mapping[str, Any], ctx) -> RunSummary | None:
@@ -395,9 +404,11 @@ def _validates(config: TrainConfig, epoch: int) -> bool:
 
 
 def _recalibrates(run: Training, epoch: int) -> bool:
-    """Whether the BatchNorm statistics are recomputed after ``epoch``: the last of the pruning window."""
+    """Whether the BatchNorm statistics are recomputed after ``epoch``: the last of the pruning
+    window, in a network that has BatchNorms."""
     pruner = run.pruner
-    return pruner is not None and pruner.spec.recalibrate_bn and epoch + 1 == run.config.pruning_end_epoch
+    at_the_end = pruner is not None and pruner.spec.recalibrate_bn and epoch + 1 == run.config.pruning_end_epoch
+    return at_the_end and bool(batchnorm_layers(run.model))
 
 
 def _recalibrate_batchnorm(run: Training, epoch: int) -> int:
