@@ -81,6 +81,10 @@ def test_a_cost_target_run_ends_with_target_and_reached_from_the_validation_coun
     assert float(line["reached"]) * 1e6 == pytest.approx(reached, rel=5e-4)
     assert float(line["off"]) == pytest.approx(100 * (reached / target - 1), abs=0.006)
     assert line["preset"] == (None if preset is None else f", {preset}")
+    # the run's figures line prices energy as the run does (the same preset, the same count)
+    energy = re.search(r"energy ([\d.e+-]+) uJ per sample \(([\w-]+)\)$", stdout, re.M)
+    assert energy[2] == (preset or "45nm-fp32")
+    assert float(energy[1]) * 1e6 == pytest.approx(report.energy_pj(energy[2]), rel=5e-4)
     assert line["unit"] == ("M SOPs" if preset is None else "uJ")
     assert reached < 0.8 * dense  # it pruned
     summary = json.loads((out / "summary.json").read_text())

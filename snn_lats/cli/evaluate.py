@@ -91,7 +91,7 @@ def print_evaluation(summary) -> None:
         f"{summary.checkpoint} (after {summary.epochs_completed} epochs): top-1 {accuracy['acc1']:.2f}%  "
         f"top-5 {accuracy['acc5']:.2f}%  loss {accuracy['loss']:.4f}  on {accuracy['samples']} images  |  "
         f"global {sparsity.describe()}"
-        + (f"  |  energy {energy / 1e6:.4g} uJ per sample" if energy is not None else "")
+        + (f"  |  energy {energy / 1e6:.4g} uJ per sample ({summary.energy_preset})" if energy is not None else "")
     )
     if warning := sparsity.warning():
         print(warning)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from snn_lats._io import atomic_open
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SOPReport
-from snn_lats.estimators.energy import DEFAULT_PRESET, energy_pj
+from snn_lats.estimators.energy import energy_pj
 
 __all__ = ["Progress", "RunLogger", "log_epoch", "plot_history", "print_summary", "target_line", "write_outputs"]
 
@@ -302,7 +302,7 @@ def print_summary(summary: RunSummary, console: RunLogger, output_dir: Path) -> 
     console.print(
         f"accuracy: top-1 {summary.accuracy['acc1']:.2f}%  top-5 {summary.accuracy['acc5']:.2f}%  |  "
         + summary.sparsity.describe()
-        + (f"  |  energy {energy / 1e6:.4g} uJ per sample" if energy is not None else "")
+        + (f"  |  energy {energy / 1e6:.4g} uJ per sample ({summary.energy_preset})" if energy is not None else "")
     )
     if summary.bn_recalibration is not None:
         r = summary.bn_recalibration
@@ -341,9 +341,8 @@ def target_line(summary: RunSummary) -> str | None:
         target, unit, what = config["target_sops"], "M SOPs", "exact count"
         reached = None if summary.sops is None else summary.sops.acs_per_sample + summary.sops.macs_per_sample
     elif config.get("target_energy_uj") is not None:
-        preset = config.get("energy_preset") or DEFAULT_PRESET
-        target, unit, what = config["target_energy_uj"] * 1e6, "uJ", f"exact count, {preset}"
-        reached = summary.energy_pj_per_sample(preset)
+        target, unit, what = config["target_energy_uj"] * 1e6, "uJ", f"exact count, {summary.energy_preset}"
+        reached = summary.energy_pj_per_sample()
     else:
         return None
     line = f"target: {target / 1e6:.4g} {unit} per sample"

@@ -46,9 +46,15 @@ class RunSummary:
     checkpoint: str | None = None
     bn_recalibration: dict[str, int] | None = None
 
-    def energy_pj_per_sample(self, preset: str = DEFAULT_PRESET) -> float | None:
-        """Energy per sample in picojoules (:meth:`SOPReport.energy_pj`), None without a SOP count."""
-        return None if self.sops is None else self.sops.energy_pj(preset)
+    @property
+    def energy_preset(self) -> str:
+        """The run's ``--energy-preset``, else the default one."""
+        return self.config.get("energy_preset") or DEFAULT_PRESET
+
+    def energy_pj_per_sample(self, preset: str | None = None) -> float | None:
+        """Energy per sample in picojoules (:meth:`SOPReport.energy_pj`) under ``preset`` (the
+        run's own by default), None without a SOP count."""
+        return None if self.sops is None else self.sops.energy_pj(preset or self.energy_preset)
 
     @property
     def firing_rates(self) -> dict[str, float]:
