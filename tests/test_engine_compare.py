@@ -16,7 +16,7 @@ from snn_lats.cli import main
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SynapticOpCounter
 from snn_lats.pruning import sparsity_report
-from snn_lats.workflows.compare import compare
+from snn_lats.workflows.compare import compare, mismatches
 
 # isort: split
 from test_estimators import Recorder, prune_randomly
@@ -65,6 +65,28 @@ def test_refuses_runs_measured_differently(tmp_path, capsys):
     assert "warning: NOT MEASURED ALIKE (--force): image_size" in capsys.readouterr().err
     notes = json.loads((out / "compare.json").read_text())["notes"]
     assert any(n.startswith("NOT MEASURED ALIKE") for n in notes)
+
+
+def test_runs_differ_only_in_the_fields_their_data_set_uses():
+    def summary(**config):
+        return RunSummary(config=config, accuracy={}, sparsity=None, sops=None)
+
+    fashion_14 = summary(dataset="fashion-mnist", image_size=14, val_resize_size=232, val_crop_size=224)
+    fashion_default = summary(dataset="fashion-mnist", image_size=None, data_path="/data/fmnist")
+    fashion_28 = summary(dataset="fashion-mnist", image_size=28, val_resize_size=8, val_crop_size=8)
+    digits_14 = summary(dataset="digits", image_size=14)
+    folder = summary(dataset="imagefolder", data_path="/d", image_size=14, val_resize_size=16, val_crop_size=14)
+    folder_other_crop = summary(
+        dataset="imagefolder", data_path="/d", image_size=None, val_resize_size=16, val_crop_size=12
+    )
+    names = ["a", "b"]
+    # a default image size is the data set's own (28), and the path or crop fields do not apply
+    assert mismatches([fashion_14, fashion_default], names) == ["image_size: a has 14, b has 28"]
+    assert mismatches([fashion_default, fashion_28], names) == []
+    # another data set: that alone
+    assert mismatches([fashion_14, digits_14], names) == ["dataset: a has 'fashion-mnist', b has 'digits'"]
+    # an image folder: its path and sizes, not image_size
+    assert mismatches([folder, folder_other_crop], names) == ["val_crop_size: a has 14, b has 12"]
 
 
 def test_activity_per_inference_and_layers_lined_up(tmp_path):

@@ -11,7 +11,15 @@ DDP-sharded, signal-safe loaders.
 
 from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
 from snn_lats.data.cifar import CIFAR_FILES, CIFAR10Binary, CIFAR100Binary
-from snn_lats.data.datasets import DATASETS, DigitsDataset, balanced_subset, build_datasets, digits_val_mask
+from snn_lats.data.datasets import (
+    DATASETS,
+    DEFAULT_IMAGE_SIZE,
+    DigitsDataset,
+    balanced_subset,
+    build_datasets,
+    digits_val_mask,
+    validation_images,
+)
 from snn_lats.data.errors import DataError
 from snn_lats.data.idx import FASHION_MNIST_SYSTEM_PATH, MNIST_FILES, FashionMNISTFiles, MNISTFiles, read_idx
 from snn_lats.data.imagefolder import (
@@ -31,6 +39,7 @@ __all__ = [
     "BAD_IMAGE_POLICIES",
     "CIFAR_FILES",
     "DATASETS",
+    "DEFAULT_IMAGE_SIZE",
     "FASHION_MNIST_SYSTEM_PATH",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -58,4 +67,5 @@ __all__ = [
     "set_epoch",
     "train_transform",
     "val_transform",
+    "validation_images",
 ]

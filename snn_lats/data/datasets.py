@@ -13,6 +13,7 @@ files, and the built-in offline digits. Nothing is ever downloaded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from snn_lats.data.imagefolder import ImageFolderDataset, check_image_folder, tr
 __all__ = ["DATASETS", "DigitsDataset", "balanced_subset", "build_datasets", "digits_val_mask"]
 
 DATASETS = ("imagefolder", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
+#: The side of the built-in data sets' images when ``image_size`` is not given.
+DEFAULT_IMAGE_SIZE = {"digits": 32, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "cifar100": 32}
 
 
 class DigitsDataset(Dataset):
@@ -101,6 +104,16 @@ def balanced_subset(targets: Any, size: int, num_classes: int) -> list[int]:
     return sorted(torch.cat(chosen).tolist())
 
 
+def validation_images(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration fields (a run's config dict) that decide its validation images, each as
+    it applies: an image folder's path and resize/crop sizes; a built-in data set's image size,
+    its default filled in (its files are the same wherever they lie)."""
+    dataset = config.get("dataset")
+    if dataset == "imagefolder":
+        return {k: config.get(k) for k in ("dataset", "data_path", "val_resize_size", "val_crop_size")}
+    return {"dataset": dataset, "image_size": config.get("image_size") or DEFAULT_IMAGE_SIZE.get(dataset)}
+
+
 def build_datasets(config: Any, *, train: bool = True) -> tuple[Dataset | None, Dataset, int]:
     """``(train_set, val_set, num_classes)`` as the data fields of ``config`` say (a
     :class:`~snn_lats.engine.recipe.TrainConfig`, or anything with its ``dataset``, ``data_path``,
@@ -139,7 +152,7 @@ def _targets(dataset: Dataset) -> Any:
 
 def _read_datasets(config: Any, dataset: str, train: bool) -> tuple[Dataset | None, Dataset, int]:
     if dataset == "digits":
-        size = config.image_size or 32
+        size = config.image_size or DEFAULT_IMAGE_SIZE[dataset]
         val_set = DigitsDataset("val", size)
         train_set = DigitsDataset("train", size, config.augment) if train else None
         return train_set, val_set, DigitsDataset.num_classes
@@ -150,7 +163,7 @@ def _read_datasets(config: Any, dataset: str, train: bool) -> tuple[Dataset | No
             if dataset == "mnist" or not Path(FASHION_MNIST_SYSTEM_PATH).is_dir():
                 raise DataError(missing_idx_message(dataset, cls.torchvision_name, [], list(MNIST_FILES["train"])))
             root = FASHION_MNIST_SYSTEM_PATH
-        size = config.image_size or 28
+        size = config.image_size or DEFAULT_IMAGE_SIZE[dataset]
         val_set = cls(root, "val", size)
         train_set = cls(root, "train", size, config.augment) if train else None
         return train_set, val_set, len(val_set.classes)
@@ -161,7 +174,7 @@ def _read_datasets(config: Any, dataset: str, train: bool) -> tuple[Dataset | No
                 f"--data-path is required for dataset {dataset!r}: the official binary distribution "
                 f"({CIFAR_FILES[dataset]['archive']}), as the archive or extracted"
             )
-        size = config.image_size or 32
+        size = config.image_size or DEFAULT_IMAGE_SIZE[dataset]
         val_set = cls(config.data_path, "val", size)
         train_set = cls(config.data_path, "train", size, config.augment) if train else None
         return train_set, val_set, len(val_set.classes)

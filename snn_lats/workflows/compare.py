@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from snn_lats._io import atomic_open
+from snn_lats.data import validation_images
 from snn_lats.engine.summary import RunSummary
 from snn_lats.estimators import SOPReport
 from snn_lats.estimators.energy import DEFAULT_PRESET
@@ -28,7 +29,6 @@ from snn_lats.estimators.energy import energy_preset as check_preset
 from snn_lats.report import Report
 
 __all__ = [
-    "MEASURED_ALIKE",
     "activity",
     "compare",
     "firing_rate",
@@ -38,11 +38,6 @@ __all__ = [
     "render_comparison",
     "run_name",
 ]
-
-#: What two runs must share to be compared: configuration fields (data) and the SOP convention.
-MEASURED_ALIKE = ("dataset", "data_path", "image_size", "val_resize_size", "val_crop_size")
-_IMAGE_FOLDER_ONLY = ("data_path", "val_resize_size", "val_crop_size")  # ignored for the digits
-_DIGITS_ONLY = ("image_size",)
 
 
 def run_name(path: str | os.PathLike) -> str:
@@ -78,20 +73,17 @@ def activity(sops: SOPReport | None) -> float | None:
     return None if steps is None else rate * steps
 
 
-def _data_key(config: dict[str, Any]) -> dict[str, Any]:
-    skip = _IMAGE_FOLDER_ONLY if config.get("dataset") == "digits" else _DIGITS_ONLY
-    return {k: config.get(k) for k in MEASURED_ALIKE if k not in skip}
-
-
 def mismatches(summaries: Sequence[RunSummary], names: Sequence[str]) -> list[str]:
-    """What the runs do not share (data set, image size, SOP convention), one line each; empty if alike."""
+    """What the runs do not share (their validation images: :func:`~snn_lats.data.validation_images`;
+    the SOP convention), one line each; empty if alike. Runs on different data sets differ in
+    that alone."""
     lines = []
     first, first_name = summaries[0], names[0]
     for name, s in zip(names[1:], summaries[1:], strict=True):
-        a, b = _data_key(first.config), _data_key(s.config)
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                lines.append(f"{key}: {first_name} has {a.get(key)!r}, {name} has {b.get(key)!r}")
+        a, b = validation_images(first.config), validation_images(s.config)
+        for key in a if a["dataset"] == b["dataset"] else ("dataset",):
+            if a[key] != b[key]:
+                lines.append(f"{key}: {first_name} has {a[key]!r}, {name} has {b[key]!r}")
         ca = None if first.sops is None else first.sops.convention
         cb = None if s.sops is None else s.sops.convention
         if ca != cb:
@@ -177,7 +169,7 @@ def recount(path: str | os.PathLike, summary: RunSummary, convention: str, batch
 def _run_row(name: str, s: RunSummary, preset: str) -> dict[str, Any]:
     sops = s.sops
     steps = None if sops is None else sops.totals.get("time_steps")
-    digits = s.config.get("dataset") == "digits"
+    images = validation_images(s.config)
     memory = None if sops is None else sops.memory_energy_pj(preset)["total"]
     return {
         "run": name,
@@ -185,7 +177,7 @@ def _run_row(name: str, s: RunSummary, preset: str) -> dict[str, Any]:
         "spiking": None if sops is None else sops.spiking,
         "T": steps,
         "dataset": s.config.get("dataset"),
-        "image_size": s.config.get("image_size") if digits else s.config.get("val_crop_size"),
+        "image_size": images.get("image_size", images.get("val_crop_size")),
         "convention": None if sops is None else sops.convention,
         "acc1": s.accuracy["acc1"],
         "acc5": s.accuracy["acc5"],
