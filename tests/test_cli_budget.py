@@ -98,6 +98,7 @@ CASES = {
         "cannot be reached: the synaptic layers left out of the pruning already cost",
     ),
     "energy_above_dense": (["--target-energy", "1e6"], "the energy target, 1e+06 µJ per sample, is not below"),
+    "energy_negative": (["--target-energy", "-1"], "target_energy_uj must be a finite number > 0 (µJ per sample), got"),
     "with_final_threshold": (
         ["--target-sops", "1e4", "--final-threshold", "0.1"],
         "not final_threshold and target_sops",

@@ -89,7 +89,7 @@ def test_yaml_exponent_strings_are_numbers_and_types_are_checked(tmp_path):
         ({"prune": "constant", "final_threshold": 0.1, "prune_start_epoch": 1}, "no pruning window"),
         (
             {"prune": "lats", "l1": 0.1, "prune_start_epoch": 5, "prune_end_epoch": 5},
-            r"the pruning window is empty: end \(5\) must be > start \(5\) \(epochs\)",
+            r"the pruning window is empty: prune_end_epoch \(5\) must be > prune_start_epoch \(5\) \(epochs\)",
         ),
         ({"prune": "lats", "l1": -1.0}, "l1 must be a finite number > 0"),
         ({"prune": "magnitude"}, "prune must be one of"),
@@ -207,3 +207,12 @@ def test_prune_none_over_a_pruning_recipe_is_its_unpruned_baseline(tmp_path):
     assert (config.prune, config.final_threshold, config.prune_end_epoch) == ("none", None, None)
     with pytest.raises(RecipeError, match="need a pruning mode"):  # but explicit contradictions stay errors
         resolve_config({"prune": "none", "l1": 0.1}, recipe)
+
+
+def test_evaluating_a_checkpoint_takes_this_machines_device_and_threads_not_the_training_runs():
+    trained = TrainConfig(dataset="digits", device="cuda", threads=64).to_dict()
+    resumed = resolve_config({}, base=trained)
+    assert (resumed.device, resumed.threads) == ("cuda", 64)  # a resumed run continues as it ran
+    evaluated = resolve_config({}, base=trained, resuming=False)
+    assert (evaluated.device, evaluated.threads) == ("auto", None)
+    assert resolve_config({"threads": 2}, base=trained, resuming=False).threads == 2

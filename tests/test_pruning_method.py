@@ -8,7 +8,6 @@ knapsack over every subset of a tiny problem.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 
@@ -138,9 +137,12 @@ def test_after_the_window_the_zeros_stay_and_the_kept_weights_train_as_plain_sgd
     # the same run without the fixed mask lets the straight-through gradient move the zeros
     torch.manual_seed(0)
     x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
-    free_model, free_optimizer, free = tail_run(False)
-    sgd_steps(free_model, free_optimizer, free, x, y, 40)
-    assert any(not torch.equal(zeros_of(free)[n], at_end[n]) for n in at_end)
+    free_model, free_optimizer, free = tail_run(False, steps=80)
+    sgd_steps(free_model, free_optimizer, free, x, y, 20)
+    zeros_at_end = zeros_of(free)
+    sgd_steps(free_model, free_optimizer, free, x, y, 60)
+    regrown = sum(int((zeros_at_end[n] & ~zeros_of(free)[n]).sum()) for n in zeros_at_end)
+    assert regrown > 0  # weights pruned at the window's end came back after it
 
 
 def test_a_frozen_mask_is_in_the_state_dict_loads_strictly_and_finalizes():
@@ -159,12 +161,10 @@ def test_a_frozen_mask_is_in_the_state_dict_loads_strictly_and_finalizes():
     sgd_steps(other, other_optimizer, resumed, x, y, 5)
     for key, value in model.state_dict().items():
         assert torch.equal(other.state_dict()[key], value), key
-    plain = copy.deepcopy(model)
     weights = {n: m.weight.detach().clone() for n, m in pruner.layers.items()}
     pruner.finalize()
     assert all(torch.equal(dict(model.named_modules())[n].weight, w) for n, w in weights.items())
     assert not any(k.endswith(".mask") for k in model.state_dict())
-    assert plain is not model
 
 
 # --- BatchNorm statistics of the pruned weights ------------------------------------------------------

@@ -41,7 +41,8 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by snn-lats train")
     for name in OVERRIDES:
-        add_config_flag(parser, name, "default: auto" if name == "device" else "default: the checkpoint's")
+        here = {"device": "default: auto", "threads": "default: $OMP_NUM_THREADS, else this machine's free cores"}
+        add_config_flag(parser, name, here.get(name, "default: the checkpoint's"))
     parser.add_argument("--sops", action="store_true", help="also count synaptic operations and firing rates")
     parser.add_argument("--sops-batches", type=int, default=4, help="validation batches counted by --sops (default: 4)")
     parser.add_argument("--json", help="also write the result as JSON to this file")
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = load_checkpoint(args.checkpoint)
         explicit = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
         explicit["sops_batches"] = args.sops_batches if args.sops else 0
-        config = resolve_config({**explicit, "device": args.device or "auto"}, base=checkpoint["config"])
+        config = resolve_config(explicit, base=checkpoint["config"], resuming=False)
         summary = evaluate_checkpoint(checkpoint, config)
     except ValueError as error:
         print(f"snn-lats evaluate: error: {error}", file=sys.stderr)

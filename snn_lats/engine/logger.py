@@ -308,7 +308,7 @@ def print_summary(summary: RunSummary, console: RunLogger, output_dir: Path) -> 
         r = summary.bn_recalibration
         console.print(
             f"BatchNorm statistics recomputed on {r['batches']} training batches per process after epoch "
-            f"{r['epoch']} (the end of the pruning window)"
+            f"{r['epoch']} (where pruning ended)"
         )
     if line := target_line(summary):
         console.print(line)

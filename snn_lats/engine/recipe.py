@@ -405,10 +405,14 @@ class TrainConfig:
             if selectors:
                 raise RecipeError(f"{' and '.join(selectors)} choose the pruned layers; prune is 'none'")
             return
+        energy = self.target_energy_uj
+        if energy is not None and not (isinstance(energy, (int, float)) and math.isfinite(energy) and energy > 0):
+            raise RecipeError(f"target_energy_uj must be a finite number > 0 (µJ per sample), got {energy!r}")
         try:
             spec = self.pruning_spec()
-        except (TypeError, ValueError) as error:  # PruningSpec's rules, named by its arguments
-            raise RecipeError(str(error)) from None
+        except (TypeError, ValueError) as error:  # PruningSpec's rules, named by its arguments: name the fields
+            message = str(error).replace("end (", "prune_end_epoch (").replace("start (", "prune_start_epoch (")
+            raise RecipeError(message) from None
         if spec.end is not None and spec.end > self.epochs:
             raise RecipeError(f"prune_end_epoch ({spec.end}) must be <= epochs ({self.epochs})")
 
@@ -531,20 +535,23 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def resolve_config(
-    explicit: Mapping[str, Any], recipe: str | os.PathLike | None = None, base: Mapping[str, Any] | None = None
+    explicit: Mapping[str, Any],
+    recipe: str | os.PathLike | None = None,
+    base: Mapping[str, Any] | None = None,
+    *,
+    resuming: bool = True,
 ) -> TrainConfig:
-    """Defaults, overridden by ``base`` (a resumed checkpoint's configuration), by the recipe, then
-    by ``explicit`` (the flags actually given: ``None`` values count as "not given").
+    """Defaults, overridden by ``base`` (a checkpoint's configuration), by the recipe, then by
+    ``explicit`` (the flags actually given: ``None`` values count as "not given").
+
+    ``resuming=False``: the checkpoint is evaluated or counted, maybe on another machine, which
+    keeps its own device and threads rather than the training run's.
     """
+    skipped = ("resume", "test_only") if resuming else ("resume", "test_only", "device", "threads")
     values: dict[str, Any] = {}
     if base is not None:
-        values.update(
-            {
-                k: v
-                for k, v in _check_keys(base, "the checkpoint's configuration").items()
-                if k not in ("resume", "test_only")
-            }
-        )
+        checked = _check_keys(base, "the checkpoint's configuration")
+        values.update({k: v for k, v in checked.items() if k not in skipped})
     if recipe is not None:
         values.update(load_recipe(recipe))
         values["recipe"] = str(recipe)

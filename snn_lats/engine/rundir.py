@@ -117,7 +117,7 @@ def claimed(run_dir: RunDirectory, ctx: DistributedContext, source: Path | None)
                 )
             run_dir.announce()
             run_dir.clean_temporaries()
-        except ValueError as error:
+        except Exception as error:  # an OSError too (no lock on this filesystem): every rank must hear of it
             run_dir.release()
             refusal = error
     if any_rank(refusal is not None, ctx.device):

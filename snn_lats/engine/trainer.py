@@ -325,7 +325,7 @@ def _run_epochs(run: Training) -> RunSummary:
         if _recalibrates(run, epoch):
             state.bn_recalibration = {"epoch": epoch, "batches": _recalibrate_batchnorm(run, epoch)}
             logger.print(
-                f"epoch {epoch}: the pruning window ended: BatchNorm statistics recomputed on "
+                f"epoch {epoch}: pruning ended: BatchNorm statistics recomputed on "
                 f"{state.bn_recalibration['batches']} training batches"
             )
         validated = _validates(config, epoch)

@@ -340,9 +340,9 @@ class L1Controller:
         now = self.global_threshold(lr_sum)
         ceiling = RUNAWAY_FACTOR * self._reference
         scale = ref_ratio if snap else ref_ratio * horizon  # the threshold moves by quantile x scale
-        if scale <= 0 or ceiling <= 0:
+        if scale <= 0:
             return quantile
-        if quantile * scale > ceiling - now:
+        if ceiling > 0 and quantile * scale > ceiling - now:  # no D_0 (the first weights all zero): no cap
             self._held(
                 f"after {k} window steps the threshold would reach {(now + quantile * scale) / self._reference:.3g}x "
                 f"D_0 = {self._reference:.4g}, the threshold that prunes the target's share of the window's first "

@@ -27,7 +27,7 @@ def sops_of_checkpoint(
         flags = ", ".join("--" + k.replace("_", "-") for k in clash)
         raise ValueError(f"{flags} cannot be combined with --checkpoint: the network is the checkpoint's")
     checkpoint = load_checkpoint(path)
-    config = resolve_config(overrides, base=checkpoint["config"])
+    config = resolve_config(overrides, base=checkpoint["config"], resuming=False)
     configure_threads(config.threads, config.workers)
     device = resolve_device(config.device)
     loader = checkpoint_loader(checkpoint, config)
