@@ -66,7 +66,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.Namespace]:
         nargs="+",
         type=float,
         default=[0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998],
-        help="sparsities run on seed 0 to find the one that gives each budget (uniform, gmp)",
+        help="sparsities run on seed 0 to find the one that gives each budget (gmp)",
     )
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=["energy", "uniform", "gmp", "dense"])
     parser.add_argument("--energy-preset", default="45nm-fp32")

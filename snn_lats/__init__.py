@@ -1,11 +1,14 @@
 """snn-lats: soft-threshold pruning (LATS) for sparse spiking and artificial neural networks.
 
-Subpackages follow the data flow, each using only those before it:
+Subpackages, each using only those listed before it (docs/architecture.md draws the graph):
 
 - :mod:`snn_lats.networks`: SEW ResNets on SpikingJelly's multi-step neurons, and ANNs as T = 1;
-- :mod:`snn_lats.pruning`: the soft-threshold reparameterisation and its threshold schedulers;
 - :mod:`snn_lats.estimators`: firing rates, mask-aware synaptic operations, energy;
-- :mod:`snn_lats.engine`: data, training loop, evaluation, checkpoints, distributed set-up;
+- :mod:`snn_lats.pruning`: the soft-threshold reparameterisation, its schedules, the
+  :class:`~snn_lats.pruning.PruningSpec` and the controllers of the targets;
+- :mod:`snn_lats.data`: the data sets, read from their own files, and resumable loaders;
+- :mod:`snn_lats.engine`: the training loop, evaluation, checkpoints, distributed set-up;
+- :mod:`snn_lats.deploy`, :mod:`snn_lats.workflows`: export, comparison and counting of runs;
 - :mod:`snn_lats.cli`: the ``snn-lats`` command.
 
 Importing ``snn_lats`` itself is light (``snn-lats --help`` and ``--version`` answer without
