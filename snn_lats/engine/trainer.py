@@ -1,4 +1,6 @@
 """The training loop: ``train(config)`` reads top to bottom, like torchvision's reference train.py.
+(~540 lines, on purpose: the loop is read in one place, as torchvision's is; its collaborators,
+the run state, signals, logging and the run directory, are modules of their own.)
 
 data → network → optimizer → pruner → lr schedule → (resume) → DDP → epochs of
 [train, (BatchNorm recalibration when the pruning window ends), evaluate, log, checkpoint] →
@@ -180,6 +182,7 @@ class Training:
         return TrainingInterrupted(self.stop.signum or signal.SIGTERM, str(self.saver.path))
 
 
+# Long (~90 lines): the run's set-up in torchvision's order, data to DDP, each step a call.
 def _prepare(
     config: TrainConfig,
     ctx: dist_utils.DistributedContext,
@@ -296,6 +299,7 @@ def _network(
     return model
 
 
+# Long (~85 lines): the epoch loop itself, read in one place.
 def _run_epochs(run: Training) -> RunSummary:
     """The epochs, in the claimed run directory: train, recalibrate, validate, log, checkpoint."""
     config, ctx, state, logger = run.config, run.ctx, run.state, run.logger

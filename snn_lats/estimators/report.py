@@ -46,6 +46,7 @@ class SOPReport(Report):
     is mean spikes per neuron per time step (ANN: fraction of nonzero activations).
     """
 
+    # Long (~100 lines): the report's totals are one table of named sums, written out once here.
     @classmethod
     def build(
         cls,

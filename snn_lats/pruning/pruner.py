@@ -1,4 +1,9 @@
-"""``SoftThresholdPruner``: drives the layer thresholds of a soft-threshold-pruned model."""
+"""``SoftThresholdPruner``: drives the layer thresholds of a soft-threshold-pruned model.
+
+Why one module of ~730 lines: the pruner is the one object users hold (as torch.ao.pruning's
+sparsifiers are); the rules live in :mod:`.spec`, the schedules in :mod:`.schedules`, the
+targets in :mod:`.controller` and :mod:`.costs`, old states in :mod:`.state`. What is left here is
+the step order a resume must repeat exactly: schedule, controller, costs, mask freeze."""
 
 from __future__ import annotations
 
@@ -169,6 +174,7 @@ class SoftThresholdPruner:
 
     # One class of about 700 lines: its optimizer hooks, thresholds, masks and state must agree
     # step by step; the rules live in PruningSpec, the schedules in schedules.py, λ in controller.py.
+    # Long (~90 lines): the public keyword API resolved to a PruningSpec, then the layers attached.
     def __init__(
         self,
         model: nn.Module,

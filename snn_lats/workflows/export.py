@@ -100,6 +100,8 @@ def _nir_bytes(graph) -> bytes:
     return data
 
 
+# Long (~110 lines, a third of it the docstring): everything is built and checked in memory, in
+# the order of the files, before the first one is written; split, that guarantee would be spread.
 def export_checkpoint(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
