@@ -106,6 +106,7 @@ class Config:
                 total_steps=1,
                 lr_schedule=[args.lr],
                 layer_scale=thresholds,
+                freeze_mask=False,  # the soft threshold itself, every step (not the fixed-mask tail)
             )
         self.forward = torch.compile(self.model) if compiled else self.model
 
