@@ -58,9 +58,15 @@ def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor]) -> i
             bn.momentum = momentum
         model.train(training)
         sj_functional.reset_net(model)
-    if batches == 0:
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    fewest = batches
+    if distributed:  # every process decides alike, so none waits in the averaging below alone
+        count = torch.tensor([batches], dtype=torch.float64, device=norms[0].running_mean.device)
+        dist.all_reduce(count, op=dist.ReduceOp.MIN)
+        fewest = int(count.item())
+    if fewest == 0:
         raise ValueError("no batch to recompute the BatchNorm statistics on")
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if distributed:
         for bn in norms:
             for stat in (bn.running_mean, bn.running_var):
                 dist.all_reduce(stat)
