@@ -150,6 +150,7 @@ def recount(path: str | os.PathLike, summary: RunSummary, convention: str, batch
     """The SOP report of a run's best checkpoint under ``convention``, on the first ``batches``
     validation batches of its own data (default: its ``sops_batches``, at least 1)."""
     from snn_lats.engine.checkpoint import load_checkpoint
+    from snn_lats.engine.distributed import configure_threads
     from snn_lats.engine.evaluation import checkpoint_loader, count_sops
     from snn_lats.engine.model import build_model_from_checkpoint, checkpoint_config
     from snn_lats.estimators.conventions import check_convention
@@ -161,6 +162,7 @@ def recount(path: str | os.PathLike, summary: RunSummary, convention: str, batch
         raise ValueError(f"cannot recount {str(run_dir)!r} under {convention!r}: no checkpoint {str(file)!r}")
     checkpoint = load_checkpoint(file)
     config = dataclasses.replace(checkpoint_config(checkpoint), workers=0)
+    configure_threads(None)  # this machine's default, not torch's every core
     loader = checkpoint_loader(checkpoint, config)
     model, _ = build_model_from_checkpoint(checkpoint, "cpu")
     return count_sops(model, loader, batches or max(config.sops_batches, 1), "cpu", convention)
