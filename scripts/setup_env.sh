@@ -20,6 +20,24 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
     .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps syops==0.0.5 sinabs==3.1.3
     touch "$stamp"
 fi
+# A second environment with SpikingJelly 2.x instead of 0.0.0.0.14 (.venv-sj2), where
+# scripts/test.sh runs part of the suite again. Where it cannot be built, those runs skip with a
+# line saying so; SNN_LATS_NO_SJ2=1 skips it.
+if [ -z "${SNN_LATS_NO_SJ2:-}" ]; then
+    stamp2=.venv-sj2/.snn-lats-installed
+    if [ ! -f "$stamp2" ] || [ pyproject.toml -nt "$stamp2" ] || [ constraints.txt -nt "$stamp2" ] \
+        || [ constraints-spikingjelly2.txt -nt "$stamp2" ]; then
+        rm -rf .venv-sj2
+        if ! { "$PYTHON" -m venv .venv-sj2 \
+            && grep -v '^spikingjelly==' constraints.txt > .venv-sj2/constraints.txt \
+            && .venv-sj2/bin/pip install --quiet --disable-pip-version-check -c .venv-sj2/constraints.txt \
+                -c constraints-spikingjelly2.txt -e . pytest pytest-timeout scipy \
+            && touch "$stamp2"; } >/dev/null 2>&1; then
+            rm -rf .venv-sj2
+            echo "setup_env.sh: could not build .venv-sj2 (SpikingJelly 2.0); its test run will skip" >&2
+        fi
+    fi
+fi
 fashion=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 if [ ! -f "$fashion" ] && [ -z "${SNN_LATS_NO_APT:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # apt-get update first: without it the package list may not know the package yet.

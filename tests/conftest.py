@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+# Before any test module imports spikingjelly or torchvision (see snn_lats/_torchvision.py).
+import snn_lats._torchvision  # noqa: F401
+
 
 @pytest.fixture(scope="module")
 def one_thread():

@@ -661,7 +661,7 @@ def test_help_is_plain_text_and_names_are_choices_listed_by_the_registries(capsy
         ("--model", "resnet_9000", networks.names()),
         ("--neuron", "relu", networks.NEURONS),
         ("--cnf", "XOR", networks.CNFS),
-        ("--backend", "triton", networks.BACKENDS),
+        ("--backend", "lava", networks.ALL_BACKENDS),
     ):
         with pytest.raises(SystemExit) as exit_:
             main(["train", "--dataset", "digits", flag, value])

@@ -134,6 +134,7 @@ def syops_figures(net, batches):
 
 
 def test_syops_convention_is_syops():
+    pytest.importorskip("syops")  # pins SpikingJelly 0.0.0.0.x; its clock_driven neurons are gone in 2.x
     torch.manual_seed(1)
     net = FoldedClockDriven().eval()
     with torch.no_grad():
@@ -246,3 +247,51 @@ def test_sinabs_convention_on_an_ann():
     rows = {r["name"]: r for r in count(net, [x], "sinabs").rows}
     for name, synops in theirs.items():
         assert rows[name]["acs"] == pytest.approx(synops, rel=1e-5, abs=1e-2), name
+
+
+# --- SpikingJelly 2.x's op_counter ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("cnf", ["AND", "ADD"])
+def test_spikingjelly_op_counter_counts_zero_weights_and_only_binary_inputs(cnf):
+    """SpikingJelly 2.x's SynOpCounter charges a spike for every weight of its fan-out, zero or
+    not: per layer it equals our dense_acs, and our acs leave the pruned synapses out. It counts
+    only 0/1 tensors as spikes: a SEW-ADD sum of 2 is no spike to it (that layer counts 0), where
+    we count two. Real-valued inputs (the encoding conv, the classifier) are MACs: 0 SynOps."""
+    op_counter = pytest.importorskip("spikingjelly.activation_based.op_counter", reason="SpikingJelly 2.x only")
+    torch.manual_seed(4)
+    net = networks.create("sew_resnet18", num_classes=10, T=2, width=4, stem="cifar", cnf=cnf).eval()
+    prune_randomly(net, 0.5, torch.Generator().manual_seed(4))
+    x = 8 * torch.rand(3, 3, 16, 16)
+    theirs = op_counter.SynOpCounter()
+    with torch.no_grad(), op_counter.DispatchCounterMode([theirs]):
+        net(x)
+    per_layer = {name.removeprefix("SEWResNet."): sum(ops.values()) for name, ops in theirs.get_counts().items()}
+    ours = count(net, [x], "exact")
+    binary = {name for name, r in recorded_inputs(net, x).items() if ((r == 0) | (r == 1)).all()}
+    rows = ours.synaptic_rows()
+    assert {r["name"] for r in rows} <= set(per_layer)
+    for r in rows:
+        if r["macs"] or r["dense_macs"]:
+            assert per_layer[r["name"]] == 0, r["name"]
+        elif r["name"] in binary:
+            assert per_layer[r["name"]] == r["dense_acs"] >= r["acs"], r["name"]
+        else:
+            assert cnf == "ADD" and per_layer[r["name"]] == 0 < r["acs"], r["name"]
+    summed = [r for r in rows if r["name"] not in binary and not (r["macs"] or r["dense_macs"])]
+    assert bool(summed) == (cnf == "ADD")  # ADD feeds some layers 2s
+    assert theirs.get_total() == sum(r["dense_acs"] for r in rows if r["name"] in binary)
+    assert sum(r["acs"] for r in rows if r["name"] in binary) < theirs.get_total() / 1.5  # half the synapses pruned
+
+
+def recorded_inputs(net, x):
+    """The input of every Conv2d/Linear of ``net`` on ``x``."""
+    inputs, hooks = {}, []
+    for name, m in net.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            hooks.append(m.register_forward_hook(lambda m, a, out, name=name: inputs.__setitem__(name, a[0])))
+    with torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+    return inputs

@@ -23,16 +23,17 @@ def test_torchvision_shim_gives_working_models_and_transforms():
     assert transforms.ToTensor()(image).shape == (3, 8, 8)
 
 
-def test_torchvision_is_imported_only_through_the_shim():
+@pytest.mark.parametrize("package, shim", [("torchvision", "_torchvision.py"), ("spikingjelly", "_spikingjelly.py")])
+def test_torchvision_and_spikingjelly_are_imported_only_through_their_shims(package, shim):
     from pathlib import Path
 
     root = Path(snn_lats.__file__).parent
     offenders = [
         str(p.relative_to(root))
         for p in root.rglob("*.py")
-        if p.name != "_torchvision.py"
+        if p.name != shim
         and any(
-            line.strip().startswith(("import torchvision", "from torchvision")) for line in p.read_text().splitlines()
+            line.strip().startswith((f"import {package}", f"from {package}")) for line in p.read_text().splitlines()
         )
     ]
     assert offenders == []

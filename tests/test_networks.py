@@ -354,7 +354,7 @@ def test_anns_take_one_time_step_only():
         ("sew_resnet18", {"T": 2.5}, "T must be an integer"),
         ("sew_resnet18", {"cnf": "OR"}, r"cnf must be one of \('ADD', 'AND', 'IAND'\)"),
         ("sew_resnet18", {"neuron": "izhikevich"}, r"neuron must be one of \('if', 'lif', 'plif'\)"),
-        ("sew_resnet18", {"backend": "triton"}, r"backend must be one of \('auto', 'cupy', 'torch'\)"),
+        ("sew_resnet18", {"backend": "lava"}, r"backend must be one of \(.auto., "),
         ("sew_resnet18", {"stem": "tiny"}, r"stem must be one of \('imagenet', 'cifar'\)"),
         ("sew_resnet18", {"num_classes": 0}, "num_classes must be an integer >= 1"),
         ("resnet50", {"num_classes": 0}, "num_classes must be an integer >= 1"),

@@ -1,9 +1,12 @@
 """The neuron factory: defaults, hand-computed dynamics, backend choice and CuPy detection.
 
-The CuPy comparison runs only where CuPy and a CUDA GPU are usable (marker ``cupy``).
+The CuPy comparison runs only where CuPy and a CUDA GPU are usable (marker ``cupy``). The backend
+tests of one SpikingJelly release line skip under the other (scripts/test.sh runs both).
 """
 
 import math
+import os
+import subprocess
 import sys
 import types
 
@@ -13,11 +16,13 @@ from spikingjelly.activation_based import base, functional, neuron, surrogate
 from spikingjelly.activation_based.model import sew_resnet as sj_sew
 from torch import nn
 
-from snn_lats import networks
+from snn_lats import _spikingjelly, networks
 from snn_lats._torchvision import torchvision  # noqa: F401  (before spikingjelly.model imports it)
 from snn_lats.networks import neurons
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+cupy_era = pytest.mark.skipif(not _spikingjelly.CUPY_ERA, reason="SpikingJelly 0.0.0.0.x: per-module backends, CuPy")
+release_2 = pytest.mark.skipif(_spikingjelly.CUPY_ERA, reason="SpikingJelly 2.x: process-wide CUDA implementations")
 
 
 @pytest.fixture
@@ -89,6 +94,48 @@ def test_plif_state_dict_keys_equal_spikingjelly():
 # ---------------------------------------------------------------- backends
 
 
+def test_a_backend_the_installed_release_does_not_offer_is_one_clear_error():
+    other = next(b for b in networks.ALL_BACKENDS if b not in _spikingjelly.BACKENDS)  # cuda on 0.0.0.0.14
+    message = rf"backend must be one of .* \(what SpikingJelly {_spikingjelly.VERSION} offers\), got '{other}'"
+    with pytest.raises(ValueError, match=message):
+        neurons.make_neuron("if", other)
+    with pytest.raises(ValueError, match=message):
+        networks.set_backend(networks.sew_resnet18(width=4), other)
+
+
+@release_2
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is here")
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_release_2_kernels_without_a_gpu_are_one_clear_error(backend):
+    with pytest.raises(RuntimeError, match=rf"backend='{backend}' needs a CUDA GPU, but torch.cuda.is_available"):
+        neurons.make_neuron("lif", backend)
+
+
+@release_2
+def test_release_2_backend_is_spikingjellys_variable_and_selection():
+    # SpikingJelly 2.x reads SJ_<KIND>_CUDA_IMPLEMENTATION when the kind's kernels load, into their
+    # selection: a fresh process, so that no earlier test loaded them.
+    script = (
+        "import os, sys, torch\n"
+        "from snn_lats.networks import neurons\n"
+        "node = neurons.make_neuron('plif', 'torch')\n"
+        "print(os.environ.get('SJ_PLIF_CUDA_IMPLEMENTATION'), os.environ.get('SJ_IF_CUDA_IMPLEMENTATION'))\n"
+        "node(torch.ones(2, 3))\n"
+        "selection = sys.modules['spikingjelly._ops.plif']._selection\n"
+        "print(selection._requested)\n"
+        "os.environ['SJ_PLIF_CUDA_IMPLEMENTATION'] = 'auto'\n"
+        "selection._requested = 'auto'\n"
+        "neurons.make_neuron('plif', 'torch')\n"
+        "print(selection._requested, os.environ['SJ_PLIF_CUDA_IMPLEMENTATION'])\n"
+        "neurons.make_neuron('plif', 'auto')\n"
+        "print(selection._requested)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SJ_")}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["torch None", "torch", "torch torch", "torch"]
+
+
+@cupy_era
 def test_cupy_detection_names_each_missing_piece(fresh_cupy_check, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
@@ -98,6 +145,7 @@ def test_cupy_detection_names_each_missing_piece(fresh_cupy_check, monkeypatch):
         neurons.make_neuron("if", "cupy")
 
 
+@cupy_era
 def test_cupy_detection_catches_a_cupy_that_imports_but_cannot_run(fresh_cupy_check, monkeypatch):
     # cupy-cuda12x on a machine without a working driver: imports, then fails at the first array op.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -113,13 +161,15 @@ def test_cupy_detection_catches_a_cupy_that_imports_but_cannot_run(fresh_cupy_ch
     assert neurons.cupy_unusable_reason() is None and neurons.cupy_usable()
 
 
+@cupy_era
 def test_auto_backend_uses_torch_for_cpu_inputs_even_when_cupy_is_usable(monkeypatch):
-    monkeypatch.setattr(neurons, "cupy_usable", lambda: True)
+    monkeypatch.setattr(_spikingjelly, "cupy_unusable_reason", lambda: None)
     model = networks.sew_resnet18(width=4, T=2, num_classes=3, stem="cifar")  # backend="auto"
     model(torch.rand(2, 3, 8, 8)).sum().backward()
     assert {m.backend for m in model.modules() if isinstance(m, neuron.BaseNode)} == {"torch"}
 
 
+@cupy_era
 @pytest.mark.skipif(neurons.cupy_usable(), reason="CuPy is usable here")
 def test_explicit_cupy_without_a_usable_cupy_raises_one_clear_error():
     with pytest.raises(RuntimeError, match="backend='cupy' needs CuPy and a CUDA GPU"):
@@ -128,6 +178,7 @@ def test_explicit_cupy_without_a_usable_cupy_raises_one_clear_error():
         networks.set_backend(networks.sew_resnet18(width=4), "cupy")
 
 
+@cupy_era
 def test_set_backend_also_serves_spikingjellys_own_models():
     model = sj_sew.sew_resnet18(
         cnf="ADD", spiking_neuron=neuron.IFNode, surrogate_function=surrogate.ATan(), detach_reset=True, num_classes=3
@@ -140,7 +191,7 @@ def test_set_backend_also_serves_spikingjellys_own_models():
     assert all(m.auto_backend and m.backend == "torch" for m in nodes)
     networks.set_backend(model, "torch")
     assert not any(m.auto_backend for m in nodes)
-    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'cupy', 'torch'\)"):
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'cupy', 'torch'\) \(what SpikingJelly 0.0"):
         networks.set_backend(model, "lava")
 
 

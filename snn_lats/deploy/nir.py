@@ -48,9 +48,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from spikingjelly.activation_based import neuron as sj_neuron
 from torch import nn
 
+from snn_lats._spikingjelly import neuron as sj_neuron
 from snn_lats.deploy.fold import fold_batchnorm
 from snn_lats.networks.sew_resnet import BasicBlock, Bottleneck, SEWResNet
 

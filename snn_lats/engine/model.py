@@ -7,6 +7,7 @@ The builders take a :class:`~snn_lats.engine.recipe.TrainConfig`; a checkpoint's
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -94,7 +95,8 @@ def build_model_from_checkpoint(
     """
     if not isinstance(checkpoint, Mapping):
         checkpoint = load_checkpoint(checkpoint)
-    config = checkpoint_config(checkpoint)
+    # The neuron backend computes the same on every machine and SpikingJelly release: take this one's.
+    config = dataclasses.replace(checkpoint_config(checkpoint), backend=None)
     try:
         model = build_model(config, checkpoint["num_classes"])
         attach_pruning(model, config)

@@ -160,9 +160,9 @@ class TrainConfig:
     )
     backend: str | None = option(
         None,
-        "neuron backend (default: the network's)",
+        "neuron backend: auto, torch, and cupy on SpikingJelly 0.0.0.0.14 or cuda, triton on 2.x (default: auto)",
         group="network",
-        choices=networks.BACKENDS,
+        choices=networks.ALL_BACKENDS,
         trajectory=False,
     )
     width: int | None = option(

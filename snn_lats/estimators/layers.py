@@ -3,9 +3,10 @@ ANN's activations), normalisation and pooling; and whether a model spikes."""
 
 from __future__ import annotations
 
-from spikingjelly.activation_based import neuron as sj_neuron
-from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
+
+from snn_lats._spikingjelly import CLOCK_DRIVEN_NODE, BaseNode
+from snn_lats._spikingjelly import neuron as sj_neuron
 
 __all__ = [
     "ANN_ACTIVATIONS",
@@ -76,16 +77,8 @@ POOL_LAYERS: tuple[type[nn.Module], ...] = (
 )
 
 
-def _neuron_types() -> tuple[type[nn.Module], ...]:
-    """SpikingJelly's neurons: activation_based, and clock_driven (the API syops hooks) where present."""
-    try:
-        from spikingjelly.clock_driven.neuron import BaseNode as ClockDrivenNode
-    except ImportError:  # pragma: no cover - other SpikingJelly releases
-        return (BaseNode,)
-    return (BaseNode, ClockDrivenNode)
-
-
-NEURONS = _neuron_types()
+# SpikingJelly's neurons: activation_based, and clock_driven (the API syops hooks) where present.
+NEURONS = (BaseNode,) if CLOCK_DRIVEN_NODE is None else (BaseNode, CLOCK_DRIVEN_NODE)
 
 # Their outputs are Heaviside(v - threshold): 0/1 by construction with a spiking surrogate.
 BINARY_NEURONS = tuple(

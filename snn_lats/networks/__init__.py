@@ -9,7 +9,7 @@ by name: ``create("sew_resnet18", num_classes=10, T=4, width=16, stem="cifar")``
 from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
 
 from ._common import STEMS
-from .neurons import BACKENDS, NEURONS, cupy_usable, make_neuron, set_backend
+from .neurons import ALL_BACKENDS, NEURONS, cupy_usable, make_neuron, set_backend
 from .registry import create, names, register
 from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
 
@@ -44,7 +44,7 @@ __all__ = [
     "set_backend",
     "cupy_usable",
     "NEURONS",
-    "BACKENDS",
+    "ALL_BACKENDS",
     "STEMS",
     "SyncBatchNorm",
     "convert_sync_batchnorm",

@@ -24,8 +24,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from spikingjelly.activation_based import layer
 from torch import nn
+
+from snn_lats._spikingjelly import layer
 
 from ._common import STEMS, as_sequence, check_choice, check_positive_int, init_weights
 from .neurons import make_neuron, reset_state
@@ -167,7 +168,7 @@ class SEWResNet(nn.Module):
         T: number of time steps.
         cnf: connect function, one of :data:`CNFS`.
         neuron: "if", "lif" or "plif" (see :func:`snn_lats.networks.neurons.make_neuron`).
-        backend: "auto", "cupy" or "torch" (see :mod:`snn_lats.networks.neurons`).
+        backend: "auto", "torch", or what the installed SpikingJelly adds (see :mod:`snn_lats.networks.neurons`).
         width: channels of the stem and the first stage; stages have width * (1, 2, 4, 8)
             (times 4 after a Bottleneck). 64 is the published network.
         stem: "imagenet" (7x7/2 conv, 3x3/2 max-pool) or "cifar" (3x3/1 conv, no pooling).

@@ -16,8 +16,9 @@ it is ``nn.BatchNorm``: local batch statistics, or the running ones.
 from __future__ import annotations
 
 import torch
-from spikingjelly.activation_based import base, functional
 from torch import nn
+
+from snn_lats._spikingjelly import base, functional
 
 __all__ = ["SyncBatchNorm", "convert_sync_batchnorm"]
 

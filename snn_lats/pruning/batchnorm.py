@@ -14,8 +14,9 @@ from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
-from spikingjelly.activation_based import functional as sj_functional
 from torch import nn
+
+from snn_lats._spikingjelly import functional as sj_functional
 
 __all__ = ["batchnorm_layers", "recalibrate_batchnorm"]
 
