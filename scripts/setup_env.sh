@@ -20,10 +20,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
     .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps syops==0.0.5 sinabs==3.1.3
     touch "$stamp"
 fi
-# A second environment with SpikingJelly 2.x instead of 0.0.0.0.14 (.venv-sj2), where
-# scripts/test.sh runs part of the suite again. Where it cannot be built, those runs skip with a
-# line saying so; SNN_LATS_NO_SJ2=1 skips it.
-if [ -z "${SNN_LATS_NO_SJ2:-}" ]; then
+# With SNN_LATS_WITH_SJ2=1 (scripts/test.sh sets it), a second environment with SpikingJelly 2.x
+# instead of 0.0.0.0.14 (.venv-sj2), where the tests run again. Where it cannot be built, that
+# run skips with a line saying so.
+if [ -n "${SNN_LATS_WITH_SJ2:-}" ]; then
     stamp2=.venv-sj2/.snn-lats-installed
     if [ ! -f "$stamp2" ] || [ pyproject.toml -nt "$stamp2" ] || [ constraints.txt -nt "$stamp2" ] \
         || [ constraints-spikingjelly2.txt -nt "$stamp2" ]; then

@@ -7,7 +7,11 @@
 #   bash scripts/test.sh -m "not slow"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh
+if [ "$#" -eq 0 ]; then
+    SNN_LATS_WITH_SJ2=1 bash scripts/setup_env.sh
+else
+    bash scripts/setup_env.sh
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python -m pytest -q "$@"
