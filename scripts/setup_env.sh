@@ -31,7 +31,7 @@ if [ -n "${SNN_LATS_WITH_SJ2:-}" ]; then
         if ! { "$PYTHON" -m venv .venv-sj2 \
             && grep -v '^spikingjelly==' constraints.txt > .venv-sj2/constraints.txt \
             && .venv-sj2/bin/pip install --quiet --disable-pip-version-check -c .venv-sj2/constraints.txt \
-                -c constraints-spikingjelly2.txt -e . pytest pytest-timeout scipy \
+                -c constraints-spikingjelly2.txt -e . pytest pytest-timeout scipy nir nirtorch h5py \
             && touch "$stamp2"; } >/dev/null 2>&1; then
             rm -rf .venv-sj2
             echo "setup_env.sh: could not build .venv-sj2 (SpikingJelly 2.0); its test run will skip" >&2

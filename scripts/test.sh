@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command of README.md (and of CI): set up .venv, lint, then run the whole suite; then
-# the networks, pruning, estimators and engine tests again under SpikingJelly 2.x (.venv-sj2),
-# where scripts/setup_env.sh could build it.
+# the networks, pruning, estimators, engine and export tests again under SpikingJelly 2.x
+# (.venv-sj2), where scripts/setup_env.sh could build it.
 # Extra arguments go to pytest and skip the second run, e.g. the quick run without the
 # minute-long end-to-end tests:
 #   bash scripts/test.sh -m "not slow"
@@ -24,6 +24,6 @@ fi
 echo "== again under SpikingJelly $(.venv-sj2/bin/python -c 'import importlib.metadata as m; print(m.version("spikingjelly"))')"
 # The slow end-to-end runs add nothing the fast ones do not check for this difference. The
 # peers' packages pin SpikingJelly 0.0.0.0.x and are not installed there: their tests skip, and
-# the one against SpikingJelly 2.x's own op_counter runs.
-exec .venv-sj2/bin/python -m pytest -q -m "not slow" \
-    tests/test_networks*.py tests/test_pruning*.py tests/test_estimators*.py tests/test_engine*.py
+# those against SpikingJelly 2.x's own op_counter and NIR importer run.
+exec .venv-sj2/bin/python -m pytest -q -m "not slow" tests/test_networks*.py tests/test_pruning*.py \
+    tests/test_estimators*.py tests/test_engine*.py tests/test_deploy.py

@@ -193,6 +193,28 @@ def test_nir_file_reads_back_with_nir_read(tmp_path):
     assert back.metadata["readout"] == "logits = mean over the T steps of the output"
 
 
+@pytest.mark.parametrize("neuron", ["if", "lif"])
+def test_spikingjelly_2_reads_the_nir_graph_back_and_computes_the_same_logits(neuron):
+    """SpikingJelly 2.x's own NIR importer (nir_exchange, nirtorch underneath) runs the exported
+    graph step by step; the mean of its T outputs equals our network's logits. It maps Conv2d,
+    Affine, AvgPool2d, Flatten, IF and LIF, and sums a node's incoming edges: the cifar stem with
+    ADD joins. The max-pool of the ImageNet stem (SumPool2d, Threshold) and AND/IAND joins are
+    nodes it has no mapping for."""
+    exchange = pytest.importorskip("spikingjelly.activation_based.nir_exchange", reason="SpikingJelly 2.x only")
+    from snn_lats.deploy import to_nir
+
+    net, x = _network(neuron=neuron, cnf="ADD")
+    assert min(_firing_rates(net, x).values()) > 0  # every layer fires: the comparison is not vacuous
+    graph = to_nir(net, (3, 16, 16), dt=DT)
+    imported = exchange.import_from_nir(graph, dt=DT)
+    state, outputs = None, []
+    with torch.no_grad():
+        for _ in range(net.T):
+            out, state = imported(x, state)
+            outputs.append(out)
+        torch.testing.assert_close(torch.stack(outputs).mean(0), net(x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "change, module, reason",
     [
