@@ -21,7 +21,10 @@ limit, so that one that fails, hangs or breaks the GPU context is reported and t
   64): neuron backend torch/cupy × dense/LATS-pruned × float16/bfloat16 × channels_last or not;
   images/s and peak memory;
 - ``resnet50``: ResNet-50 (batch 128, bfloat16, channels_last), dense and pruned, eager and
-  ``torch.compile``.
+  ``torch.compile``;
+- ``spikingjelly_releases``: SEW ResNet-18 training steps at T = 4 and T = 16 with SpikingJelly
+  0.0.0.0.14's neurons (CuPy, torch) against 2.x's (native CUDA, Triton, torch), 2.x from its
+  wheel in ``.device/`` in a process of its own.
 
 A dry run uses the same code at toy sizes, on the CPU (``torch.compile`` through "aot_eager"
 instead of inductor, whose C++ code generation takes minutes on a small CPU).
@@ -44,13 +47,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SITE = Path(tempfile.gettempdir()) / "snn-lats-device-site"  # spikingjelly on the GPU machine
+SITE_2 = Path(tempfile.gettempdir()) / "snn-lats-device-site-sj2"  # spikingjelly 2.x, for one part
 BUDGET_S = 475  # the whole check on the GPU; the issue's limit is 8 minutes
 DRY_BUDGET_S = 1800  # a dry run: generous, since a shared 2-core CPU can run it 5 times slower than an idle one
 
 # name -> (function, limit in seconds on the GPU, limit in a dry run)
 PARTS: dict[str, tuple[Callable, int, int]] = {}
 # The order they run in: the costliest last, where the overall budget may cut it short.
-ORDER = ("install", "environment", "gpu_tests", "demo", "sop_overhead", "compile_breaks", "sew_throughput", "resnet50")
+ORDER = (
+    "install", "environment", "gpu_tests", "demo", "sop_overhead", "compile_breaks", "sew_throughput", "resnet50",
+    "spikingjelly_releases",
+)  # fmt: skip
 
 
 def part(gpu_limit: int, dry_limit: int):
@@ -585,6 +592,64 @@ def _cli() -> list[str]:
     """The ``snn-lats`` command: the installed entry point beside this Python, else ``-m snn_lats``."""
     script = Path(sys.executable).with_name("snn-lats")
     return [str(script)] if script.exists() else [sys.executable, "-m", "snn_lats"]
+
+
+RELEASE_SIZES = {
+    "gpu": dict(runs=((4, 32), (16, 8)), image=224, width=64, classes=1000, warmup=2, steps=5),
+    "dry": dict(runs=((2, 2), (4, 1)), image=16, width=4, classes=10, warmup=1, steps=1),
+}
+
+
+@part(gpu_limit=150, dry_limit=300)
+def spikingjelly_releases(ctx: Context) -> None:
+    """Training steps of SEW ResNet-18 (float32, LATS-pruned) at T = 4 and 16 (the same T x batch)
+    on every neuron backend of the SpikingJelly release this process imports; under 0.0.0.0.14 it
+    then runs itself again under 2.x: on the GPU, 2.x's wheel from ``.device/`` installed into
+    ``SITE_2``, ahead on the path; in a dry run, the ``.venv-sj2`` that scripts/setup_env.sh builds."""
+    import torch
+
+    from snn_lats import _spikingjelly, networks
+
+    size = {**RELEASE_SIZES["dry" if ctx.dry_run else "gpu"], "device": ctx.device}
+    release = _spikingjelly.VERSION
+    for backend in [b for b in _spikingjelly.BACKENDS if b != "auto"]:
+        for T, batch in size["runs"]:
+            row = dict(spikingjelly=release, backend=backend, T=T, batch=batch)
+            _reset_memory(size["device"])
+            model = None
+            try:
+                torch.manual_seed(0)
+                model = networks.sew_resnet18(T=T, width=size["width"], num_classes=size["classes"], backend=backend)
+                row.update(_train_steps(model.to(size["device"]), batch, size["image"], size["classes"], None,
+                                        False, True, size))  # fmt: skip
+            except Exception as error:  # a backend this machine cannot run says why
+                row["error"] = _error(error)
+            finally:
+                model = None
+            ctx.record("row", **row)
+            print(row, flush=True)
+    if not _spikingjelly.CUPY_ERA:
+        return
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    python = sys.executable
+    if ctx.dry_run:
+        python = str(REPO / ".venv-sj2" / "bin" / "python")
+        found = Path(python).exists()
+        if not ctx.check("SpikingJelly 2.x environment", found, python if found else "no .venv-sj2 (setup_env.sh)"):
+            return
+    else:
+        wheels = [sorted((REPO / ".device").glob(f"{name}-*.whl")) for name in ("spikingjelly-2.", "loguru-")]
+        if not ctx.check("spikingjelly 2.x and loguru wheels in .device/", all(wheels), "see docs/benchmarks.md#gpu"):
+            return
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-compile",
+                        "--disable-pip-version-check", "--upgrade", "--target", str(SITE_2), wheels[0][-1],
+                        wheels[1][-1]], check=True)  # fmt: skip
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SITE_2), env.get("PYTHONPATH")]))
+    command = [python, str(Path(__file__).resolve()), "--part", "spikingjelly_releases", "--results", str(ctx.results)]
+    done = subprocess.run(command + (["--dry-run"] if ctx.dry_run else []), env=env, capture_output=True, text=True)
+    print(done.stdout + done.stderr[-3000:], flush=True)
+    ok = done.returncode == 0
+    ctx.check("the part under SpikingJelly 2.x", ok, "" if ok else done.stderr[-300:])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -116,8 +117,9 @@ def cupy_unusable_reason() -> str | None:
 
 def backend_unusable_reason(backend: str) -> str | None:
     """Why ``backend`` cannot run here, or None when it can ("auto" and "torch" always can).
-    "cupy": :func:`cupy_unusable_reason`; "cuda" and "triton" (2.x) need a CUDA device, and
-    "triton" the triton package."""
+    "cupy": :func:`cupy_unusable_reason`; "cuda" and "triton" (2.x) need a CUDA device, "triton"
+    the triton package, and "cuda" SpikingJelly's native operators, which its PyPI wheel does not
+    include (they are built from source, ``SJ_BUILD_NATIVE_CUDA=1``)."""
     if backend == "cupy":
         return cupy_unusable_reason()
     if backend in ("cuda", "triton"):
@@ -125,6 +127,13 @@ def backend_unusable_reason(backend: str) -> str | None:
             return "torch.cuda.is_available() is False (no CUDA device for torch)"
         if backend == "triton" and importlib.util.find_spec("triton") is None:
             return "the triton package is not installed"
+        # Looked up as files: importing the kernels' package would read its variable too early.
+        root = Path(importlib.util.find_spec("spikingjelly").submodule_search_locations[0])
+        if backend == "cuda" and not any((root / "_ops" / "if_").glob("_C*")):
+            return (
+                f"SpikingJelly {VERSION} has no native CUDA operators here (its PyPI wheel has none; "
+                "they are built from source with SJ_BUILD_NATIVE_CUDA=1)"
+            )
     return None
 
 
@@ -134,7 +143,9 @@ def check_backend(backend: str) -> None:
         raise ValueError(f"backend must be one of {BACKENDS} (what SpikingJelly {VERSION} offers), got {backend!r}")
     reason = backend_unusable_reason(backend)
     if reason is not None:
-        needs = "CuPy and a CUDA GPU" if backend == "cupy" else "a CUDA GPU"
+        needs = {"cupy": "CuPy and a CUDA GPU", "cuda": "a CUDA GPU and SpikingJelly's native operators"}.get(
+            backend, "a CUDA GPU and triton"
+        )
         raise RuntimeError(
             f"backend={backend!r} needs {needs}, but {reason}. "
             f"Use backend='auto' (the fastest that runs) or backend='torch'."

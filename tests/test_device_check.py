@@ -36,7 +36,8 @@ def test_the_dry_run_runs_every_part_and_reports_it(tmp_path):
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     parts = report["parts"]
     assert list(parts) == [
-        "install", "environment", "gpu_tests", "demo", "sop_overhead", "compile_breaks", "sew_throughput", "resnet50"
+        "install", "environment", "gpu_tests", "demo", "sop_overhead", "compile_breaks", "sew_throughput", "resnet50",
+        "spikingjelly_releases",
     ]  # fmt: skip
     assert parts.pop("install")["status"] == "skipped"  # a dry run uses the environment's own packages
     assert {name: p["status"] for name, p in parts.items()} == dict.fromkeys(parts, "ok")
@@ -57,6 +58,12 @@ def test_the_dry_run_runs_every_part_and_reports_it(tmp_path):
     compiled = [r for r in parts["resnet50"]["rows"] if r["compiled"]]
     assert [(r["graphs"], r["graph_breaks"]) for r in compiled if r["pruned"]] == [(1, 0)]
     assert parts["compile_breaks"]["rows"][0] == {"backend": "torch", "graphs": 1, "graph_breaks": 0, "reasons": []}
+    # Every backend of each SpikingJelly release at T = 2 and 4: the CPU runs torch, the others say why not.
+    rows = parts["spikingjelly_releases"]["rows"]
+    releases = {r["spikingjelly"] for r in rows}
+    assert "0.0.0.0.14" in releases and len(releases) == (2 if (REPO / ".venv-sj2").exists() else 1)
+    assert all((r["images_per_s"] > 0) == (r["backend"] == "torch") for r in rows)
+    assert all("needs" in r["error"] for r in rows if r["backend"] != "torch")
     # The demo trained through the CLI, and its checks ran.
     assert len(parts["demo"]["checks"]) == 11 and parts["demo"]["info"]["epochs"] == 1
 

@@ -107,8 +107,17 @@ def test_a_backend_the_installed_release_does_not_offer_is_one_clear_error():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is here")
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 def test_release_2_kernels_without_a_gpu_are_one_clear_error(backend):
-    with pytest.raises(RuntimeError, match=rf"backend='{backend}' needs a CUDA GPU, but torch.cuda.is_available"):
+    with pytest.raises(RuntimeError, match=rf"backend='{backend}' needs a CUDA GPU.*, but torch.cuda.is_available"):
         neurons.make_neuron("lif", backend)
+
+
+@release_2
+def test_release_2_native_kernels_missing_from_the_wheel_are_one_clear_error(monkeypatch):
+    # The PyPI wheel of SpikingJelly 2.0 is pure Python: its native CUDA operators are built from source.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    message = r"backend='cuda' needs a CUDA GPU and SpikingJelly's native operators, but SpikingJelly .* no native"
+    with pytest.raises(RuntimeError, match=message):
+        neurons.make_neuron("if", "cuda")
 
 
 @release_2
