@@ -19,8 +19,10 @@ from safetensors.torch import load_file, save_file
 
 from snn_lats import _spikingjelly
 from snn_lats.engine.model import build_model_from_checkpoint
-from snn_lats.engine.recipe import TrainConfig
 from snn_lats.engine.trainer import train
+
+# isort: split
+from test_engine_train import tiny
 
 REPO = Path(__file__).resolve().parents[1]
 OTHER = REPO / (".venv-sj2" if _spikingjelly.CUPY_ERA else ".venv") / "bin" / "python"
@@ -37,7 +39,7 @@ SCRIPT = textwrap.dedent(
     from snn_lats.engine.trainer import train
 
     values, here, there, tensors = sys.argv[1:]
-    train(TrainConfig(**{**json.loads(values), "output_dir": there}))
+    train(TrainConfig.from_dict({**json.loads(values), "output_dir": there}))
     x = load_file(tensors)["x"]
     outputs = {}
     with torch.no_grad():
@@ -51,31 +53,12 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(not OTHER.exists(), reason=f"no {OTHER.parent.parent.name} (scripts/setup_env.sh builds it)")
 def test_a_checkpoint_gives_the_same_outputs_under_both_releases(tmp_path):
-    data = image_folder(tmp_path / "data")
-    values = dict(
-        dataset="imagefolder",
-        data_path=str(data),
-        model="sew_resnet18",
-        neuron="plif",  # a learned tau per layer: neuron parameters in the state dict too
-        T=2,
-        width=4,
-        stem="cifar",
-        train_crop_size=8,
-        val_resize_size=8,
-        val_crop_size=8,
-        batch_size=4,
-        epochs=2,
-        workers=0,
-        prune="lats",
-        final_threshold=0.05,
-        sops_batches=1,
-        device="cpu",
-        threads=1,
-        seed=3,
-    )
     here, there = tmp_path / "here", tmp_path / "there"
-    summary = train(TrainConfig(**values, output_dir=str(here)))
+    # PLIF: a learned tau per layer, so neuron parameters are in the state dict too.
+    config = tiny(image_folder(tmp_path / "data"), here, neuron="plif", epochs=2, threads=1)
+    summary = train(config)
     assert summary.sparsity.global_sparsity > 0
+    values = {k: v for k, v in config.to_dict().items() if k != "output_dir"}
     x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     save_file({"x": x}, tmp_path / "x.safetensors")
     result = subprocess.run(
