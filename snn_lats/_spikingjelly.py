@@ -51,7 +51,9 @@ __all__ = [
     "base",
     "check_backend",
     "cupy_unusable_reason",
+    "event_reader",
     "functional",
+    "integrate_frames",
     "layer",
     "neuron",
     "reset_state",
@@ -221,3 +223,57 @@ def reset_state(model: nn.Module) -> None:
                 m._memories[key] = copy.deepcopy(value)
             if getattr(m, "v_seq", None) is not None:  # 2.x's BaseNode.reset also drops the trace
                 m.v_seq = None
+
+
+# Event-camera files. spikingjelly.datasets imports torchvision's data sets (and, on 2.x,
+# torchaudio): loaded on first use, so that a static-image run never pays for it.
+#: The reader of each event data set's original files, by the ``spikingjelly.datasets`` module
+#: and name that holds it.
+_EVENT_READERS = {
+    "dvs128-gesture": ("spikingjelly.datasets", "load_aedat_v3"),  # AEDAT 3.1, polarity packets
+    "n-mnist": ("spikingjelly.datasets", "load_ATIS_bin"),  # ATIS 40-bit events
+}
+
+
+def _load_cifar10_dvs(path: str) -> dict:
+    """``CIFAR10DVS.load_origin_data`` (AEDAT 2.0) with its one removed NumPy call replaced:
+    0.0.0.0.14 reads the words with ``np.fromstring``, whose binary mode NumPy 2.4 removed; its
+    header skip, address parsing and axes are used as they are."""
+    import numpy as np
+
+    module = importlib.import_module("spikingjelly.datasets.cifar10_dvs")
+    with open(path, "rb") as f:
+        f.seek(module.skip_header(f))
+        words = np.frombuffer(f.read(), dtype=">u4")
+    if len(words) % 2:
+        raise ValueError(f"{len(words)} 32-bit words: not address/time-stamp pairs")
+    kwargs = dict(x_mask=0xFE, x_shift=1, y_mask=0x7F00, y_shift=8, polarity_mask=1, polarity_shift=None)
+    x, y, p = module.parse_raw_address(words[::2], **kwargs)  # the arguments load_origin_data passes
+    return {"t": words[1::2], "x": 127 - y, "y": 127 - x, "p": 1 - p.astype(int)}  # and its axes
+
+
+def _datasets_attribute(module: str, name: str):
+    try:
+        target = importlib.import_module(module)
+    except Exception as error:  # 2.x's datasets need a working torchaudio, say
+        raise ImportError(
+            f"SpikingJelly {VERSION}'s event readers cannot be imported ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''})"
+        ) from None
+    return functools.reduce(getattr, name.split("."), target)
+
+
+def event_reader(dataset: str):
+    """SpikingJelly's reader of ``dataset``'s original event files: a function of a path that
+    returns ``{"t", "x", "y", "p"}`` arrays. ImportError, in one line, where it cannot be loaded."""
+    if dataset == "cifar10-dvs":
+        _datasets_attribute("spikingjelly.datasets.cifar10_dvs", "parse_raw_address")  # importable, or one line
+        return _load_cifar10_dvs
+    return _datasets_attribute(*_EVENT_READERS[dataset])
+
+
+def integrate_frames(events, split_by: str, frames: int, height: int, width: int):
+    """SpikingJelly's integration of ``events`` into ``frames`` frames ``[T, 2, H, W]`` of event
+    counts (channel = polarity), split into equal event counts (``"number"``) or equal times."""
+    integrate = _datasets_attribute("spikingjelly.datasets", "integrate_events_by_fixed_frames_number")
+    return integrate(events, split_by, frames, height, width)

@@ -3,7 +3,7 @@ DDP-sharded, signal-safe loaders.
 
 - :func:`build_datasets` (:mod:`.datasets`): the data set a configuration names: ImageNet-style
   folders (:mod:`.imagefolder`), MNIST and Fashion-MNIST (:mod:`.idx`), CIFAR (:mod:`.cifar`),
-  and the built-in offline digits;
+  event-camera recordings as frames (:mod:`.events`), and the built-in offline digits;
 - :func:`build_loaders`, :func:`set_epoch` (:mod:`.loaders`): loaders whose order and augmentation
   a resumed run repeats exactly;
 - :mod:`.seeding`: every seed of a run, in one place.
@@ -21,6 +21,7 @@ from snn_lats.data.datasets import (
     validation_images,
 )
 from snn_lats.data.errors import DataError
+from snn_lats.data.events import EVENT_DATASETS, SPLIT_BY, EventFrames
 from snn_lats.data.idx import FASHION_MNIST_SYSTEM_PATH, MNIST_FILES, FashionMNISTFiles, MNISTFiles, read_idx
 from snn_lats.data.imagefolder import (
     BAD_IMAGE_POLICIES,
@@ -40,6 +41,7 @@ __all__ = [
     "CIFAR_FILES",
     "DATASETS",
     "DEFAULT_IMAGE_SIZE",
+    "EVENT_DATASETS",
     "FASHION_MNIST_SYSTEM_PATH",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -50,10 +52,12 @@ __all__ = [
     "CIFAR100Binary",
     "DataError",
     "DigitsDataset",
+    "EventFrames",
     "FashionMNISTFiles",
     "ImageFolderDataset",
     "Loader",
     "MNISTFiles",
+    "SPLIT_BY",
     "SeededSamples",
     "ShardSampler",
     "balanced_subset",

@@ -4,6 +4,8 @@ files, and the built-in offline digits. Nothing is ever downloaded.
 - ``"imagefolder"``: ``data_path/train/<class>/*`` and ``data_path/val/<class>/*`` (:mod:`.imagefolder`);
 - ``"mnist"``, ``"fashion-mnist"``: the four IDX files (:mod:`.idx`);
 - ``"cifar10"``, ``"cifar100"``: the official binary version (:mod:`.cifar`);
+- ``"dvs128-gesture"``, ``"cifar10-dvs"``, ``"n-mnist"``: event-camera recordings, as ``T``
+  frames of event counts ``[T, 2, H, W]`` (:mod:`.events`);
 - ``"digits"``: scikit-learn's bundled ``load_digits()`` (1797 real 8x8 handwritten digits, 10
   classes), upsampled to a small RGB image and split deterministically: every fifth image of
   each class is in the validation set.
@@ -25,14 +27,22 @@ from torch.utils.data import Dataset, Subset
 from snn_lats._torchvision import transforms
 from snn_lats.data.cifar import CIFAR_FILES, CIFAR10Binary, CIFAR100Binary
 from snn_lats.data.errors import DataError
+from snn_lats.data.events import EVENT_DATASETS, EventFrames
 from snn_lats.data.idx import FASHION_MNIST_SYSTEM_PATH, MNIST_FILES, FashionMNISTFiles, MNISTFiles, missing_idx_message
 from snn_lats.data.imagefolder import ImageFolderDataset, check_image_folder, train_transform, val_transform
 
 __all__ = ["DATASETS", "DigitsDataset", "balanced_subset", "build_datasets", "digits_val_mask"]
 
-DATASETS = ("imagefolder", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
+DATASETS = ("imagefolder", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100", *EVENT_DATASETS)
 #: The side of the built-in data sets' images when ``image_size`` is not given.
-DEFAULT_IMAGE_SIZE = {"digits": 32, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "cifar100": 32}
+DEFAULT_IMAGE_SIZE = {
+    "digits": 32,
+    "mnist": 28,
+    "fashion-mnist": 28,
+    "cifar10": 32,
+    "cifar100": 32,
+    **{name: event.sensor[0] for name, event in EVENT_DATASETS.items()},
+}
 
 
 class DigitsDataset(Dataset):
@@ -111,6 +121,9 @@ def validation_images(config: Mapping[str, Any]) -> dict[str, Any]:
     dataset = config.get("dataset")
     if dataset == "imagefolder":
         return {k: config.get(k) for k in ("dataset", "data_path", "val_resize_size", "val_crop_size")}
+    if dataset in EVENT_DATASETS:  # the frames: how many, and how the events were cut into them
+        size = config.get("image_size") or DEFAULT_IMAGE_SIZE[dataset]
+        return {"dataset": dataset, "image_size": size, "T": config.get("T"), "split_by": config.get("split_by")}
     return {"dataset": dataset, "image_size": config.get("image_size") or DEFAULT_IMAGE_SIZE.get(dataset)}
 
 
@@ -166,6 +179,15 @@ def _read_datasets(config: Any, dataset: str, train: bool) -> tuple[Dataset | No
         size = config.image_size or DEFAULT_IMAGE_SIZE[dataset]
         val_set = cls(root, "val", size)
         train_set = cls(root, "train", size, config.augment) if train else None
+        return train_set, val_set, len(val_set.classes)
+    if dataset in EVENT_DATASETS:
+        if not config.data_path:
+            raise DataError(f"--data-path is required for dataset {dataset!r}: {EVENT_DATASETS[dataset].files}")
+        if config.T is None:
+            raise DataError(f"dataset {dataset!r} needs --T: the frames each recording is integrated into")
+        frames = (config.data_path, config.T, config.split_by, config.image_size)
+        val_set = EventFrames(dataset, frames[0], "val", *frames[1:])
+        train_set = EventFrames(dataset, frames[0], "train", *frames[1:]) if train else None
         return train_set, val_set, len(val_set.classes)
     if dataset in CIFAR_FILES:
         cls = CIFAR10Binary if dataset == "cifar10" else CIFAR100Binary

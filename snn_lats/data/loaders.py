@@ -34,6 +34,8 @@ def collate(samples: list) -> Batch:
     if not kept:
         return Batch(torch.empty(0), torch.empty(0, dtype=torch.int64), skipped)
     images = torch.stack([s[0] for s in kept])
+    if images.dim() == 5:  # event frames [N, T, C, H, W]: the networks take a sequence [T, N, C, H, W]
+        images = images.transpose(0, 1).contiguous()
     targets = torch.tensor([s[1] for s in kept], dtype=torch.int64)
     return Batch(images, targets, skipped)
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from snn_lats import networks
+from snn_lats.data import EVENT_DATASETS
 from snn_lats.engine.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model_state, read_torch_file
 from snn_lats.engine.recipe import NETWORK_FIELDS, RecipeError, TrainConfig
 from snn_lats.pruning import SoftThresholdPruner, finalize, pruned_layers
@@ -35,8 +36,10 @@ __all__ = [
 
 
 def model_kwargs(config: TrainConfig) -> dict[str, Any]:
-    """The network options of ``config`` that are set (not None), for :func:`snn_lats.networks.create`."""
-    return {k: getattr(config, k) for k in NETWORK_FIELDS if k != "model" and getattr(config, k) is not None}
+    """The network options of ``config`` that are set (not None), for :func:`snn_lats.networks.create`;
+    ``in_channels=2`` (the polarities) for event data."""
+    kwargs = {k: getattr(config, k) for k in NETWORK_FIELDS if k != "model" and getattr(config, k) is not None}
+    return {**kwargs, "in_channels": 2} if config.dataset in EVENT_DATASETS else kwargs
 
 
 def build_model(config: TrainConfig, num_classes: int) -> nn.Module:

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from snn_lats import networks
-from snn_lats.data import BAD_IMAGE_POLICIES, DATASETS
+from snn_lats.data import BAD_IMAGE_POLICIES, DATASETS, EVENT_DATASETS, SPLIT_BY
 from snn_lats.engine.distributed import DEVICES
 from snn_lats.engine.optim import LR_SCHEDULERS
 from snn_lats.estimators import ENERGY_PRESETS
@@ -100,8 +100,9 @@ class TrainConfig:
     dataset: str = option(
         "imagefolder",
         "imagefolder: --data-path with train/ and val/ class folders (ImageNet layout); mnist, "
-        "fashion-mnist: the four IDX files; cifar10, cifar100: the official binary version; digits: "
-        "scikit-learn's offline handwritten digits",
+        "fashion-mnist: the four IDX files; cifar10, cifar100: the official binary version; dvs128-gesture, "
+        "cifar10-dvs, n-mnist: event-camera recordings, integrated into --T frames; digits: scikit-learn's "
+        "offline handwritten digits",
         group="data",
         choices=DATASETS,
     )
@@ -109,16 +110,25 @@ class TrainConfig:
         None,
         "imagefolder: root holding train/<class>/* and val/<class>/*; mnist, fashion-mnist: the folder of "
         "the IDX files (default for fashion-mnist: /usr/share/datasets/fashion-mnist when it exists); "
-        "cifar10/100: cifar-10-binary.tar.gz (or cifar-100-...), or its extracted folder",
+        "cifar10/100: cifar-10-binary.tar.gz (or cifar-100-...), or its extracted folder; event data: the "
+        "publisher's files, extracted (the frames are cached in .snn-lats-frames/ there)",
         group="data",
         trajectory=False,
     )
     image_size: int | None = option(
         None,
         "digits, mnist, fashion-mnist, cifar10/100: side of the images, resized from their own (default: "
-        "32 for the upsampled 8x8 digits, 28 for mnist and fashion-mnist, 32 for cifar)",
+        "32 for the upsampled 8x8 digits, 28 for mnist and fashion-mnist, 32 for cifar); event data: side "
+        "of the frames, a divisor of the sensor's (128, or 34 for n-mnist), counts summed over blocks",
         group="data",
         minimum=1,
+    )
+    split_by: str = option(
+        "number",
+        "event data: cut each recording into its --T frames by equal event counts (number) or equal "
+        "durations (time)",
+        group="data",
+        choices=SPLIT_BY,
     )
     train_crop_size: int = option(224, "", group="data", minimum=1)
     val_resize_size: int = option(256, "", group="data", minimum=1, trajectory=False)
@@ -130,7 +140,9 @@ class TrainConfig:
         choices=BAD_IMAGE_POLICIES,
         trajectory=False,
     )
-    augment: bool = option(True, "random crops (and flips for image folders) in training", group="data")
+    augment: bool = option(
+        True, "random crops (and flips for image folders) in training; event data has none", group="data"
+    )
     workers: int = option(
         4, "data loading processes per rank", group="data", flags=("-j", "--workers"), minimum=0, trajectory=False
     )
@@ -389,6 +401,11 @@ class TrainConfig:
             )
         if self.dataset == "imagefolder" and not self.data_path:
             raise RecipeError("data_path (--data-path) is required for dataset 'imagefolder'")
+        if self.dataset in EVENT_DATASETS:
+            if self.T is None:
+                raise RecipeError(f"dataset {self.dataset!r} needs --T: the frames each recording is integrated into")
+            if self.channels_last:  # a format of 4-d tensors; event batches are [T, N, C, H, W]
+                raise RecipeError(f"channels_last (--channels-last) applies to images, not to {self.dataset!r} frames")
         self._validate_pruning()
         if self.test_only and not self.resume:
             raise RecipeError("test_only (--test-only) needs a checkpoint to evaluate (--resume PATH)")

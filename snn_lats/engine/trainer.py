@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from snn_lats._io import atomic_write_text, check_writable
-from snn_lats.data import build_datasets, build_loaders, seeding, set_epoch
+from snn_lats.data import build_datasets, build_loaders, collate, seeding, set_epoch
 from snn_lats.engine import distributed as dist_utils
 from snn_lats.engine.checkpoint import CheckpointSaver, check_architecture, load_checkpoint
 from snn_lats.engine.distributed import any_rank
@@ -442,10 +442,10 @@ def _spread_batch(dataset, size: int, device: torch.device, channels_last: bool)
     n = len(dataset)
     indices = sorted({round(i * (n - 1) / max(size - 1, 1)) for i in range(min(size, n))})
     with torch.random.fork_rng(devices=[]):
-        images = [item[0] for item in (dataset[i] for i in indices) if item is not None]
-    if not images:
+        images = collate([dataset[i] for i in indices]).images  # as the loader gives them
+    if not images.numel():
         return None
-    images = torch.stack(images).to(device)
+    images = images.to(device)
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
