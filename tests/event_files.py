@@ -48,7 +48,9 @@ def frames_by_count(sample: dict[str, np.ndarray], T: int, side: int) -> np.ndar
 
 
 def write_aedat3(path: Path, sample: dict[str, np.ndarray]) -> None:
-    header = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#Start-Time: 2017-01-01 00:00:00\r\n#!END-HEADER\r\n"
+    header = (
+        b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#Start-Time: 2017-01-01 00:00:00\r\n#!END-HEADER\r\n"
+    )
     special = struct.pack("<HHIIIIII", 0, 1, 8, 4, 0, 1, 1, 1) + struct.pack("<II", 0, 0)
     n = len(sample["t"])
     packet = struct.pack("<HHIIIIII", 1, 1, 8, 4, 0, n, n, n)
@@ -58,7 +60,10 @@ def write_aedat3(path: Path, sample: dict[str, np.ndarray]) -> None:
 
 
 def write_aedat2_cifar10_dvs(path: Path, sample: dict[str, np.ndarray]) -> None:
-    header = b"#!AER-DAT2.0\r\n# This is a raw AE data file - do not edit\r\n# Data format is int32 address, int32 timestamp (8 bytes total)\r\n"
+    header = (
+        b"#!AER-DAT2.0\r\n# This is a raw AE data file - do not edit\r\n"
+        b"# Data format is int32 address, int32 timestamp (8 bytes total)\r\n"
+    )
     words = []
     for t, x, y, p in zip(sample["t"], sample["x"], sample["y"], sample["p"]):
         column_bits, row_bits = 127 - int(y), 127 - int(x)  # the data set's frames: transposed, mirrored

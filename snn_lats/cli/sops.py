@@ -31,8 +31,11 @@ __all__ = ["DATA_FLAGS", "add_parser", "count", "run"]
 DATA_FLAGS = {
     "dataset": "where the images come from, as for snn-lats train (default without a checkpoint: "
     "imagefolder if --data-path is given, else the offline digits)",
-    "data_path": "the data set's folder (imagefolder: train/<class>/* and val/<class>/*)",
-    "image_size": "digits, MNIST, Fashion-MNIST, CIFAR: side of the images (default: the data set's own)",
+    "data_path": "the data set's folder (imagefolder: train/<class>/* and val/<class>/*; event data: the "
+    "publisher's files, extracted)",
+    "image_size": "digits, MNIST, Fashion-MNIST, CIFAR: side of the images; event data: of the frames (default: "
+    "the data set's own)",
+    "split_by": "event data: frames of equal event counts (number) or durations (time) (default: number)",
     "val_resize_size": "image folders: resize before the centre crop (default: 256)",
     "val_crop_size": "image folders: centre crop (default: 224)",
     "bad_images": "an unreadable image: skip it or fail",

@@ -60,9 +60,17 @@ EVENT_DATASETS: dict[str, EventFormat] = {
     "dvs128-gesture": EventFormat(
         (128, 128),
         (
-            "hand_clapping", "right_hand_wave", "left_hand_wave", "right_arm_clockwise",
-            "right_arm_counter_clockwise", "left_arm_clockwise", "left_arm_counter_clockwise", "arm_roll",
-            "air_drums", "air_guitar", "other_gestures",
+            "hand_clapping",
+            "right_hand_wave",
+            "left_hand_wave",
+            "right_arm_clockwise",
+            "right_arm_counter_clockwise",
+            "left_arm_clockwise",
+            "left_arm_counter_clockwise",
+            "arm_roll",
+            "air_drums",
+            "air_guitar",
+            "other_gestures",
         ),  # fmt: skip
         "DvsGesture.tar.gz extracted (user*.aedat, user*_labels.csv, trials_to_train.txt, trials_to_test.txt), "
         "from https://research.ibm.com/interactive/dvsgesture/",
@@ -229,7 +237,7 @@ class EventFrames(Dataset):
         H, W = EVENT_DATASETS[dataset].sensor
         side = image_size or H
         if H % side or W % side or H // side != W // side:
-            raise DataError(f"{dataset}: --image-size {side} must divide its {W}x{H} frames (they are summed in blocks)")
+            raise DataError(f"{dataset}: --image-size {side} must divide its {W}x{H} frames (summed in blocks)")
         root = Path(root)
         if not root.is_dir():
             raise DataError(f"--data-path {str(root)!r} does not exist or is not a directory")

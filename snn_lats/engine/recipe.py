@@ -125,8 +125,7 @@ class TrainConfig:
     )
     split_by: str = option(
         "number",
-        "event data: cut each recording into its --T frames by equal event counts (number) or equal "
-        "durations (time)",
+        "event data: cut each recording into its --T frames by equal event counts (number) or equal durations (time)",
         group="data",
         choices=SPLIT_BY,
     )

@@ -80,7 +80,8 @@ class SynapseStats:
     params: int | None = None
     nonzero_params: int | None = None
     elements: int = 0  # input elements seen
-    encoding: bool = False  # the first synaptic layer a forward called
+    encoding: bool = False  # the first synaptic layer a forward called, on a real-valued input (an image)
+    event_input: bool = False  # that layer, on spike counts (event-camera frames): no encoding layer
     extra_ops: float = 0.0  # bias adds
 
 

@@ -122,6 +122,13 @@ class SOPReport(Report):
             if convention == "paper":
                 how = "as T x its dense FLOPs per sample, however the input came"
             notes.append(f"encoding layer {encoding!r} counted {how}")
+        event_input = counted.get("event_input_layer")
+        if spiking and event_input:
+            rule = {
+                "neurobench": "counts of 0/1 as ACs and larger counts as MACs, NeuroBench's rule for non-binary inputs",
+                "syops": "as syops counts it",
+            }.get(convention, "a count of k at one input as k ACs")
+            notes.append(f"first layer {event_input!r} takes spike counts (event data), so no encoding layer: {rule}")
         if spiking:
             source = counted.get("time_steps_from")
             if sample_steps is None:

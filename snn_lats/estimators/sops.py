@@ -331,7 +331,12 @@ class SynapticOpCounter:
         stats = cache.stats
         if self._first_call:
             self._first_call = False
-            stats.encoding = True
+            # A real-valued input (an image) makes the first layer an encoding layer; spike counts
+            # (event-camera frames) are events already, and the layer is counted as the others are.
+            if bool(((x < 0) | (x != torch.round(x))).any()):
+                stats.encoding = True
+            else:
+                stats.event_input = True
         numel = x.numel()
         if not numel:
             return
@@ -542,6 +547,7 @@ class SynapticOpCounter:
             row = {"name": key, "type": stats.type, "kind": "synaptic", "input_shape": stats.sample_shape}
             rows.insert((inside[-1] + 1) if inside else len(rows), row | self._functional_figures(stats))
         encoding = next((name for name, _, s in self._layers if getattr(s, "encoding", False)), None)
+        event_input = next((name for name, _, s in self._layers if getattr(s, "event_input", False)), None)
         return SOPReport.build(
             rows,
             self.samples,
@@ -554,6 +560,7 @@ class SynapticOpCounter:
                 "static_samples": self.static_samples,
                 "sequence_samples": self.sequence_samples,
                 "encoding_layer": encoding,
+                "event_input_layer": event_input if encoding is None else None,
                 "extras": self.extras,
             },
         )

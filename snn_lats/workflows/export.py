@@ -83,8 +83,8 @@ def _validation_data(content: Mapping[str, Any], data_path: str | None):
 
 def _first_image_shape(loader) -> tuple[int, ...]:
     for images, _, _ in loader:
-        if images.numel():
-            return tuple(images.shape[1:])
+        if images.numel():  # [N, C, H, W] images, or [T, N, C, H, W] event frames: one step's (C, H, W)
+            return tuple(images.shape[-3:])
     raise ValueError("no readable validation image to take the input shape from; give input_shape")
 
 
