@@ -21,7 +21,7 @@ from test_engine_train import assert_same_state
 from snn_lats.data import EVENT_DATASETS, DataError, EventFrames, build_loaders
 from snn_lats.engine.checkpoint import load_checkpoint
 from snn_lats.engine.model import build_model_from_checkpoint
-from snn_lats.engine.recipe import RecipeError, TrainConfig
+from snn_lats.engine.recipe import RecipeError, TrainConfig, resolve_config
 from snn_lats.engine.trainer import TrainingInterrupted, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,8 +174,22 @@ def test_an_event_network_trains_resumes_exactly_and_counts_its_input_as_acs(n_m
     assert json.loads((out / "export.json").read_text())["nir"]["input_shape"] == [2, 17, 17]
 
 
-def test_event_data_needs_T_and_no_channels_last(n_mnist_root, tmp_path):
+def test_event_data_needs_T_a_spiking_network_and_no_channels_last(n_mnist_root, tmp_path):
     with pytest.raises(RecipeError, match="dataset 'n-mnist' needs --T"):
         event_config(n_mnist_root, tmp_path, T=None).validate()
     with pytest.raises(RecipeError, match="channels_last .* applies to images, not to 'n-mnist' frames"):
         event_config(n_mnist_root, tmp_path, channels_last=True).validate()
+    with pytest.raises(RecipeError, match="'n-mnist' is event data, .* needs a spiking network, and 'resnet18' has no"):
+        train(event_config(n_mnist_root, tmp_path / "ann", model="resnet18", prune="none", final_threshold=None))
+    assert not (tmp_path / "ann").exists()
+
+
+def test_the_gesture_recipe_trains_its_7b_net_on_recorded_gestures(tmp_path):
+    event_files.dvs128_gesture(tmp_path / "data", {"user01": "train", "user02": "test"})
+    overrides = dict(data_path=str(tmp_path / "data"), T=2, width=4, epochs=2, batch_size=4, amp=False, workers=0,
+                     lr=0.1, print_freq=3, sops_batches=1, output_dir=str(tmp_path / "run"), device="cpu")  # fmt: skip
+    config = resolve_config(overrides, REPO / "models" / "sew_7b_net_dvs128_gesture_lats.yaml")
+    summary = train(config)
+    assert summary.sparsity.global_sparsity == pytest.approx(0.9, abs=0.005)  # the recipe target
+    model, _ = build_model_from_checkpoint(str(tmp_path / "run" / "model_best.pth"))
+    assert type(model).__name__ == "SEWEventNet" and model.fc.out_features == 11 and model.in_channels == 2

@@ -17,14 +17,19 @@ from snn_lats.networks import registry
 from snn_lats.networks import sew_resnet as ours_sew
 
 # isort: split
-from spikingjelly.activation_based import functional, neuron, surrogate
+from spikingjelly.activation_based import functional, layer, neuron, surrogate
 from spikingjelly.activation_based.model import sew_resnet as sj_sew
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+EVENT_NETS = ("sew_7b_net", "sew_wide_7b_net")  # 128x128 frames of 2 polarities
+
+
 def tiny_kwargs(name):
-    """Smallest configuration of each family: 16x16 images train in milliseconds."""
+    """Smallest configuration of each family: 16x16 images (event nets: 128x128) train in milliseconds."""
+    if name in EVENT_NETS:
+        return {"num_classes": 5, "T": 2, "width": 4}
     kwargs = {"num_classes": 5, "stem": "cifar"}
     if name.startswith("sew_"):
         kwargs.update(T=2, width=8)
@@ -88,6 +93,8 @@ def test_registry_lists_every_family_and_rejects_unknown_names():
         "resnet101",
         "resnet152",
         "mobilenet_v1",
+        "sew_7b_net",
+        "sew_wide_7b_net",
     }
     assert isinstance(networks.create("resnet18", num_classes=3, width=4), networks.ResNet)
     with pytest.raises(ValueError, match="sew_resnet18.*mobilenet_v1|mobilenet_v1.*sew_resnet18") as error:
@@ -108,6 +115,8 @@ def test_families_register_their_constructors_in_import_order_and_names_are_uniq
         "resnet101",
         "resnet152",
         "mobilenet_v1",
+        "sew_7b_net",
+        "sew_wide_7b_net",
     ]
     monkeypatch.setattr(registry, "_NETWORKS", dict(registry._NETWORKS))  # registrations below are undone
 
@@ -157,15 +166,16 @@ def test_every_network_trains_on_cpu_forward_and_backward(name):
     model = networks.create(name, **tiny_kwargs(name))
     assert isinstance(model.T, int) and model.T == (2 if name.startswith("sew_") else 1)
     assert model.spiking == name.startswith("sew_")
-    logits = model(torch.rand(3, 3, 16, 16))
+    logits = model(torch.rand(3, 2, 128, 128) if name in EVENT_NETS else torch.rand(3, 3, 16, 16))
     assert logits.shape == (3, 5)
     nn.functional.cross_entropy(logits, torch.tensor([0, 1, 4])).backward()
     for key, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), key
-    assert float(model.fc.weight.grad.abs().sum()) > 0
-    assert float(model.conv1.weight.grad.abs().sum()) > 0  # gradients reach the first layer
     synaptic = [k for k, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    assert synaptic[0] == "conv1" and synaptic[-1] == "fc"
+    assert synaptic[0] == ("stages.0.widen.conv" if name in EVENT_NETS else "conv1") and synaptic[-1] == "fc"
+    assert float(model.fc.weight.grad.abs().sum()) > 0
+    first = model.get_submodule(synaptic[0]).weight
+    assert float(first.grad.abs().sum()) > 0  # gradients reach the first layer
 
 
 # ---------------------------------------------------------------- SpikingJelly interoperability
@@ -392,3 +402,83 @@ def test_an_unknown_connect_function_is_rejected_not_taken_for_iand():
     block.cnf = "iand"  # set after the constructor's check
     with pytest.raises(ValueError, match="got 'iand'"):
         block(spikes)
+
+
+# ---------------------------------------------------------------- the SEW paper's event networks
+
+
+def authors_layout(stage_channels, num_classes):
+    """The 7B-Nets as the SEW paper's code lays them out (``ResNetN`` of its ``smodels.py``), from
+    SpikingJelly's own modules: a conv+BN folded over time, a multi-step PLIF (init tau 2, reset
+    detached), SEW blocks adding their input, max-pools, and a linear readout of the time-mean."""
+
+    def conv_bn_plif(c_in, c_out, k):
+        return [
+            layer.SeqToANNContainer(nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False), nn.BatchNorm2d(c_out)),
+            neuron.ParametricLIFNode(
+                init_tau=2.0, detach_reset=True, surrogate_function=surrogate.ATan(), step_mode="m"
+            ),
+        ]
+
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv = nn.Sequential(*conv_bn_plif(c, c, 3), *conv_bn_plif(c, c, 3))
+
+        def forward(self, x):
+            return self.conv(x) + x
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            modules, c_in = [], 2
+            for c in stage_channels:
+                if c != c_in:
+                    modules += conv_bn_plif(c_in, c, 1)
+                modules += [Block(c), layer.SeqToANNContainer(nn.MaxPool2d(2, 2))]
+                c_in = c
+            self.conv = nn.Sequential(*modules, nn.Flatten(2))
+            self.out = nn.Linear(c_in, num_classes)
+
+        def forward(self, x):  # x: [T, N, 2, 128, 128]
+            return self.out(self.conv(x).mean(0))
+
+    return Net()
+
+
+@pytest.mark.parametrize(
+    "name, published, classes", [("sew_7b_net", [32] * 7, 11), ("sew_wide_7b_net", [64] * 4 + [128] * 3, 10)]
+)
+def test_event_networks_equal_the_authors_layout_and_its_parameter_count(name, published, classes):
+    # Parameters by hand: a conv-BN-PLIF layer has c_in*c_out*k*k + 2*c_out + 1; a block two 3x3
+    # ones; the readout c*classes + classes.
+    def layer_params(c_in, c_out, k):
+        return c_in * c_out * k * k + 2 * c_out + 1
+
+    expected, c_in = 0, 2
+    for c in published:
+        expected += (layer_params(c_in, c, 1) if c != c_in else 0) + 2 * layer_params(c, c, 3)
+        c_in = c
+    expected += c_in * classes + classes
+    with torch.device("meta"):
+        assert sum(p.numel() for p in networks.create(name).parameters()) == expected
+
+    # Outputs and gradients against the authors' layout built from SpikingJelly's modules, at width 4.
+    torch.manual_seed(0)
+    ours = networks.create(name, T=3, width=4)
+    channels = [c * 4 // published[0] for c in published]
+    theirs = authors_layout(channels, classes)
+    theirs.load_state_dict(dict(zip(theirs.state_dict(), ours.state_dict().values())), strict=True)
+    x = (torch.rand(3, 2, 2, 128, 128) < 0.05).float() * torch.randint(1, 4, (3, 2, 2, 128, 128))  # event counts
+    for train in (True, False):
+        ours.train(train), theirs.train(train)
+        functional.reset_net(theirs)
+        torch.testing.assert_close(ours(x), theirs(x))
+    functional.reset_net(theirs)
+    ours.train(), theirs.train()
+    ours(x).sum().backward()
+    theirs(x).sum().backward()
+    for (key, a), b in zip(ours.named_parameters(), theirs.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=key)
+    with pytest.raises(ValueError, match="takes 128x128 frames .* got 64x64"):
+        ours(torch.rand(3, 2, 2, 64, 64))

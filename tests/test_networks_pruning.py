@@ -19,6 +19,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def tiny(name):
     torch.manual_seed(0)
+    if name in ("sew_7b_net", "sew_wide_7b_net"):  # 128x128 frames of 2 polarities
+        return networks.create(name, T=2, width=4, num_classes=5)
     if name.startswith("sew_"):
         return networks.create(name, T=2, width=8, **TINY)
     if name.startswith("resnet"):
@@ -44,7 +46,7 @@ def test_every_network_prunes_all_synaptic_weights_and_finalizes_to_a_plain_mode
     assert list(layers) == synaptic  # every conv and linear weight is prunable
     for key, module in layers.items():
         module.parametrizations.weight[0].set_threshold(thresholds[key])
-    x = torch.rand(3, 3, 16, 16)
+    x = torch.rand(3, 2, 128, 128) if name.endswith("7b_net") else torch.rand(3, 3, 16, 16)
     model.train(), oracle.train()  # batch-statistics BN: every layer is active, even in a tiny SNN
     with torch.no_grad():
         expected = oracle(x)
@@ -52,7 +54,7 @@ def test_every_network_prunes_all_synaptic_weights_and_finalizes_to_a_plain_mode
 
     # Training goes through the parametrization to the latent θ.
     model(x).sum().backward()
-    theta = model.conv1.parametrizations.weight.original
+    theta = model.get_submodule(synaptic[0]).parametrizations.weight.original
     assert theta.grad is not None and float(theta.grad.abs().sum()) > 0
 
     finalize(model)

@@ -51,6 +51,11 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     try:
         return networks.create(config.model, num_classes=num_classes, **kwargs)
     except TypeError as error:
+        if config.dataset in EVENT_DATASETS and "'T'" in str(error):
+            raise RecipeError(
+                f"dataset {config.dataset!r} is event data, a sequence of --T frames: it needs a spiking network, "
+                f"and {config.model!r} has no time steps"
+            ) from None
         options = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise RecipeError(f"network {config.model!r} does not accept the options given ({options}): {error}") from None
 

@@ -1,4 +1,5 @@
-"""The networks: SEW ResNets on SpikingJelly multi-step neurons, and ANNs as the case T = 1.
+"""The networks: SEW ResNets (and the SEW paper's event-camera 7B-Nets) on SpikingJelly multi-step
+neurons, and ANNs as the case T = 1.
 
 Every network built here takes a static batch ``[N, C, H, W]`` or a sequence ``[T, N, C, H, W]``,
 returns logits ``[N, num_classes]`` (the time-mean), resets its neuron state at the start of every
@@ -18,6 +19,7 @@ from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
 from .sew_resnet import CNFS, SEWResNet, sew_resnet18, sew_resnet34, sew_resnet50, sew_resnet101, sew_resnet152
 from .resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 from .mobilenet import MobileNetV1, mobilenet_v1
+from .sew_dvs import SEWEventNet, sew_7b_net, sew_wide_7b_net
 
 # isort: on
 
@@ -40,6 +42,9 @@ __all__ = [
     "resnet152",
     "MobileNetV1",
     "mobilenet_v1",
+    "SEWEventNet",
+    "sew_7b_net",
+    "sew_wide_7b_net",
     "make_neuron",
     "set_backend",
     "cupy_usable",
