@@ -6,6 +6,7 @@ a pruned event network that trains, resumes exactly, evaluates, counts and expor
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import signal_at
+from conftest import free_port, signal_at
 from test_engine_train import assert_same_state
 
 from snn_lats.data import EVENT_DATASETS, DataError, EventFrames, build_loaders
@@ -193,3 +194,25 @@ def test_the_gesture_recipe_trains_its_7b_net_on_recorded_gestures(tmp_path):
     assert summary.sparsity.global_sparsity == pytest.approx(0.9, abs=0.005)  # the recipe target
     model, _ = build_model_from_checkpoint(str(tmp_path / "run" / "model_best.pth"))
     assert type(model).__name__ == "SEWEventNet" and model.fc.out_features == 11 and model.in_channels == 2
+
+
+@pytest.mark.slow
+def test_two_torchrun_processes_convert_once_and_shard_the_frames(tmp_path):
+    # Both ranks find no cache and convert at once: the first complete folder wins, the other's is
+    # dropped, and no half-written folder is left. Validation is reduced over both ranks.
+    event_files.n_mnist(tmp_path / "data", per_class=2)
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master-port={free_port()}",
+         "-m", "snn_lats", "train", "--dataset", "n-mnist", "--data-path", str(tmp_path / "data"), "--T", "2",
+         "--image-size", "17", "--model", "sew_resnet18", "--width", "4", "--stem", "cifar", "--epochs", "1",
+         "-b", "5", "-j", "0", "--prune", "lats", "--final-threshold", "0.05", "--sops-batches", "1",
+         "--device", "cpu", "--output-dir", str(out)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    cache = sorted(p.name for p in (tmp_path / "data" / ".snn-lats-frames").iterdir())
+    assert cache == ["train-T2-number-17x17", "val-T2-number-17x17"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["history"][-1]["val"]["samples"] == 20

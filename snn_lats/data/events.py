@@ -71,7 +71,7 @@ EVENT_DATASETS: dict[str, EventFormat] = {
             "air_drums",
             "air_guitar",
             "other_gestures",
-        ),  # fmt: skip
+        ),
         "DvsGesture.tar.gz extracted (user*.aedat, user*_labels.csv, trials_to_train.txt, trials_to_test.txt), "
         "from https://research.ibm.com/interactive/dvsgesture/",
     ),
