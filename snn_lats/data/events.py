@@ -1,6 +1,6 @@
 """Event-camera data sets read from the files their publishers distribute, through SpikingJelly's
 readers, as ``T`` frames of event counts with the two polarities as channels (``[T, 2, H, W]``),
-integrated the way the SEW ResNet and PLIF papers did (SpikingJelly's fixed-frame-number
+integrated the way the SEW ResNet authors' code did (SpikingJelly's fixed-frame-number
 integration, by equal event counts or equal durations).
 
 - ``dvs128-gesture``: ``DvsGesture.tar.gz`` extracted: the AEDAT 3.1 recordings, their
@@ -8,7 +8,7 @@ integration, by equal event counts or equal durations).
   ``trials_to_test.txt``. 11 classes, 128x128.
 - ``cifar10-dvs``: the ten class archives extracted (``airplane/*.aedat``, ...: AEDAT 2.0).
   It has no official split: the first 90 % of each class's files, in file-name order, train, the
-  rest validate, the 9:1 per-class split of the SEW ResNet and PLIF papers (SpikingJelly's
+  rest validate, the 9:1 per-class split of the SEW ResNet authors' code (SpikingJelly's
   ``split_to_train_test_set(0.9, ..., random_split=False)``). 10 classes, 128x128.
 - ``n-mnist``: ``Train.zip`` and ``Test.zip`` extracted (``Train/<digit>/*.bin``: ATIS events).
   10 classes, 34x34.
