@@ -24,7 +24,10 @@ limit, so that one that fails, hangs or breaks the GPU context is reported and t
   ``torch.compile``;
 - ``spikingjelly_releases``: SEW ResNet-18 training steps at T = 4 and T = 16 with SpikingJelly
   0.0.0.0.14's neurons (CuPy, torch) against 2.x's (native CUDA, Triton, torch), 2.x from its
-  wheel in ``.device/`` in a process of its own.
+  wheel in ``.device/`` in a process of its own;
+- ``dvs_throughput``: 7B-Net (PLIF, LATS-pruned) training steps on DVS128-shaped event frames
+  (T = 16, batch 16, 2x128x128, the SEW paper's Gesture setting), per neuron backend, float32 and
+  float16.
 
 A dry run uses the same code at toy sizes, on the CPU (``torch.compile`` through "aot_eager"
 instead of inductor, whose C++ code generation takes minutes on a small CPU).
@@ -56,7 +59,7 @@ PARTS: dict[str, tuple[Callable, int, int]] = {}
 # The order they run in: the costliest last, where the overall budget may cut it short.
 ORDER = (
     "install", "environment", "gpu_tests", "demo", "sop_overhead", "compile_breaks", "sew_throughput", "resnet50",
-    "spikingjelly_releases",
+    "spikingjelly_releases", "dvs_throughput",
 )  # fmt: skip
 
 
@@ -238,9 +241,12 @@ def gpu_tests(ctx: Context) -> None:
         ctx.check("no GPU test skipped on the GPU", counts["skipped"] == 0, f"{counts['skipped']} skipped")
 
 
-def _train_steps(model, batch: int, image: int, classes: int, amp, channels_last: bool, pruned: bool, size: dict):
+def _train_steps(
+    model, batch: int, image: int, classes: int, amp, channels_last: bool, pruned: bool, size: dict, inputs=None
+):
     """Images/s, ms per step, peak GiB and sparsity of ``size["steps"]`` SGD steps after
-    ``size["warmup"]`` (and, for a compiled model, the seconds of the first, compiling, step)."""
+    ``size["warmup"]`` (and, for a compiled model, the seconds of the first, compiling, step), on
+    random ``[batch, 3, image, image]`` images or on ``inputs`` (a batch of ``batch`` samples)."""
     import torch
     import torch.nn.functional as F
 
@@ -252,7 +258,7 @@ def _train_steps(model, batch: int, image: int, classes: int, amp, channels_last
     pruner = SoftThresholdPruner(model, optimizer, "lats", l1=0.5) if pruned else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     forward = size["compile"](model) if size.get("compile") else model
-    x = torch.randn(batch, 3, image, image, device=device)
+    x = torch.randn(batch, 3, image, image, device=device) if inputs is None else inputs.to(device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, classes, (batch,), device=device)
@@ -650,6 +656,44 @@ def spikingjelly_releases(ctx: Context) -> None:
     print(done.stdout + done.stderr[-3000:], flush=True)
     ok = done.returncode == 0
     ctx.check("the part under SpikingJelly 2.x", ok, "" if ok else done.stderr[-300:])
+
+
+DVS_SIZES = {
+    "gpu": dict(T=16, batch=16, width=None, warmup=2, steps=5),  # the SEW paper's Gesture setting
+    "dry": dict(T=2, batch=2, width=4, warmup=1, steps=1),
+}
+
+
+@part(gpu_limit=60, dry_limit=180)
+def dvs_throughput(ctx: Context) -> None:
+    """Training steps of 7B-Net (PLIF, LATS-pruned) on DVS128-shaped event frames
+    ``[T, N, 2, 128, 128]`` (event counts, about 5 % of pixels active) on every neuron backend of
+    the installed SpikingJelly, in float32 and with float16 autocast."""
+    import torch
+
+    from snn_lats import _spikingjelly, networks
+
+    size = {**DVS_SIZES["dry" if ctx.dry_run else "gpu"], "device": ctx.device}
+    ctx.record("info", T=size["T"], batch=size["batch"], frame=128, timed_steps=size["steps"])
+    generator = torch.Generator().manual_seed(0)
+    shape = (size["T"], size["batch"], 2, 128, 128)
+    frames = (torch.rand(shape, generator=generator) < 0.05) * torch.randint(1, 4, shape, generator=generator)
+    for backend in [b for b in _spikingjelly.BACKENDS if b != "auto"]:
+        for amp in (None, "float16"):
+            row = dict(backend=backend, amp=amp, T=size["T"], batch=size["batch"])
+            _reset_memory(size["device"])
+            model = None
+            try:
+                torch.manual_seed(0)
+                model = networks.sew_7b_net(T=size["T"], width=size["width"], backend=backend).to(size["device"])
+                dtype = torch.float16 if amp else None
+                row.update(_train_steps(model, size["batch"], 128, 11, dtype, False, True, size, inputs=frames.float()))
+            except Exception as error:  # a backend this machine cannot run says why
+                row["error"] = _error(error)
+            finally:
+                model = None
+            ctx.record("row", **row)
+            print(row, flush=True)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -185,15 +185,21 @@ def test_event_data_needs_T_a_spiking_network_and_no_channels_last(n_mnist_root,
     assert not (tmp_path / "ann").exists()
 
 
-def test_the_gesture_recipe_trains_its_7b_net_on_recorded_gestures(tmp_path):
-    event_files.dvs128_gesture(tmp_path / "data", {"user01": "train", "user02": "test"})
-    overrides = dict(data_path=str(tmp_path / "data"), T=2, width=4, epochs=2, batch_size=4, amp=False, workers=0,
-                     lr=0.1, print_freq=3, sops_batches=1, output_dir=str(tmp_path / "run"), device="cpu")  # fmt: skip
-    config = resolve_config(overrides, REPO / "models" / "sew_7b_net_dvs128_gesture_lats.yaml")
-    summary = train(config)
-    assert summary.sparsity.global_sparsity == pytest.approx(0.9, abs=0.005)  # the recipe target
+@pytest.mark.parametrize(
+    "recipe, classes",
+    [("sew_7b_net_dvs128_gesture_lats.yaml", 11), ("sew_wide_7b_net_cifar10_dvs_lats.yaml", 10)],
+)
+def test_each_event_recipe_trains_its_network_on_generated_files(tmp_path, recipe, classes):
+    if classes == 11:
+        event_files.dvs128_gesture(tmp_path / "data", {"user01": "train", "user02": "test"})
+    else:  # 11 files per class: 10 train, 1 validates
+        event_files.cifar10_dvs(tmp_path / "data", CIFAR_CLASSES, per_class=11, n=20)
+    overrides = dict(data_path=str(tmp_path / "data"), T=2, width=4, epochs=2, batch_size=8, amp=False, workers=0,
+                     lr=0.1, print_freq=5, sops_batches=1, output_dir=str(tmp_path / "run"), device="cpu")  # fmt: skip
+    summary = train(resolve_config(overrides, REPO / "models" / recipe))
+    assert summary.sparsity.global_sparsity == pytest.approx(0.9, abs=0.005)  # the recipe's target
     model, _ = build_model_from_checkpoint(str(tmp_path / "run" / "model_best.pth"))
-    assert type(model).__name__ == "SEWEventNet" and model.fc.out_features == 11 and model.in_channels == 2
+    assert type(model).__name__ == "SEWEventNet" and model.fc.out_features == classes and model.in_channels == 2
 
 
 @pytest.mark.slow

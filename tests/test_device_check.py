@@ -37,7 +37,7 @@ def test_the_dry_run_runs_every_part_and_reports_it(tmp_path):
     parts = report["parts"]
     assert list(parts) == [
         "install", "environment", "gpu_tests", "demo", "sop_overhead", "compile_breaks", "sew_throughput", "resnet50",
-        "spikingjelly_releases",
+        "spikingjelly_releases", "dvs_throughput",
     ]  # fmt: skip
     assert parts.pop("install")["status"] == "skipped"  # a dry run uses the environment's own packages
     assert {name: p["status"] for name, p in parts.items()} == dict.fromkeys(parts, "ok")
@@ -64,6 +64,11 @@ def test_the_dry_run_runs_every_part_and_reports_it(tmp_path):
     assert "0.0.0.0.14" in releases and len(releases) == (2 if (REPO / ".venv-sj2").exists() else 1)
     assert all(r["images_per_s"] > 0 and "error" not in r for r in rows if r["backend"] == "torch")
     assert all("needs" in r["error"] and "images_per_s" not in r for r in rows if r["backend"] != "torch")
+    # 7B-Net on event frames: the torch backend runs in float32 and float16, CuPy says why not.
+    rows = parts["dvs_throughput"]["rows"]
+    assert {(r["backend"], r["amp"]) for r in rows} == {(b, a) for b in ("cupy", "torch") for a in (None, "float16")}
+    assert all(r["images_per_s"] > 0 and r["sparsity"] > 0 for r in rows if r["backend"] == "torch")
+    assert all("needs CuPy" in r["error"] for r in rows if r["backend"] == "cupy")
     # The demo trained through the CLI, and its checks ran.
     assert len(parts["demo"]["checks"]) == 11 and parts["demo"]["info"]["epochs"] == 1
 
