@@ -24,6 +24,7 @@ from spikingjelly.activation_based import layer
 from torch import nn
 
 from snn_lats import networks
+from snn_lats.engine.distributed import cleanup_distributed
 from snn_lats.networks import SyncBatchNorm, convert_sync_batchnorm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -107,7 +108,7 @@ def test_inside_a_process_group_cpu_training_is_refused_by_torch_and_eval_still_
         with pytest.raises(ValueError, match="SyncBatchNorm expected input tensor to be on GPU"):
             converted.train()(x)
     finally:
-        dist.destroy_process_group()
+        cleanup_distributed(synchronize=True)  # the barrier first: without it this can hang (see there)
 
 
 def test_one_layer_normalises_over_time_and_batch_as_a_closed_form():

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import snn_lats.pruning.pruner
+from snn_lats.engine.distributed import cleanup_distributed
 from snn_lats.pruning import (
     SoftThresholdPruner,
     SparsityReport,
@@ -319,7 +320,7 @@ def test_ddp_gradients_match_single_process(tmp_path):
         F.cross_entropy(ddp(x), y).backward()
         F.cross_entropy(twin(x), y).backward()
     finally:
-        dist.destroy_process_group()
+        cleanup_distributed(synchronize=True)  # the barrier first: without it this can hang (see there)
     for a, b in zip(net.parameters(), twin.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-6)
 
