@@ -294,6 +294,22 @@ def _train_steps(
     }
 
 
+def _training_row(ctx: Context, row: dict, device, train: Callable[[], dict]) -> None:
+    """Record ``row`` with the figures of ``train()`` (which builds its model, seeded, and returns
+    :func:`_train_steps`' figures), or the error of a variant this machine cannot run. The model
+    lives inside ``train``, so its memory is free before the next variant."""
+    import torch
+
+    _reset_memory(device)
+    try:
+        torch.manual_seed(0)
+        row.update(train())
+    except Exception as error:  # e.g. a backend this machine lacks, or a dtype the CuPy kernels do not implement
+        row["error"] = _error(error)
+    ctx.record("row", **row)
+    print(row, flush=True)
+
+
 SEW_SIZES = {
     "gpu": dict(T=4, image=224, batches=(32, 64), width=64, classes=1000, warmup=2, steps=5),
     "dry": dict(T=2, image=16, batches=(2, 4), width=4, classes=10, warmup=1, steps=1),
@@ -318,35 +334,27 @@ def sew_throughput(ctx: Context) -> None:
         for channels_last in (False, True)
     ]
     for batch, backend, pruned, amp, channels_last in variants:
-        row = dict(batch=batch, backend=backend, pruned=pruned, amp=amp, channels_last=channels_last)
-        _reset_memory(size["device"])
-        try:
-            torch.manual_seed(0)
+
+        def train(batch=batch, backend=backend, pruned=pruned, amp=amp, channels_last=channels_last):
             model = networks.sew_resnet18(
                 T=size["T"], width=size["width"], num_classes=size["classes"], backend=backend
             ).to(size["device"])
             if channels_last:
                 model = model.to(memory_format=torch.channels_last)
-            row.update(
-                _train_steps(model, batch, size["image"], size["classes"], dtypes[amp], channels_last, pruned, size)
-            )
-        except Exception as error:  # e.g. the CuPy kernels implement float32/float16 only
-            row["error"] = _error(error)
-        finally:
-            model = None
-        ctx.record("row", **row)
-        print(row, flush=True)
+            return _train_steps(model, batch, size["image"], size["classes"], dtypes[amp], channels_last, pruned, size)
+
+        row = dict(batch=batch, backend=backend, pruned=pruned, amp=amp, channels_last=channels_last)
+        _training_row(ctx, row, size["device"], train)
     if not ctx.dry_run:  # the best-guess configuration again, with cuDNN's autotuner (the trainer leaves it off)
         torch.backends.cudnn.benchmark = True
-        row = dict(batch=64, backend="torch", pruned=True, amp="bfloat16", channels_last=True, cudnn_benchmark=True)
-        _reset_memory(size["device"])
-        try:
+
+        def train():
             model = networks.sew_resnet18(T=size["T"], num_classes=size["classes"], backend="torch")
             model = model.to(size["device"], memory_format=torch.channels_last)
-            row.update(_train_steps(model, 64, size["image"], size["classes"], torch.bfloat16, True, True, size))
-        except Exception as error:
-            row["error"] = _error(error)
-        ctx.record("row", **row)
+            return _train_steps(model, 64, size["image"], size["classes"], torch.bfloat16, True, True, size)
+
+        row = dict(batch=64, backend="torch", pruned=True, amp="bfloat16", channels_last=True, cudnn_benchmark=True)
+        _training_row(ctx, row, size["device"], train)
 
 
 RESNET50_SIZES = {
@@ -612,7 +620,6 @@ def spikingjelly_releases(ctx: Context) -> None:
     on every neuron backend of the SpikingJelly release this process imports; under 0.0.0.0.14 it
     then runs itself again under 2.x: on the GPU, 2.x's wheel from ``.device/`` installed into
     ``SITE_2``, ahead on the path; in a dry run, the ``.venv-sj2`` that scripts/setup_env.sh builds."""
-    import torch
 
     from snn_lats import _spikingjelly, networks
 
@@ -620,20 +627,13 @@ def spikingjelly_releases(ctx: Context) -> None:
     release = _spikingjelly.VERSION
     for backend in [b for b in _spikingjelly.BACKENDS if b != "auto"]:
         for T, batch in size["runs"]:
-            row = dict(spikingjelly=release, backend=backend, T=T, batch=batch)
-            _reset_memory(size["device"])
-            model = None
-            try:
-                torch.manual_seed(0)
+
+            def train(backend=backend, T=T, batch=batch):
                 model = networks.sew_resnet18(T=T, width=size["width"], num_classes=size["classes"], backend=backend)
-                row.update(_train_steps(model.to(size["device"]), batch, size["image"], size["classes"], None,
-                                        False, True, size))  # fmt: skip
-            except Exception as error:  # a backend this machine cannot run says why
-                row["error"] = _error(error)
-            finally:
-                model = None
-            ctx.record("row", **row)
-            print(row, flush=True)
+                return _train_steps(model.to(size["device"]), batch, size["image"], size["classes"], None,
+                                    False, True, size)  # fmt: skip
+
+            _training_row(ctx, dict(spikingjelly=release, backend=backend, T=T, batch=batch), size["device"], train)
     if not _spikingjelly.CUPY_ERA:
         return
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -680,20 +680,14 @@ def dvs_throughput(ctx: Context) -> None:
     frames = (torch.rand(shape, generator=generator) < 0.05) * torch.randint(1, 4, shape, generator=generator)
     for backend in [b for b in _spikingjelly.BACKENDS if b != "auto"]:
         for amp in (None, "float16"):
-            row = dict(backend=backend, amp=amp, T=size["T"], batch=size["batch"])
-            _reset_memory(size["device"])
-            model = None
-            try:
-                torch.manual_seed(0)
+
+            def train(backend=backend, amp=amp):
                 model = networks.sew_7b_net(T=size["T"], width=size["width"], backend=backend).to(size["device"])
                 dtype = torch.float16 if amp else None
-                row.update(_train_steps(model, size["batch"], 128, 11, dtype, False, True, size, inputs=frames.float()))
-            except Exception as error:  # a backend this machine cannot run says why
-                row["error"] = _error(error)
-            finally:
-                model = None
-            ctx.record("row", **row)
-            print(row, flush=True)
+                return _train_steps(model, size["batch"], 128, 11, dtype, False, True, size, inputs=frames.float())
+
+            row = dict(backend=backend, amp=amp, T=size["T"], batch=size["batch"])
+            _training_row(ctx, row, size["device"], train)
 
 
 # ----------------------------------------------------------------------------------------------
