@@ -28,6 +28,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -235,13 +236,10 @@ _EVENT_READERS = {
 }
 
 
-def _load_cifar10_dvs(path: str) -> dict:
-    """``CIFAR10DVS.load_origin_data`` (AEDAT 2.0) with its one removed NumPy call replaced:
-    0.0.0.0.14 reads the words with ``np.fromstring``, whose binary mode NumPy 2.4 removed; its
-    header skip, address parsing and axes are used as they are."""
-    import numpy as np
-
-    module = importlib.import_module("spikingjelly.datasets.cifar10_dvs")
+def _load_cifar10_dvs(module, path: str) -> dict:
+    """``CIFAR10DVS.load_origin_data`` (AEDAT 2.0) of ``module`` (``spikingjelly.datasets.cifar10_dvs``)
+    with its one removed NumPy call replaced: 0.0.0.0.14 reads the words with ``np.fromstring``,
+    whose binary mode NumPy 2.4 removed; its header skip, address parsing and axes are used as they are."""
     with open(path, "rb") as f:
         f.seek(module.skip_header(f))
         words = np.frombuffer(f.read(), dtype=">u4")
@@ -252,28 +250,27 @@ def _load_cifar10_dvs(path: str) -> dict:
     return {"t": words[1::2], "x": 127 - y, "y": 127 - x, "p": 1 - p.astype(int)}  # and its axes
 
 
-def _datasets_attribute(module: str, name: str):
+def _datasets_module(name: str):
     try:
-        target = importlib.import_module(module)
+        return importlib.import_module(name)
     except Exception as error:  # 2.x's datasets need a working torchaudio, say
         raise ImportError(
             f"SpikingJelly {VERSION}'s event readers cannot be imported ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''})"
         ) from None
-    return functools.reduce(getattr, name.split("."), target)
 
 
 def event_reader(dataset: str):
     """SpikingJelly's reader of ``dataset``'s original event files: a function of a path that
     returns ``{"t", "x", "y", "p"}`` arrays. ImportError, in one line, where it cannot be loaded."""
     if dataset == "cifar10-dvs":
-        _datasets_attribute("spikingjelly.datasets.cifar10_dvs", "parse_raw_address")  # importable, or one line
-        return _load_cifar10_dvs
-    return _datasets_attribute(*_EVENT_READERS[dataset])
+        return functools.partial(_load_cifar10_dvs, _datasets_module("spikingjelly.datasets.cifar10_dvs"))
+    module, name = _EVENT_READERS[dataset]
+    return getattr(_datasets_module(module), name)
 
 
 def integrate_frames(events, split_by: str, frames: int, height: int, width: int):
     """SpikingJelly's integration of ``events`` into ``frames`` frames ``[T, 2, H, W]`` of event
     counts (channel = polarity), split into equal event counts (``"number"``) or equal times."""
-    integrate = _datasets_attribute("spikingjelly.datasets", "integrate_events_by_fixed_frames_number")
+    integrate = _datasets_module("spikingjelly.datasets").integrate_events_by_fixed_frames_number
     return integrate(events, split_by, frames, height, width)
