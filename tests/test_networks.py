@@ -26,6 +26,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 EVENT_NETS = ("sew_7b_net", "sew_wide_7b_net")  # 128x128 frames of 2 polarities
 
 
+def tiny_input(name, n=3):
+    """A batch of ``n`` inputs of the size :func:`tiny_kwargs` networks take."""
+    return torch.rand(n, 2, 128, 128) if name in EVENT_NETS else torch.rand(n, 3, 16, 16)
+
+
 def tiny_kwargs(name):
     """Smallest configuration of each family: 16x16 images (event nets: 128x128) train in milliseconds."""
     if name in EVENT_NETS:
@@ -166,7 +171,7 @@ def test_every_network_trains_on_cpu_forward_and_backward(name):
     model = networks.create(name, **tiny_kwargs(name))
     assert isinstance(model.T, int) and model.T == (2 if name.startswith("sew_") else 1)
     assert model.spiking == name.startswith("sew_")
-    logits = model(torch.rand(3, 2, 128, 128) if name in EVENT_NETS else torch.rand(3, 3, 16, 16))
+    logits = model(tiny_input(name))
     assert logits.shape == (3, 5)
     nn.functional.cross_entropy(logits, torch.tensor([0, 1, 4])).backward()
     for key, p in model.named_parameters():

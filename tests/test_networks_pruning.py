@@ -6,26 +6,18 @@ Oracle: the same architecture built without pruning, holding weights soft-thresh
 
 import pytest
 import torch
+from test_networks import tiny_input, tiny_kwargs
 from torch import nn
 
 from snn_lats import networks
 from snn_lats.pruning import attach, finalize
-
-TINY = {"num_classes": 5, "stem": "cifar"}
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(name):
     torch.manual_seed(0)
-    if name in ("sew_7b_net", "sew_wide_7b_net"):  # 128x128 frames of 2 polarities
-        return networks.create(name, T=2, width=4, num_classes=5)
-    if name.startswith("sew_"):
-        return networks.create(name, T=2, width=8, **TINY)
-    if name.startswith("resnet"):
-        return networks.create(name, width=8, **TINY)
-    return networks.create(name, width_mult=0.25, **TINY)
+    return networks.create(name, **tiny_kwargs(name))
 
 
 @pytest.mark.parametrize("name", networks.names())
@@ -46,7 +38,7 @@ def test_every_network_prunes_all_synaptic_weights_and_finalizes_to_a_plain_mode
     assert list(layers) == synaptic  # every conv and linear weight is prunable
     for key, module in layers.items():
         module.parametrizations.weight[0].set_threshold(thresholds[key])
-    x = torch.rand(3, 2, 128, 128) if name.endswith("7b_net") else torch.rand(3, 3, 16, 16)
+    x = tiny_input(name)
     model.train(), oracle.train()  # batch-statistics BN: every layer is active, even in a tiny SNN
     with torch.no_grad():
         expected = oracle(x)
