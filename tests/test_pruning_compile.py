@@ -55,22 +55,26 @@ def test_pruning_adds_no_graph_break(name):
 
 
 @pytest.mark.parametrize(
-    "name, schedule, gradient",
+    "name, schedule, gradient, opt",
     [
-        ("resnet18", "lats", "straight-through"),
-        ("resnet18", "lats", "exact"),
-        ("resnet18", "learnable", "exact"),
-        ("sew_resnet18", "lats", "straight-through"),
+        ("resnet18", "lats", "straight-through", "sgd"),
+        ("resnet18", "lats", "exact", "sgd"),
+        ("resnet18", "learnable", "exact", "sgd"),
+        ("sew_resnet18", "lats", "straight-through", "sgd"),
+        ("resnet18", "lats", "straight-through", "adamw"),  # per-weight thresholds
     ],
 )
-def test_compiled_training_steps_compile_once_while_the_thresholds_move_and_equal_eager(name, schedule, gradient):
+def test_compiled_training_steps_compile_once_while_the_thresholds_move_and_equal_eager(name, schedule, gradient, opt):
     base = build(name)
     x, y = torch.rand(4, 3, 16, 16), torch.randint(0, 5, (4,))
 
     def run(compiled: bool):
         model = copy.deepcopy(base)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        kwargs = {"l1": 0.2} if schedule == "lats" else {"s_init": -4.0}
+        if opt == "sgd":
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        else:
+            optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+        kwargs = {"l1": 0.2 if opt == "sgd" else 0.002} if schedule == "lats" else {"s_init": -4.0}
         pruner = SoftThresholdPruner(model, optimizer, schedule, gradient=gradient, **kwargs)
         counter = CompileCounterWithBackend("aot_eager")
         forward = torch.compile(model, backend=counter, fullgraph=True) if compiled else model

@@ -94,6 +94,7 @@ class L1Controller:
         retarget_every: int | None = None,
         start_step: int = 0,
         exponent: float = 1.0,
+        first: int = 0,
     ) -> None:
         if measure not in MEASURES:
             raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
@@ -122,7 +123,9 @@ class L1Controller:
         self._ref_group = ref_group
         # forwards measured before a re-estimate, and the first re-estimate that has them behind it
         self._measured = 0 if measure == "sparsity" else max(1, math.ceil(self.retarget_every * MEASURED_FRACTION))
-        self._first = max(0, self._measured - start_step)
+        # (``first``: no re-estimate before that window step; 1 under Adam, whose per-weight
+        # scale of the thresholds exists from the first step it applied)
+        self._first = max(first, self._measured - start_step)
         # With costs and a target, the final thresholds are set twice: at the settle point, one
         # stretch before the end, and at the end, from the forwards in between, corrected by how
         # the count answered the first setting (pruning moves the spikes of the layers downstream)

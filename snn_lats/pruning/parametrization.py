@@ -58,6 +58,11 @@ class SoftThreshold(nn.Module):
     (:func:`soft_threshold`, the same values and gradients): dynamo traces it into the model's
     graph, which the compiler fuses, and a new ``d`` is new buffer data, not a recompilation.
 
+    A per-weight ``preconditioner`` r (:meth:`set_preconditioner`; None by default) makes the
+    threshold of weight i ``d·r_i``: under Adam, r is the lr-weighted mean of the optimizer's
+    per-weight step factor ``1/(√v̂ + ε)``, so that each weight's threshold grows by ``λ`` times
+    the step Adam applied to it (docs/concepts.md, "LATS under Adam"). ``d`` stays a scalar.
+
     A fixed mask (:meth:`set_mask`, :meth:`freeze`) replaces the soft threshold: ``w = θ ⊙ M``,
     the gradient reaching the kept weights only, as ``torch.nn.utils.prune``'s masks do. Gradual
     magnitude pruning raises its masks so; a soft-threshold schedule freezes its zeros into one
@@ -80,6 +85,7 @@ class SoftThreshold(nn.Module):
             self.threshold.fill_(torch.sigmoid(self.threshold_logit.detach()).item())
         self._threshold_value = float(self.threshold)  # Python mirror: no device sync per forward
         self.register_buffer("mask", None)  # a bool tensor shaped like θ once masked (in the state dict then)
+        self.register_buffer("preconditioner", None)  # r, shaped like θ once set (in the state dict then)
         self._cache: torch.Tensor | None = None
         self._cache_ref = None
         self._cache_key: tuple | None = None
@@ -96,6 +102,25 @@ class SoftThreshold(nn.Module):
             self.threshold.fill_(value)
             self._threshold_value = value
             self.invalidate()
+
+    @torch.no_grad()
+    def set_preconditioner(self, r: torch.Tensor) -> None:
+        """Make weight i's threshold ``d·r_i`` (``r >= 0``, shaped like θ, in θ's precision); copied,
+        and kept in the state dict from now on."""
+        if self.learnable:
+            raise RuntimeError("a learnable threshold is one sigmoid(threshold_logit) per layer")
+        if self.preconditioner is None:
+            self.preconditioner = r.detach().to(self.threshold.device).clone()
+        else:
+            self.preconditioner.copy_(r)
+        self.invalidate()
+
+    def _soft_threshold(self, theta: torch.Tensor) -> torch.Tensor:
+        """``S_d(θ)`` of the current threshold, per weight where a preconditioner is set (no grad)."""
+        if self.preconditioner is None:
+            return F.softshrink(theta, self._threshold_value)
+        d = (self._threshold_value * self.preconditioner).to(theta.dtype)
+        return theta - torch.clamp(theta, -d, d)
 
     @property
     def masked(self) -> bool:
@@ -122,7 +147,7 @@ class SoftThreshold(nn.Module):
         it) and the mask its nonzeros, so ``w`` is unchanged and its zeros stay zeros."""
         if self.mask is not None:
             return
-        theta.copy_(F.softshrink(theta, self._threshold_value))
+        theta.copy_(self._soft_threshold(theta))
         self.set_mask(theta != 0, self._threshold_value)
 
     def current_threshold(self) -> float:
@@ -145,12 +170,13 @@ class SoftThreshold(nn.Module):
 
     # --- nn.Module plumbing: keep the mirror and the cache honest ---------------------------
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # A mask exists in a state dict only once set: follow the state dict either way.
-        saved = state_dict.get(prefix + "mask")
-        if saved is None:
-            self.mask = None
-        elif self.mask is None:
-            self.mask = torch.zeros(saved.shape, dtype=torch.bool, device=self.threshold.device)
+        # A mask or a preconditioner exists in a state dict only once set: follow the state dict either way.
+        for key in ("mask", "preconditioner"):
+            saved = state_dict.get(prefix + key)
+            if saved is None:
+                setattr(self, key, None)
+            elif getattr(self, key) is None:
+                setattr(self, key, torch.zeros(saved.shape, dtype=saved.dtype, device=self.threshold.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._threshold_value = float(self.threshold)
         self.invalidate()
@@ -177,14 +203,15 @@ class SoftThreshold(nn.Module):
             # of the d buffer, an expression the compiler fuses, with the same gradients.
             if self.mask is not None:
                 return theta * self.mask
-            return soft_threshold(theta, self.threshold.to(theta.dtype), self.gradient)
+            d = self.threshold if self.preconditioner is None else self.threshold * self.preconditioner
+            return soft_threshold(theta, d.to(theta.dtype), self.gradient)
         # θ._version moves on every in-place update (optimizer steps, load_state_dict), the
         # pointer on moves; inference-mode tensors must not leak into autograd.
         key = (theta._version, theta.data_ptr(), theta.dtype, torch.is_inference_mode_enabled())
         weight = self._cache if self._cache is not None else (self._cache_ref() if self._cache_ref else None)
         if weight is None or key != self._cache_key:
             with torch.no_grad():
-                weight = F.softshrink(theta, self._threshold_value) if self.mask is None else theta * self.mask
+                weight = self._soft_threshold(theta) if self.mask is None else theta * self.mask
             self._cache_key = key
         if theta.requires_grad and torch.is_grad_enabled():
             # Training: autograd keeps the weight for the layer's backward; holding it here too
@@ -200,10 +227,12 @@ class SoftThreshold(nn.Module):
         (``θ = w`` under a mask)."""
         if self.mask is not None:
             return weight * self.mask
-        return weight + self.current_threshold() * torch.sign(weight)
+        d = self.current_threshold() if self.preconditioner is None else self.current_threshold() * self.preconditioner
+        return weight + d * torch.sign(weight)
 
     def extra_repr(self) -> str:
         kind = "learnable" if self.learnable else "masked" if self.mask is not None else "fixed"
+        kind += ", per-weight preconditioner" if self.preconditioner is not None else ""
         return f"threshold={self.current_threshold():.4g} ({kind}), gradient={self.gradient!r}"
 
 

@@ -135,6 +135,14 @@ class SoftThresholdPruner:
     the end of training. With ``freeze_mask=False`` the straight-through gradient may still regrow
     weights, or let them die.
 
+    Under ``torch.optim.Adam``/``AdamW`` the lr-driven schedules ("lats", "pgh") move each weight's
+    own threshold by ``λ`` times the step Adam applied to it: ``Δd_i = λ·η_t/(√v̂_t,i + ε)``, the
+    proximal step of ``L + λ‖w‖₁`` in Adam's diagonal metric, so constant-λ LATS converges to the
+    LASSO of λ (β₁ and β₂ change the path, not the fixed point). The layer keeps a scalar ``d``
+    (``thresholds()``, ``threshold``: ``λ·Σ η``) and a per-weight ``preconditioner`` r, the
+    lr-weighted mean of ``1/(√v̂ + ε)``; weight i's threshold is ``d·r_i``. The targets act on the
+    scalar, from the first window step on (r exists from then). docs/concepts.md, "LATS under Adam".
+
     With param groups of different lrs, each layer follows its own group's lr: one λ, one
     objective, so a layer whose lr is ``k×`` the planned one reaches ``k·D``. ``layer_scale``
     (dict or callable, name -> factor) multiplies a layer's threshold. Steps are counted from
@@ -227,6 +235,8 @@ class SoftThresholdPruner:
         self._scale = scale = self._layer_scales(layer_scale, list(candidates))
         if spec.target_sparsity is not None:
             _check_reachable_sparsity(spec.target_sparsity, {n: m.weight.numel() for n, m in candidates.items()}, scale)
+        # Adam/AdamW: a weight's threshold grows by λ times the step Adam applied to it (per weight).
+        self._preconditioned = self._schedule.lr_driven and isinstance(optimizer, torch.optim.Adam)
         self._group_of = self._param_groups(optimizer, candidates)
         self._ref_group = next(iter(self._group_of.values())) if self._group_of else 0
         self._controller, self._meter = self._controls(model, candidates, planned)
@@ -239,6 +249,9 @@ class SoftThresholdPruner:
         s_init = -10.0 if spec.s_init is None else spec.s_init
         self.layers = attach(model, spec.include, spec.exclude, spec.dense_first_last, spec.gradient, learned, s_init)
         self._params: dict[str, SoftThreshold] = {n: soft_threshold_of(m) for n, m in self.layers.items()}
+        if self._preconditioned:  # r = 1 until the first window step replaces it (d is 0 until then)
+            for name, p in self._params.items():
+                p.set_preconditioner(torch.ones_like(self.layers[name].parametrizations.weight.original))
         if learned:
             optimizer.add_param_group({"params": [p.threshold_logit for p in self._params.values()]})
 
@@ -296,6 +309,7 @@ class SoftThresholdPruner:
             retarget_every=spec.retarget_every,
             start_step=self.start_step,
             exponent=spec.cost_exponent,
+            first=1 if self._preconditioned else 0,
         )
         meter = None if spec.measure == "sparsity" else CostMeter(model, candidates, spec.measure, spec.energy_preset)
         return controller, meter
@@ -382,8 +396,7 @@ class SoftThresholdPruner:
         controller = self._controller
         k = self.step_count - self.start_step
         if controller.due(k):
-            thetas = {name: module.parametrizations.weight.original for name, module in self.layers.items()}
-            kwargs = dict(lrs=self._group_lrs(), lr_sum=self._lr_sum, thetas=thetas)
+            kwargs = dict(lrs=self._group_lrs(), lr_sum=self._lr_sum, thetas=self._magnitudes())
             if self._meter is None:
                 controller.retarget(k, **kwargs)
             else:
@@ -523,6 +536,45 @@ class SoftThresholdPruner:
         """True when the optimizer applied a step that :meth:`step` has not consumed yet."""
         return bool(self._pending)
 
+    # --- Adam: per-weight thresholds ------------------------------------------------------------
+    def _step_factor(self, name: str) -> torch.Tensor | None:
+        """``1/(√v̂ + ε)``: Adam's per-weight factor of the lr in the step it just applied to the
+        θ of layer ``name`` (``max v`` with amsgrad); None where it holds no state (no gradient yet)."""
+        theta = self.layers[name].parametrizations.weight.original
+        state = self.optimizer.state.get(theta)
+        if not state or "exp_avg_sq" not in state:
+            return None
+        group = self.optimizer.param_groups[self._group_of[name]]
+        v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
+        bias_correction = 1.0 - group["betas"][1] ** float(state["step"])
+        return 1.0 / ((v / bias_correction).sqrt() + group["eps"])
+
+    @torch.no_grad()
+    def _precondition(self, increments: list[float]) -> None:
+        """Fold one window step into every layer's preconditioner ``r``, the mean of Adam's step
+        factor weighted by the ``w·η`` of each step: ``r ← (r·S + a·q)/(S + a)``, ``S`` the layer
+        group's ``Σ w·η`` before the step and ``a = w·η`` of this one. Then ``d·r = λ Σ w·η/(√v̂+ε)``,
+        the sum of the soft thresholds of Adam's proximal steps."""
+        for name, p in self._params.items():
+            g = self._group_of[name]
+            before, a = self._lr_sum[g], increments[g]
+            if a <= 0:
+                continue
+            q = self._step_factor(name)
+            if q is None:  # Adam moved no weight of this layer: its thresholds do not grow either
+                q = torch.zeros_like(self.layers[name].parametrizations.weight.original, dtype=torch.float32)
+            p.preconditioner.mul_(before / (before + a)).add_(q, alpha=a / (before + a))
+            p.invalidate()
+
+    def _magnitudes(self) -> dict[str, torch.Tensor]:
+        """What the controller compares with each layer's scalar threshold: θ, or ``θ/r`` where a
+        weight's threshold is ``d·r`` (Adam), so that ``|θ/r| ≤ d`` says "pruned" either way."""
+        out = {}
+        for name, module in self.layers.items():
+            theta, r = module.parametrizations.weight.original, self._params[name].preconditioner
+            out[name] = theta if r is None else theta.detach() / r.clamp_min(torch.finfo(torch.float32).tiny)
+        return out
+
     # --- thresholds ---------------------------------------------------------------------------
     def _in_window(self, t: int) -> bool:
         return self.start_step <= t and (self.end_step is None or t < self.end_step)
@@ -636,6 +688,8 @@ class SoftThresholdPruner:
             t = self.step_count
             if self._schedule.lr_driven and self._in_window(t):
                 weight = self._lr_weight(t)
+                if self._preconditioned:
+                    self._precondition([weight * lr for lr in lrs])
                 for g, lr in enumerate(lrs):
                     self._lr_sum[g] += weight * lr
             eta += lrs[self._ref_group]
