@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -199,6 +200,31 @@ def test_norm_parameters_get_their_own_weight_decay():
     assert len(groups[0]["params"]) == 4  # conv weight+bias, linear weight+bias
     same = parameter_groups(model, weight_decay=0.1, norm_weight_decay=None)
     assert [g["weight_decay"] for g in same] == [0.1, 0.1]
+
+
+def test_opt_adamw_steps_as_torch_adamw_with_the_per_kind_weight_decay():
+    # Oracle: torch.optim.AdamW built by hand on a copy, the BN parameters without decay.
+    c = TrainConfig(dataset="digits", opt="adamw", lr=0.01, weight_decay=0.05, norm_weight_decay=0.0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    twin = copy.deepcopy(model)
+    optimizer = build_optimizer(c, model)
+    reference = torch.optim.AdamW(
+        [{"params": twin[0].parameters()}, {"params": twin[1].parameters(), "weight_decay": 0.0}],
+        lr=0.01,
+        weight_decay=0.05,
+    )
+    x = torch.randn(8, 3)
+    for _ in range(3):
+        for m, opt in ((model, optimizer), (twin, reference)):
+            opt.zero_grad()
+            m(x).pow(2).sum().backward()
+            opt.step()
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert type(build_optimizer(TrainConfig(dataset="digits"), model)) is torch.optim.SGD
+    with pytest.raises(RecipeError, match="opt must be one of"):
+        TrainConfig(dataset="digits", opt="adam").validate()
 
 
 def test_prune_none_over_a_pruning_recipe_is_its_unpruned_baseline(tmp_path):

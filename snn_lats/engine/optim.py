@@ -1,4 +1,4 @@
-"""SGD with per-kind weight decay, and the learning-rate schedule (warm-up, then cosine or step).
+"""SGD or AdamW with per-kind weight decay, and the learning-rate schedule (warm-up, then cosine or step).
 
 The schedule is per epoch, as in torchvision's reference and the STDS/LATS recipes: the lr of
 epoch ``e`` is a closed form of ``e`` (:func:`epoch_lrs`), applied by a ``LambdaLR`` stepped once
@@ -15,12 +15,17 @@ from torch import nn
 
 __all__ = [
     "LR_SCHEDULERS",
+    "OPTIMIZERS",
     "build_lr_scheduler",
     "build_optimizer",
     "epoch_lrs",
     "parameter_groups",
     "planned_step_lrs",
 ]
+
+#: Optimizers of ``--opt`` (torchvision's reference scripts' flag): SGD with momentum, and AdamW
+#: (decoupled weight decay, the transformers' recipes).
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 
 #: Per-epoch lr schedules after the warm-up (:func:`epoch_lrs`).
 LR_SCHEDULERS: tuple[str, ...] = ("cosine", "step")
@@ -30,6 +35,7 @@ class OptimSettings(Protocol):
     """The fields of a :class:`~snn_lats.engine.recipe.TrainConfig` read here (the recipe imports
     this module's ``LR_SCHEDULERS``; this module does not import the recipe)."""
 
+    opt: str
     lr: float
     momentum: float
     weight_decay: float
@@ -47,7 +53,7 @@ _NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, norm_weight_decay: float | None) -> list[dict]:
-    """Two SGD groups: normalisation-layer parameters (``norm_weight_decay``; None: same as
+    """Two param groups: normalisation-layer parameters (``norm_weight_decay``; None: same as
     ``weight_decay``), and all others, theta included (``weight_decay``)."""
     norm_params, other_params, seen = [], [], set()
     for module in model.modules():
@@ -65,13 +71,11 @@ def parameter_groups(model: nn.Module, weight_decay: float, norm_weight_decay: f
     return groups
 
 
-def build_optimizer(config: OptimSettings, model: nn.Module) -> torch.optim.SGD:
-    return torch.optim.SGD(
-        parameter_groups(model, config.weight_decay, config.norm_weight_decay),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
+def build_optimizer(config: OptimSettings, model: nn.Module) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config.weight_decay, config.norm_weight_decay)
+    if config.opt == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def epoch_lrs(config: OptimSettings) -> list[float]:

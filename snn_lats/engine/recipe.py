@@ -31,7 +31,7 @@ import yaml
 from snn_lats import networks
 from snn_lats.data import BAD_IMAGE_POLICIES, DATASETS, EVENT_DATASETS, SPLIT_BY
 from snn_lats.engine.distributed import DEVICES
-from snn_lats.engine.optim import LR_SCHEDULERS
+from snn_lats.engine.optim import LR_SCHEDULERS, OPTIMIZERS
 from snn_lats.estimators import ENERGY_PRESETS
 from snn_lats.pruning import COST_WEIGHTINGS, GRADIENTS, SCHEDULES, PruningSpec
 from snn_lats.pruning.schedules import schedule_class
@@ -186,8 +186,15 @@ class TrainConfig:
         32, "images per process and step", group="optimisation", flags=("-b", "--batch-size"), minimum=1
     )
     epochs: int = option(90, "", group="optimisation", minimum=1)
+    opt: str = option(
+        "sgd",
+        "optimizer: sgd (with --momentum), or adamw (the transformers' recipes; LATS then thresholds "
+        "each weight by its own Adam step)",
+        group="optimisation",
+        choices=OPTIMIZERS,
+    )
     lr: float = option(0.1, "initial learning rate", group="optimisation", minimum=0)
-    momentum: float = option(0.9, "", group="optimisation", minimum=0)
+    momentum: float = option(0.9, "sgd: momentum", group="optimisation", minimum=0)
     weight_decay: float = option(
         1e-4,
         "weight decay of theta (the latent weights) and every non-norm parameter",
