@@ -24,6 +24,24 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 EVENT_NETS = ("sew_7b_net", "sew_wide_7b_net")  # 128x128 frames of 2 polarities
+TRANSFORMER_PREFIXES = ("spikformer_", "sdt_", "qkformer_")  # tests/test_networks_transformers.py
+TRANSFORMER_NAMES = [
+    "spikformer_8_384",
+    "spikformer_8_512",
+    "spikformer_8_768",
+    "spikformer_4_384_cifar",
+    "sdt_8_384",
+    "sdt_8_512",
+    "sdt_8_768",
+    "sdt_2_512_cifar",
+    "qkformer_10_384",
+    "qkformer_10_512",
+    "qkformer_10_768",
+]
+
+
+def is_spiking(name):
+    return name.startswith(("sew_", *TRANSFORMER_PREFIXES))
 
 
 def tiny_input(name, n=3):
@@ -36,6 +54,11 @@ def tiny_kwargs(name):
     if name in EVENT_NETS:
         return {"num_classes": 5, "T": 2, "width": 4}
     kwargs = {"num_classes": 5, "stem": "cifar"}
+    if name.startswith(TRANSFORMER_PREFIXES):
+        # Threshold 0.3 (the attention neurons keep 0.5): every layer of so small a transformer spikes.
+        depth = 4 if name.startswith("qkformer_") else 2
+        kwargs.update(T=2, width=32, depth=depth, num_heads=2, neuron_kwargs={"v_threshold": 0.3})
+        return kwargs
     if name.startswith("sew_"):
         kwargs.update(T=2, width=8)
     elif name.startswith("resnet"):
@@ -100,6 +123,7 @@ def test_registry_lists_every_family_and_rejects_unknown_names():
         "mobilenet_v1",
         "sew_7b_net",
         "sew_wide_7b_net",
+        *TRANSFORMER_NAMES,
     }
     assert isinstance(networks.create("resnet18", num_classes=3, width=4), networks.ResNet)
     with pytest.raises(ValueError, match="sew_resnet18.*mobilenet_v1|mobilenet_v1.*sew_resnet18") as error:
@@ -122,6 +146,7 @@ def test_families_register_their_constructors_in_import_order_and_names_are_uniq
         "mobilenet_v1",
         "sew_7b_net",
         "sew_wide_7b_net",
+        *TRANSFORMER_NAMES,
     ]
     monkeypatch.setattr(registry, "_NETWORKS", dict(registry._NETWORKS))  # registrations below are undone
 
@@ -169,16 +194,22 @@ def test_parameter_counts_equal_torchvision_and_spikingjelly_exactly():
 def test_every_network_trains_on_cpu_forward_and_backward(name):
     torch.manual_seed(0)
     model = networks.create(name, **tiny_kwargs(name))
-    assert isinstance(model.T, int) and model.T == (2 if name.startswith("sew_") else 1)
-    assert model.spiking == name.startswith("sew_")
+    assert isinstance(model.T, int) and model.T == (2 if is_spiking(name) else 1)
+    assert model.spiking == is_spiking(name)
     logits = model(tiny_input(name))
     assert logits.shape == (3, 5)
     nn.functional.cross_entropy(logits, torch.tensor([0, 1, 4])).backward()
     for key, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), key
-    synaptic = [k for k, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    assert synaptic[0] == ("stages.0.widen.conv" if name in EVENT_NETS else "conv1") and synaptic[-1] == "fc"
-    assert float(model.fc.weight.grad.abs().sum()) > 0
+    synaptic = [k for k, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    if name in EVENT_NETS:
+        first, last = "stages.0.widen.conv", "fc"
+    elif name.startswith(TRANSFORMER_PREFIXES):
+        first, last = ("patch_embed1.proj_conv" if name.startswith("qkformer_") else "patch_embed.proj_conv"), "head"
+    else:
+        first, last = "conv1", "fc"
+    assert synaptic[0] == first and synaptic[-1] == last
+    assert float(model.get_submodule(last).weight.grad.abs().sum()) > 0
     first = model.get_submodule(synaptic[0]).weight
     assert float(first.grad.abs().sum()) > 0  # gradients reach the first layer
 

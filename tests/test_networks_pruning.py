@@ -23,7 +23,7 @@ def tiny(name):
 @pytest.mark.parametrize("name", networks.names())
 def test_every_network_prunes_all_synaptic_weights_and_finalizes_to_a_plain_model(name):
     model = tiny(name)
-    synaptic = [k for k, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    synaptic = [k for k, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
     # Oracle model: same architecture and weights, soft-thresholded by hand at each layer's median |w|.
     oracle = tiny(name)
     oracle.load_state_dict(model.state_dict())

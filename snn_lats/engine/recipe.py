@@ -177,10 +177,25 @@ class TrainConfig:
         trajectory=False,
     )
     width: int | None = option(
-        None, "ResNets: channels of the first stage (default: the network's, 64)", group="network", minimum=1
+        None,
+        "ResNets: channels of the first stage (default: the network's, 64); transformers: the embedding "
+        "dimension (default: the name's, e.g. 384)",
+        group="network",
+        minimum=1,
     )
     width_mult: float | None = option(None, "MobileNet-V1: width multiplier alpha (default: 1)", group="network")
-    stem: str | None = option(None, "imagenet, or cifar for small images", group="network", choices=networks.STEMS)
+    depth: int | None = option(
+        None, "transformers: number of blocks (default: the name's, e.g. 8)", group="network", minimum=1
+    )
+    num_heads: int | None = option(
+        None, "transformers: attention heads (default: the network's)", group="network", minimum=1
+    )
+    stem: str | None = option(
+        None,
+        "imagenet, or cifar for small images (transformers: patches of 16 or of 4 pixels)",
+        group="network",
+        choices=networks.STEMS,
+    )
     # optimisation
     batch_size: int = option(
         32, "images per process and step", group="optimisation", flags=("-b", "--batch-size"), minimum=1

@@ -1,5 +1,5 @@
-"""The networks: SEW ResNets (and the SEW paper's event-camera 7B-Nets) on SpikingJelly multi-step
-neurons, and ANNs as the case T = 1.
+"""The networks: SEW ResNets (and the SEW paper's event-camera 7B-Nets) and spiking transformers
+(Spikformer, Spike-driven Transformer, QKFormer) on SpikingJelly multi-step neurons, and ANNs as the case T = 1.
 
 Every network built here takes a static batch ``[N, C, H, W]`` or a sequence ``[T, N, C, H, W]``,
 returns logits ``[N, num_classes]`` (the time-mean), resets its neuron state at the start of every
@@ -20,6 +20,9 @@ from .sew_resnet import CNFS, SEWResNet, sew_resnet18, sew_resnet34, sew_resnet5
 from .resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 from .mobilenet import MobileNetV1, mobilenet_v1
 from .sew_dvs import SEWEventNet, sew_7b_net, sew_wide_7b_net
+from .spikformer import Spikformer, spikformer_4_384_cifar, spikformer_8_384, spikformer_8_512, spikformer_8_768
+from .spike_driven import SpikeDrivenTransformer, sdt_2_512_cifar, sdt_8_384, sdt_8_512, sdt_8_768
+from .qkformer import QKFormer, qkformer_10_384, qkformer_10_512, qkformer_10_768
 
 # isort: on
 
@@ -45,6 +48,20 @@ __all__ = [
     "SEWEventNet",
     "sew_7b_net",
     "sew_wide_7b_net",
+    "Spikformer",
+    "spikformer_8_384",
+    "spikformer_8_512",
+    "spikformer_8_768",
+    "spikformer_4_384_cifar",
+    "SpikeDrivenTransformer",
+    "sdt_8_384",
+    "sdt_8_512",
+    "sdt_8_768",
+    "sdt_2_512_cifar",
+    "QKFormer",
+    "qkformer_10_384",
+    "qkformer_10_512",
+    "qkformer_10_768",
     "make_neuron",
     "set_backend",
     "cupy_usable",
