@@ -129,6 +129,20 @@ class SOPReport(Report):
                 "syops": "as syops counts it",
             }.get(convention, "a count of k at one input as k ACs")
             notes.append(f"first layer {event_input!r} takes spike counts (event data), so no encoding layer: {rule}")
+        if counted.get("attention_modules"):
+            notes.append(
+                {
+                    "exact": "spike attention (rows of products modules): the products of two spike tensors, one AC "
+                    "per pair of spikes in the association the row names ((Q K^T)V counts Q K^T as spike counts), "
+                    "masks (Hadamard products of spikes) none, sums one AC per spike added",
+                    "paper": "spike attention (rows of products modules): fr x FL of the products, as the "
+                    "transformer papers' energy formulas",
+                }.get(
+                    convention,
+                    f"spike attention (rows of products modules): not counted, as {convention} hooks "
+                    "layers with weights only",
+                )  # fmt: skip
+            )
         if spiking:
             source = counted.get("time_steps_from")
             if sample_steps is None:

@@ -58,6 +58,7 @@ from snn_lats.estimators.accumulators import (
     SynapseStats,
     input_columns,
 )
+from snn_lats.estimators.attention import attention_ops, is_attention
 from snn_lats.estimators.energy import EnergyPreset, energy_preset
 from snn_lats.estimators.fanout import InputEvents, fan_out, weight_cost, weight_shape
 from snn_lats.estimators.layers import (
@@ -159,10 +160,14 @@ class SynapticOpCounter:
         self._others: dict[int, OtherStats] = {}
         self._recurrent: dict[int, fn.FunctionalStats] = {}
         self._functional: dict[str, tuple[str, fn.FunctionalStats]] = {}  # row name -> (enclosing module, stats)
+        self._attention: dict[int, fn.FunctionalStats] = {}  # spike-attention products (estimators.attention)
         unhandled = []
         for name, module in model.named_modules():
             label = name or type(module).__name__
-            if isinstance(module, SYNAPTIC_LAYERS):
+            if is_attention(module):
+                self._attention[id(module)] = fn.FunctionalStats(type=module.products)
+                self._layers.append((label, module, self._attention[id(module)]))
+            elif isinstance(module, SYNAPTIC_LAYERS):
                 stats = SynapseStats(params=module.weight.numel())
                 self._caches[id(module)] = FanOutCache(module, stats, self.events_only)
                 self._layers.append((label, module, stats))
@@ -253,6 +258,8 @@ class SynapticOpCounter:
         for _, module, stats in self._layers:
             if isinstance(stats, SynapseStats):
                 self._handles.append(module.register_forward_pre_hook(self._count_synapses, with_kwargs=True))
+            elif id(module) in self._attention:
+                self._handles.append(module.register_forward_hook(self._count_attention))
             elif isinstance(stats, fn.FunctionalStats):
                 self._handles.append(module.register_forward_hook(self._count_recurrent))
             elif isinstance(stats, NeuronStats):
@@ -427,13 +434,13 @@ class SynapticOpCounter:
         name = self._names.get(id(module))
         if name is not None:
             self._stack.append(name)
-            if id(module) in self._caches or id(module) in self._recurrent:
+            if id(module) in self._caches or id(module) in self._recurrent or id(module) in self._attention:
                 self._inside += 1
 
     def _leave_module(self, module: nn.Module, args: tuple, output: Any) -> None:
         if self._names.get(id(module)) is not None and self._stack:
             self._stack.pop()
-            if id(module) in self._caches or id(module) in self._recurrent:
+            if id(module) in self._caches or id(module) in self._recurrent or id(module) in self._attention:
                 self._inside -= 1
 
     def _count_functional(self, func, name: str, args: tuple, kwargs: dict) -> None:
@@ -475,6 +482,23 @@ class SynapticOpCounter:
         weights = [p for n, p in module.named_parameters() if n.startswith("weight")]
         stats.params = sum(w.numel() for w in weights)
         stats.nonzero_params = sum(int((w != 0).sum()) for w in weights)
+
+    def _count_attention(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if not self._active:
+            return
+        stats = self._attention[id(module)]
+        ops = attention_ops(module.products, args, self.spiking)
+        stats.add(ops.ops, ops.dense, ops.as_acs)
+        stats.events += ops.events
+        stats.elements += ops.elements
+        stats.flops += ops.flops
+        stats.outputs += output.numel()
+        stats.sample_shape = stats.sample_shape or tuple(args[0].shape[1:])
+
+    def attention_ops(self) -> tuple[float, float]:
+        """``(ACs, MACs)`` of the spike-attention products counted so far, by the exact rule
+        (totals over all samples): what pruning moves only through the spikes it changes."""
+        return (sum(s.acs for s in self._attention.values()), sum(s.macs for s in self._attention.values()))
 
     def _count_other(self, module: nn.Module, args: tuple, output: Any) -> None:
         if not self._active:
@@ -535,7 +559,9 @@ class SynapticOpCounter:
         rows = []
         for name, module, stats in self._layers:
             row = {"name": name, "type": type(module).__name__, "kind": stats.kind, "input_shape": stats.sample_shape}
-            if isinstance(stats, fn.FunctionalStats):
+            if id(module) in self._attention:
+                row |= self._attention_figures(stats)
+            elif isinstance(stats, fn.FunctionalStats):
                 row |= self._functional_figures(stats)
             else:
                 row |= self._figures(module, self._caches.get(id(module)), stats, sample_steps_all)
@@ -561,6 +587,7 @@ class SynapticOpCounter:
                 "sequence_samples": self.sequence_samples,
                 "encoding_layer": encoding,
                 "event_input_layer": event_input if encoding is None else None,
+                "attention_modules": len(self._attention),
                 "extras": self.extras,
             },
         )
@@ -569,6 +596,20 @@ class SynapticOpCounter:
         figures = stats.figures()
         if self.extras:
             figures["extra_ops"] = 0
+        return figures
+
+    def _attention_figures(self, stats: fn.FunctionalStats) -> dict[str, Any]:
+        """A spike-attention row under the convention: the exact count; the papers' ``fr × FL``;
+        none for the tools that hook weighted layers only (NeuroBench, syops, sinabs)."""
+        figures = self._functional_figures(stats)
+        if self.convention == "paper":
+            rate = stats.events / stats.elements if stats.elements else 0.0
+            key = "acs" if stats.dense_acs else "macs"
+            value = rate * stats.flops if key == "acs" else float(stats.flops)
+            figures |= {"acs": 0, "macs": 0, "dense_acs": 0, "dense_macs": 0}
+            figures[key] = figures[f"dense_{key}"] = _number(value)
+        elif self.convention != "exact":
+            figures |= {"acs": 0, "macs": 0, "dense_acs": 0, "dense_macs": 0}
         return figures
 
     def _figures(self, module: nn.Module, cache: FanOutCache | None, stats: Any, sample_steps: int) -> dict[str, Any]:

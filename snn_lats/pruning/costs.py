@@ -28,7 +28,7 @@ __all__ = ["CostMeter", "Measurement", "check_reachable"]
 class Measurement(NamedTuple):
     """Per sample, over ``samples`` training samples: ``costs`` of every pruned weight (float64,
     shaped like the weight) and ``fixed``, the count of the synaptic layers left out of the
-    pruning (their weights as they are)."""
+    pruning (their weights as they are) and of the spike-attention products (no weights)."""
 
     costs: dict[str, torch.Tensor]
     fixed: float
@@ -89,6 +89,7 @@ class CostMeter:
         self._armed = False
         self._carried: dict[str, dict[tuple, list[torch.Tensor]]] = {}  # a resumed window's events
         self._carried_samples = 0
+        self._carried_attention = [0.0, 0.0]  # and its spike-attention (ACs, MACs)
 
     def _new_counter(self) -> SynapticOpCounter:
         return SynapticOpCounter(self.model, T=self._T, training_only=True, events_only=True)
@@ -124,16 +125,21 @@ class CostMeter:
                     shapes[key] = [item.spikes.clone(), item.nonzero.clone()]
         return events, self._counter.samples + self._carried_samples
 
+    def _attention(self) -> list[float]:
+        """``[ACs, MACs]`` of the spike-attention products counted in this window (a resumed one's included)."""
+        return [a + b for a, b in zip(self._carried_attention, self._counter.attention_ops(), strict=True)]
+
     def take(self) -> Measurement | None:
         """The costs of the forwards counted since the last call (None if none was), and a fresh
         window (the meter stays armed or not)."""
         events, samples = self._events()
+        attention = self._attention()
         armed = self._armed
         self.arm(False)
         self._counter = self._new_counter()
-        self._carried, self._carried_samples = {}, 0
+        self._carried, self._carried_samples, self._carried_attention = {}, 0, [0.0, 0.0]
         self.arm(armed)
-        samples = _all_reduce(events, samples)
+        samples, attention = _all_reduce(events, samples, attention)
         if samples == 0:
             return None
         if not any(events.values()):
@@ -145,7 +151,7 @@ class CostMeter:
             )
         ac, mac = (1.0, 1.0) if self.preset is None else (self.preset.ac_pj, self.preset.mac_pj)
         modules = dict(self.model.named_modules())
-        costs, fixed = {}, 0.0
+        costs, fixed = {}, (attention[0] * ac + attention[1] * mac) / samples
         for label, shapes in events.items():
             # The counter names the root module (named_modules()' "") by its type.
             name = label if label in modules else ""
@@ -196,6 +202,7 @@ class CostMeter:
         events, samples = self._events()
         return {
             "samples": samples,
+            "attention": self._attention(),
             "events": {
                 name: [
                     [list(shape), None if pad is None else list(pad), s, n] for (shape, pad), (s, n) in shapes.items()
@@ -214,25 +221,27 @@ class CostMeter:
             for name, items in state["events"].items()
         }  # fmt: skip
         self._carried_samples = int(state["samples"])
+        self._carried_attention = [float(v) for v in state.get("attention", (0.0, 0.0))]  # absent before 2026-12
         self.arm(armed)
 
 
-def _all_reduce(events: dict[str, dict[tuple, list[torch.Tensor]]], samples: int) -> int:
-    """Sum ``events`` (in place) and ``samples`` over the processes of ``torch.distributed``, if
-    it runs; every process must have seen the same layers and input shapes."""
+def _all_reduce(
+    events: dict[str, dict[tuple, list[torch.Tensor]]], samples: int, attention: list[float]
+) -> tuple[int, list[float]]:
+    """Sum ``events`` (in place), ``samples`` and ``attention`` over the processes of
+    ``torch.distributed``, if it runs; every process must have seen the same layers and input shapes."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return samples
+        return samples, attention
     tensors = [t for name in sorted(events) for key in sorted(events[name]) for t in events[name][key]]
     device = tensors[0].device if tensors else torch.device("cpu")
-    flat = torch.cat(
-        [t.flatten() for t in tensors] + [torch.tensor([float(samples)], dtype=torch.float64, device=device)]
-    )
+    scalars = torch.tensor([*attention, float(samples)], dtype=torch.float64, device=device)
+    flat = torch.cat([t.flatten() for t in tensors] + [scalars])
     dist.all_reduce(flat)
     offset = 0
     for t in tensors:
         t.copy_(flat[offset : offset + t.numel()].view_as(t))
         offset += t.numel()
-    return int(flat[-1].item())
+    return int(flat[-1].item()), [float(v) for v in flat[-3:-1]]
 
 
 def check_reachable(measurement: Measurement, controller, seen: str) -> None:
