@@ -245,3 +245,29 @@ def test_a_new_export_replaces_the_files_of_an_earlier_one(checkpoints, tmp_path
     assert run_cli([*args, "--format", "dense"], capsys)[0] == 0
     assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.pth", "model.safetensors"]
     assert json.loads((out / "export.json").read_text())["files"] == ["model.safetensors", "model.pth"]
+
+
+def test_a_pruned_spikformer_exports_sparse_exactly_and_nir_refuses_it_in_one_line(tmp_path, capsys):
+    data = _image_folder(tmp_path / "data")
+    run = tmp_path / "spikformer"
+    common = ["train", *TINY, "--data-path", str(data), "--model", "spikformer_8_384", "--width", "16"]
+    common += ["--depth", "1", "--num-heads", "2", "--T", "2", "--opt", "adamw", "--lr", "0.01"]
+    assert main([*common, "--prune", "lats", "--target-sparsity", "0.8", "--output-dir", str(run)]) == 0
+    checkpoint = run / "model_best.pth"
+    out = tmp_path / "export"
+    code, _, stderr = run_cli(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--format", "nir"], capsys)
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert "spike attention multiplies two activations" in stderr and not out.exists()
+    args = ["export", "--checkpoint", str(checkpoint), "--out", str(out), "--format", "dense", "sparse"]
+    assert run_cli([*args, "--sops-batches", "0"], capsys)[0] == 0
+    model, _ = build_model_from_checkpoint(checkpoint)
+    plain = networks.create("spikformer_8_384", num_classes=4, T=2, width=16, depth=1, num_heads=2, stem="cifar")
+    plain.load_state_dict(load_sparse(out / "model.sparse.safetensors"), strict=True)
+    zeros = sum(
+        int((m.weight == 0).sum()) for m in plain.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))
+    )
+    assert zeros > 0
+    x = torch.rand(3, 3, SIZE, SIZE)
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), model(x), rtol=0, atol=0)

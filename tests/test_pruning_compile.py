@@ -26,6 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 NETWORKS = {
     "resnet18": dict(width=4, num_classes=5),
     "sew_resnet18": dict(width=4, num_classes=5, T=2, backend="torch"),
+    "spikformer_8_384": dict(width=16, depth=1, num_heads=2, num_classes=5, T=2, stem="cifar", backend="torch"),
 }
 
 
@@ -62,6 +63,7 @@ def test_pruning_adds_no_graph_break(name):
         ("resnet18", "learnable", "exact", "sgd"),
         ("sew_resnet18", "lats", "straight-through", "sgd"),
         ("resnet18", "lats", "straight-through", "adamw"),  # per-weight thresholds
+        ("spikformer_8_384", "lats", "straight-through", "adamw"),  # the transformers' optimizer
     ],
 )
 def test_compiled_training_steps_compile_once_while_the_thresholds_move_and_equal_eager(name, schedule, gradient, opt):

@@ -52,6 +52,7 @@ from torch import nn
 
 from snn_lats._spikingjelly import neuron as sj_neuron
 from snn_lats.deploy.fold import fold_batchnorm
+from snn_lats.estimators.attention import is_attention
 from snn_lats.networks.sew_resnet import BasicBlock, Bottleneck, SEWResNet
 
 __all__ = ["DEFAULT_DT", "NIRExportError", "require_nir", "to_nir"]
@@ -260,11 +261,15 @@ def to_nir(model: nn.Module, input_shape: Sequence[int], *, dt: float = DEFAULT_
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) of positive sizes, got {input_shape}")
     if not isinstance(model, SEWResNet):
-        reason = (
-            "an ANN (T = 1, real-valued ReLU activations): NIR describes spiking networks and has no ReLU node"
-            if not getattr(model, "spiking", False)
-            else "NIR export knows the SEW ResNet structure (snn_lats.networks.SEWResNet) only"
-        )
+        if not getattr(model, "spiking", False):
+            reason = "an ANN (T = 1, real-valued ReLU activations): NIR describes spiking networks and has no ReLU node"
+        elif any(is_attention(m) for m in model.modules()):
+            reason = (
+                "its spike attention multiplies two activations (Q Kᵀ, K ⊙ V), and NIR's nodes multiply an input "
+                "by fixed weights only"
+            )
+        else:
+            reason = "NIR export knows the SEW ResNet structure (snn_lats.networks.SEWResNet) only"
         raise NIRExportError("the model", type(model).__name__, reason)
     if input_shape[0] != model.in_channels:
         raise ValueError(f"input_shape has {input_shape[0]} channels, the network takes {model.in_channels}")
