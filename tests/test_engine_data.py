@@ -493,3 +493,63 @@ def test_num_classes_must_match_the_data_set(tmp_path):
     with pytest.raises(DataError, match="--num-classes 5 does not match the 10 classes"):
         build_datasets(data(dataset="digits", num_classes=5))
     assert build_datasets(data(dataset="digits", num_classes=10), train=False)[2] == 10
+
+
+def test_mixup_mixes_each_image_with_its_neighbour_and_the_targets_alike():
+    # MixUp's contract (Zhang et al. 2018, as torchvision applies it to a batch): image i becomes
+    # λ·x_i + (1 − λ)·x_{i−1} and its target λ·onehot(y_i) + (1 − λ)·onehot(y_{i−1}), one λ per batch.
+    from snn_lats.data import batch_mixing
+
+    assert batch_mixing(0.0, 0.0, 5) is None
+    torch.manual_seed(0)
+    images, labels = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    mixed, targets = batch_mixing(0.4, 0.0, 5)(images, labels)
+    lam = float(targets[0, 0])
+    assert 0 < lam < 1 and targets.shape == (4, 5)
+    for i in range(4):
+        expected = torch.zeros(5)
+        expected[labels[i]] += lam
+        expected[labels[i - 1]] += 1 - lam
+        torch.testing.assert_close(targets[i], expected)
+        torch.testing.assert_close(mixed[i], lam * images[i] + (1 - lam) * images[i - 1])
+
+
+def test_cutmix_pastes_one_box_and_weighs_the_targets_by_its_area():
+    from snn_lats.data import batch_mixing
+
+    torch.manual_seed(3)
+    images, labels = torch.rand(4, 1, 10, 10), torch.tensor([4, 3, 2, 1])
+    mixed, targets = batch_mixing(0.0, 1.0, 5)(images, labels)
+    pasted = (mixed != images).any(0).any(0)  # the box, where image i shows image i-1
+    for i in range(4):
+        box = mixed[i, 0][pasted]
+        torch.testing.assert_close(box, images[i - 1, 0][pasted])
+        kept = 1 - float(pasted.sum()) / 100
+        assert targets[i, labels[i]] == pytest.approx(kept) and targets[i].sum() == pytest.approx(1.0)
+    both = batch_mixing(0.8, 1.0, 5)
+    assert type(both).__name__ == "RandomChoice"  # one of the two per batch, as torchvision's reference
+
+
+def test_randaugment_is_in_the_image_folder_training_transform_only_when_asked():
+    from snn_lats.data import train_transform
+
+    names = [type(t).__name__ for t in train_transform(32, "ra").transforms]
+    assert names[:3] == ["RandomResizedCrop", "RandomHorizontalFlip", "RandAugment"]
+    assert "RandAugment" not in [type(t).__name__ for t in train_transform(32).transforms]
+    with pytest.raises(ValueError, match="auto_augment"):
+        train_transform(32, "aa")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(dataset="digits", auto_augment="ra"), "image folder"),
+        (dict(dataset="dvs128-gesture", T=4, mixup_alpha=0.2), "frame sequences"),
+        (dict(dataset="digits", cutmix_alpha=-1.0), "cutmix_alpha must be a number >= 0"),
+    ],
+)
+def test_augmentation_options_are_refused_where_they_do_not_apply(kwargs, message):
+    from snn_lats.engine.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match=message):
+        TrainConfig(**kwargs).validate()

@@ -24,6 +24,7 @@ from snn_lats.data.errors import DataError
 from snn_lats.data.events import EVENT_DATASETS, SPLIT_BY, EventFrames
 from snn_lats.data.idx import FASHION_MNIST_SYSTEM_PATH, MNIST_FILES, FashionMNISTFiles, MNISTFiles, read_idx
 from snn_lats.data.imagefolder import (
+    AUTO_AUGMENT,
     BAD_IMAGE_POLICIES,
     IMAGE_EXTENSIONS,
     IMAGENET_MEAN,
@@ -34,9 +35,19 @@ from snn_lats.data.imagefolder import (
     train_transform,
     val_transform,
 )
-from snn_lats.data.loaders import Batch, Loader, SeededSamples, ShardSampler, build_loaders, collate, set_epoch
+from snn_lats.data.loaders import (
+    Batch,
+    Loader,
+    SeededSamples,
+    ShardSampler,
+    batch_mixing,
+    build_loaders,
+    collate,
+    set_epoch,
+)
 
 __all__ = [
+    "AUTO_AUGMENT",
     "BAD_IMAGE_POLICIES",
     "CIFAR_FILES",
     "DATASETS",
@@ -61,6 +72,7 @@ __all__ = [
     "SeededSamples",
     "ShardSampler",
     "balanced_subset",
+    "batch_mixing",
     "build_datasets",
     "build_loaders",
     "check_image_folder",

@@ -216,6 +216,6 @@ def _read_datasets(config: Any, dataset: str, train: bool) -> tuple[Dataset | No
     val_set = ImageFolderDataset(root / "val", evaluation, config.bad_images)
     train_set = None
     if train:
-        augmentation = train_transform(config.train_crop_size) if config.augment else evaluation
+        augmentation = train_transform(config.train_crop_size, config.auto_augment) if config.augment else evaluation
         train_set = ImageFolderDataset(root / "train", augmentation, config.bad_images)
     return train_set, val_set, len(val_classes)

@@ -13,6 +13,7 @@ from snn_lats._torchvision import datasets, transforms
 from snn_lats.data.errors import DataError
 
 __all__ = [
+    "AUTO_AUGMENT",
     "BAD_IMAGE_POLICIES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -25,20 +26,24 @@ __all__ = [
 ]
 
 BAD_IMAGE_POLICIES = ("skip", "fail")
+#: ``--auto-augment`` policies (torchvision's reference flag): "ra", RandAugment.
+AUTO_AUGMENT = ("ra",)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = datasets.folder.IMG_EXTENSIONS
 
 
-def train_transform(crop_size: int = 224) -> Any:
-    return transforms.Compose(
-        [
-            transforms.RandomResizedCrop(crop_size),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
+def train_transform(crop_size: int = 224, auto_augment: str | None = None) -> Any:
+    """torchvision's reference training transform: random resized crop and flip, then
+    ``auto_augment`` ("ra": ``transforms.v2.RandAugment``, on the PIL image) where given."""
+    steps = [transforms.RandomResizedCrop(crop_size), transforms.RandomHorizontalFlip()]
+    if auto_augment == "ra":
+        from torchvision.transforms import v2  # after snn_lats._torchvision (imported above)
+
+        steps.append(v2.RandAugment(interpolation=transforms.InterpolationMode.BILINEAR))
+    elif auto_augment is not None:
+        raise ValueError(f"auto_augment must be one of {AUTO_AUGMENT}, got {auto_augment!r}")
+    return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def val_transform(resize_size: int = 256, crop_size: int = 224) -> Any:

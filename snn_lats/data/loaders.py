@@ -18,7 +18,16 @@ from torch.utils.data.distributed import DistributedSampler
 
 from snn_lats.data import seeding
 
-__all__ = ["Batch", "Loader", "SeededSamples", "ShardSampler", "build_loaders", "collate", "set_epoch"]
+__all__ = [
+    "Batch",
+    "Loader",
+    "SeededSamples",
+    "ShardSampler",
+    "batch_mixing",
+    "build_loaders",
+    "collate",
+    "set_epoch",
+]
 
 
 class Batch(NamedTuple):
@@ -38,6 +47,24 @@ def collate(samples: list) -> Batch:
         images = images.transpose(0, 1).contiguous()
     targets = torch.tensor([s[1] for s in kept], dtype=torch.int64)
     return Batch(images, targets, skipped)
+
+
+def batch_mixing(mixup_alpha: float, cutmix_alpha: float, num_classes: int):
+    """torchvision's ``transforms.v2.MixUp``/``CutMix`` (one of the two per batch when both alphas
+    are > 0), as its reference scripts apply them to training batches: ``(images [N, C, H, W],
+    targets [N]) -> (mixed images, targets [N, num_classes] as probabilities)``. None when both
+    alphas are 0. Applied in the main process, so its draws come from torch's RNG, which a
+    checkpoint holds."""
+    from torchvision.transforms import v2  # snn_lats.data imported snn_lats._torchvision first
+
+    mixes = []
+    if mixup_alpha > 0:
+        mixes.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
+    if cutmix_alpha > 0:
+        mixes.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
+    if not mixes:
+        return None
+    return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
 
 
 def build_loaders(

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from snn_lats import networks
-from snn_lats.data import BAD_IMAGE_POLICIES, DATASETS, EVENT_DATASETS, SPLIT_BY
+from snn_lats.data import AUTO_AUGMENT, BAD_IMAGE_POLICIES, DATASETS, EVENT_DATASETS, SPLIT_BY
 from snn_lats.engine.distributed import DEVICES
 from snn_lats.engine.optim import LR_SCHEDULERS, OPTIMIZERS
 from snn_lats.estimators import ENERGY_PRESETS
@@ -141,6 +141,21 @@ class TrainConfig:
     )
     augment: bool = option(
         True, "random crops (and flips for image folders) in training; event data has none", group="data"
+    )
+    auto_augment: str | None = option(
+        None,
+        "ra: RandAugment (torchvision.transforms.v2) after the random crop and flip; image folders only",
+        group="data",
+        choices=AUTO_AUGMENT,
+    )
+    mixup_alpha: float = option(
+        0.0, "MixUp's alpha (torchvision.transforms.v2.MixUp) on training batches; 0: off", group="data", minimum=0
+    )
+    cutmix_alpha: float = option(
+        0.0,
+        "CutMix's alpha (torchvision.transforms.v2.CutMix); with --mixup-alpha, one of the two per batch; 0: off",
+        group="data",
+        minimum=0,
     )
     workers: int = option(
         4, "data loading processes per rank", group="data", flags=("-j", "--workers"), minimum=0, trajectory=False
@@ -427,6 +442,13 @@ class TrainConfig:
                 raise RecipeError(f"dataset {self.dataset!r} needs --T: the frames each recording is integrated into")
             if self.channels_last:  # a format of 4-d tensors; event batches are [T, N, C, H, W]
                 raise RecipeError(f"channels_last (--channels-last) applies to images, not to {self.dataset!r} frames")
+            if self.mixup_alpha or self.cutmix_alpha:
+                raise RecipeError(f"mixup_alpha and cutmix_alpha mix images, not {self.dataset!r} frame sequences")
+        if self.auto_augment is not None and self.dataset != "imagefolder":
+            raise RecipeError(
+                f"auto_augment (--auto-augment) works on the images of an image folder; {self.dataset!r} comes as "
+                "normalised tensors"
+            )
         self._validate_pruning()
         if self.test_only and not self.resume:
             raise RecipeError("test_only (--test-only) needs a checkpoint to evaluate (--resume PATH)")

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from snn_lats._io import atomic_write_text, check_writable
-from snn_lats.data import build_datasets, build_loaders, collate, seeding, set_epoch
+from snn_lats.data import batch_mixing, build_datasets, build_loaders, collate, seeding, set_epoch
 from snn_lats.engine import distributed as dist_utils
 from snn_lats.engine.checkpoint import CheckpointSaver, check_architecture, load_checkpoint
 from snn_lats.engine.distributed import any_rank
@@ -158,6 +158,7 @@ class Training:
     train_model: nn.Module
     step_model: nn.Module
     criterion: nn.Module
+    mixing: Any  # MixUp/CutMix of training batches (None: off)
     optimizer: torch.optim.Optimizer
     pruner: SoftThresholdPruner | None
     lr_scheduler: Any
@@ -265,6 +266,7 @@ def _prepare(
         train_model=train_model,
         step_model=step_model,
         criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        mixing=batch_mixing(config.mixup_alpha, config.cutmix_alpha, num_classes),
         optimizer=optimizer,
         pruner=pruner,
         lr_scheduler=lr_scheduler,
@@ -470,6 +472,10 @@ def train_one_epoch(run: Training, epoch: int) -> dict[str, float]:
             raise RuntimeError("every image of a batch was unreadable; check the data set (see the warnings)")
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
+        labels = targets  # the classes the training accuracy counts
+        if run.mixing is not None:  # targets become class probabilities; the larger share is the label
+            images, targets = run.mixing(images, targets)
+            labels = targets.argmax(1)
         if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         forward = run.train_model if pruner is not None and pruner.measuring else run.step_model
@@ -493,10 +499,10 @@ def train_one_epoch(run: Training, epoch: int) -> dict[str, float]:
 
         state.step += 1
         state.epoch_step += 1
-        n = targets.numel()
+        n = labels.numel()
         seen += n
         sums["loss"] += loss_value * n
-        sums["correct"] += float((output.argmax(1) == targets).sum())
+        sums["correct"] += float((output.argmax(1) == labels).sum())
         sums["samples"] += n
         state.partial = dict(sums)
         if progress.count % config.print_freq == 0 or progress.count == progress.total:
