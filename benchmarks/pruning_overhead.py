@@ -1,12 +1,16 @@
 """Cost of soft-threshold pruning per training step, against dense training and torch.nn.utils.prune.
 
 Four configurations of the same network at the same per-layer sparsity, trained with SGD
-(momentum 0.9) on a random batch:
+(momentum 0.9), or with AdamW (``--opt adamw``, the transformers' optimizer), on a random batch:
 
 - ``dense``: no pruning;
 - ``torch-prune``: ``torch.nn.utils.prune.l1_unstructured`` (forward pre-hook, weight = orig * mask);
 - ``naive``: a parametrization computing ``S_d(θ)`` with autograd ops at every forward;
 - ``lats``: :class:`snn_lats.pruning.SoftThresholdPruner` (cached ``S_d(θ)``, identity backward).
+  Under AdamW its thresholds are per weight, ``λ·Σ η/(√v̂ + ε)``, and the pruner folds Adam's
+  step factors into them at every step: it runs LATS with ``--adam-l1`` λ and an open window (the
+  per-step work of a run inside its pruning window), so its sparsity is what λ gives, not
+  ``--sparsity`` (the dense CPU kernels' time does not depend on it).
 
 Step time: the configurations are interleaved in one process (the order rotates every repeat);
 each repeat times ``--steps`` steps per configuration; the printed ratios are medians over repeats
@@ -22,6 +26,7 @@ temporaries); it does not count the Python process or the libraries.
 Example::
 
     python benchmarks/pruning_overhead.py --model sew_resnet18 --T 4 --batch-size 4 --image-size 64
+    python benchmarks/pruning_overhead.py --model spikformer_8_384 --width 128 --depth 2 --opt adamw
 """
 
 from __future__ import annotations
@@ -53,10 +58,16 @@ def build_model(args) -> nn.Module:
         return getattr(models, args.model.split(".", 1)[1])(num_classes=args.num_classes)
     from snn_lats import networks
 
-    kwargs = {"T": args.T} if args.model.startswith("sew_") else {}  # ANNs have no T
+    kwargs = {"T": args.T} if _spiking(args.model) else {}  # ANNs have no T
     if args.width is not None:
         kwargs["width"] = args.width
+    if args.depth is not None:
+        kwargs["depth"] = args.depth
     return networks.create(args.model, num_classes=args.num_classes, **kwargs)
+
+
+def _spiking(name: str) -> bool:
+    return name.startswith(("sew_", "spikformer_", "sdt_", "qkformer_"))
 
 
 class _NaiveSoftThreshold(nn.Module):
@@ -93,10 +104,15 @@ class Config:
         elif kind == "naive":
             for name, module in layers.items():
                 parametrize.register_parametrization(module, "weight", _NaiveSoftThreshold(thresholds[name]))
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay
-        )
-        if kind == "lats":
+        if args.opt == "adamw":
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(
+                self.model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay
+            )
+        if kind == "lats" and args.opt == "adamw":  # per-weight thresholds, updated at every step
+            self.pruner = SoftThresholdPruner(self.model, self.optimizer, "lats", l1=args.adam_l1)
+        elif kind == "lats":
             # LATS reaching D = 1 after the first step; layer_scale makes each layer's D its quantile.
             self.pruner = SoftThresholdPruner(
                 self.model,
@@ -161,7 +177,12 @@ def main(argv=None) -> int:
         help="a name of snn_lats.networks.create, or torchvision.NAME (default sew_resnet18)",
     )
     parser.add_argument("--T", type=int, default=4, help="time steps (spiking networks)")
-    parser.add_argument("--width", type=int, help="ResNets: channels of the first stage (default: the network's)")
+    parser.add_argument(
+        "--width", type=int, help="ResNets: channels of the first stage; transformers: the embedding dimension"
+    )
+    parser.add_argument("--depth", type=int, help="transformers: number of blocks (default: the network's)")
+    parser.add_argument("--opt", choices=("sgd", "adamw"), default="sgd")
+    parser.add_argument("--adam-l1", type=float, default=1e-4, help="--opt adamw: λ of the LATS configuration")
     parser.add_argument("-b", "--batch-size", type=int, default=4)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--num-classes", type=int, default=1000)
@@ -215,8 +236,8 @@ def main(argv=None) -> int:
         return statistics.median(t / u for t, u in zip(times[a], times[b]))
 
     print(
-        f"model={args.model} {f'T={args.T} ' if args.model.startswith('sew_') else ''}"
-        f"{f'width={args.width} ' if args.width else ''}"
+        f"model={args.model} {f'T={args.T} ' if _spiking(args.model) else ''}"
+        f"{f'width={args.width} ' if args.width else ''}{f'depth={args.depth} ' if args.depth else ''}opt={args.opt} "
         f"batch={args.batch_size} image={args.image_size} "
         f"sparsity={args.sparsity} steps={args.steps} repeats={args.repeats} "
         f"torch={torch.__version__} threads={torch.get_num_threads()}"
