@@ -154,8 +154,20 @@ def test_static_and_sequence_inputs_give_time_mean_logits(name):
     x = images()
     logits = model(x)
     assert logits.shape == (3, 5)
-    # A static batch is the same batch repeated over T.
-    torch.testing.assert_close(model(x.unsqueeze(0).repeat(4, 1, 1, 1, 1)), logits, rtol=0, atol=0)
+    # A static batch is the same batch repeated over T, its encoding computed once (as the SEW
+    # ResNets do; the SOP counter then charges the encoding conv once per sample).
+    first = model.patch_embed1.proj_conv if name.startswith("qkformer") else model.patch_embed.proj_conv
+    steps = []
+    hook = first.register_forward_hook(lambda m, args, out: steps.append(args[0].shape[0]))
+    repeated = model(x.unsqueeze(0).repeat(4, 1, 1, 1, 1))
+    hook.remove()
+    assert steps == [4]
+    torch.testing.assert_close(repeated, logits, rtol=0, atol=1e-6)
+    steps.clear()
+    hook = first.register_forward_hook(lambda m, args, out: steps.append(args[0].shape[0]))
+    model(x)
+    hook.remove()
+    assert steps == [1]
     sequence = torch.rand(4, 2, 1, 16, 16)
     assert model(sequence).shape == (2, 5)
     # Image sides that the pools do not divide are fine: ceil(ceil(15/2)/2) = 4.

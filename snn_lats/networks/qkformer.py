@@ -55,6 +55,7 @@ from .spikformer import (
     ATTENTION_THRESHOLD,
     MLP,
     Block,
+    encode_once,
     max_pool,
     token_linear,
     token_norm,
@@ -93,8 +94,9 @@ class PatchEmbedInit(nn.Module):
         self.proj_res_bn = norm(dim)
         self.proj_res_lif = spiking_neuron()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj_bn(self.proj_conv(x))
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """``x``: a sequence, or a static batch as one step with ``steps`` (:func:`encode_once`)."""
+        x = encode_once(self.proj_bn(self.proj_conv(x)), steps)
         if self.pooled:
             x = self.proj_maxpool(x)
         feat = self.proj_lif(x)
@@ -244,27 +246,26 @@ class QKFormer(nn.Module):
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last stage's output ``[T, N, D, h, w]`` of a sequence ``[T, N, C, H, W]``,
-        from the neurons' reset state."""
+    def forward_features(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """The last stage's output ``[T, N, D, h, w]`` of a sequence ``[T, N, C, H, W]`` (or of a
+        static batch ``[1, N, C, H, W]`` encoded once and repeated over ``steps``), from the
+        neurons' reset state."""
         reset_state(self)
-        for embed, stage in (
-            (self.patch_embed1, self.stage1),
-            (self.patch_embed2, self.stage2),
-            (self.patch_embed3, self.stage3),
-        ):
-            x = embed(x)
-            tokens = x.flatten(3)
-            for block in stage:
-                tokens = block(tokens)
-            x = tokens.reshape(x.shape)
-        return x
+        x = self._stage(self.patch_embed1(x, steps), self.stage1)
+        x = self._stage(self.patch_embed2(x), self.stage2)
+        return self._stage(self.patch_embed3(x), self.stage3)
+
+    @staticmethod
+    def _stage(x: torch.Tensor, blocks: nn.ModuleList) -> torch.Tensor:
+        """The blocks of a stage on the tokens of ``x`` ``[T, N, D, h, w]``; the same shape back."""
+        tokens = x.flatten(3)
+        for block in blocks:
+            tokens = block(tokens)
+        return tokens.reshape(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, static = as_sequence(x, self.T, self.in_channels)
-        if static:
-            x = x.repeat(self.T, 1, 1, 1, 1)
-        return self.head(self.forward_features(x).flatten(3).mean(3).mean(0))
+        return self.head(self.forward_features(x, self.T if static else None).flatten(3).mean(3).mean(0))
 
 
 def _build(defaults: dict[str, Any], kwargs: dict[str, Any]) -> QKFormer:

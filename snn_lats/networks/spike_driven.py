@@ -75,6 +75,7 @@ from .spikformer import (
     ATTENTION_THRESHOLD,
     POOLED_STAGES,
     check_transformer_arguments,
+    encode_once,
     max_pool,
     stage_suffix,
     transformer_neuron,
@@ -120,10 +121,13 @@ class MembraneSPS(nn.Module):
         self.rpe_conv = conv3x3(dim, dim)
         self.rpe_bn = norm(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """``x``: a sequence, or a static batch as one step with ``steps`` (:func:`encode_once`)."""
         for index in range(4):
             suffix = stage_suffix(index)
             x = getattr(self, f"proj_bn{suffix}")(getattr(self, f"proj_conv{suffix}")(x))
+            if index == 0:
+                x = encode_once(x, steps)
             if index < 3:
                 x = getattr(self, f"proj_lif{suffix}")(x)
             if self.pooled[index]:
@@ -261,20 +265,19 @@ class SpikeDrivenTransformer(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The blocks' output ``[T, N, D, h, w]`` (membrane potentials) of a sequence ``[T, N, C, H, W]``,
-        from the neurons' reset state."""
+    def forward_features(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """The blocks' output ``[T, N, D, h, w]`` (membrane potentials) of a sequence ``[T, N, C, H, W]``
+        (or of a static batch ``[1, N, C, H, W]`` encoded once and repeated over ``steps``), from
+        the neurons' reset state."""
         reset_state(self)
-        x = self.patch_embed(x)
+        x = self.patch_embed(x, steps)
         for block in self.block:
             x = block(x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, static = as_sequence(x, self.T, self.in_channels)
-        if static:
-            x = x.repeat(self.T, 1, 1, 1, 1)
-        x = self.head_lif(self.forward_features(x).flatten(3).mean(3))  # [T, N, D] spikes
+        x = self.head_lif(self.forward_features(x, self.T if static else None).flatten(3).mean(3))  # [T, N, D]
         return self.head(x.mean(0))
 
 

@@ -160,6 +160,14 @@ def stage_suffix(index: int) -> str:
     return str(index) if index else ""
 
 
+def encode_once(x: torch.Tensor, steps: int | None) -> torch.Tensor:
+    """The first conv-BN's output of a static batch (``[1, N, ...]``) repeated over ``steps``: the
+    encoding of a static image is the same at every step, so it is computed once, as the SEW
+    ResNets do (the authors repeat the image first: the same values, T times the encoding's
+    multiplications). A sequence (``steps`` None) as it is."""
+    return x if steps is None else x.repeat(steps, *([1] * (x.dim() - 1)))
+
+
 class SPS(nn.Module):
     """Spiking patch splitting: ``[T, N, C, H, W]`` images to ``[T, N, D, H/p, W/p]`` spikes
     (sums of two spike maps: the embedding and its relative position term).
@@ -187,11 +195,15 @@ class SPS(nn.Module):
         self.rpe_bn = norm(dim)
         self.rpe_lif = spiking_neuron()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """``x``: a sequence, or a static batch as one step ``[1, N, C, H, W]`` with ``steps`` the
+        steps to repeat its encoding over (:func:`encode_once`)."""
         for index in range(4):
             suffix = stage_suffix(index)
             x = getattr(self, f"proj_conv{suffix}")(x)
             x = getattr(self, f"proj_bn{suffix}")(x)
+            if index == 0:
+                x = encode_once(x, steps)
             x = getattr(self, f"proj_lif{suffix}")(x)
             if self.pooled[index]:
                 x = getattr(self, f"maxpool{suffix}")(x)
@@ -354,20 +366,19 @@ class Spikformer(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The blocks' output ``[T, N, D, L]`` of a sequence ``[T, N, C, H, W]``,
-        from the neurons' reset state."""
+    def forward_features(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """The blocks' output ``[T, N, D, L]`` of a sequence ``[T, N, C, H, W]`` (or of a static
+        batch ``[1, N, C, H, W]`` encoded once and repeated over ``steps``), from the neurons'
+        reset state."""
         reset_state(self)
-        x = self.patch_embed(x).flatten(3)
+        x = self.patch_embed(x, steps).flatten(3)
         for block in self.block:
             x = block(x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, static = as_sequence(x, self.T, self.in_channels)
-        if static:
-            x = x.repeat(self.T, 1, 1, 1, 1)
-        return self.head(self.forward_features(x).mean(3).mean(0))
+        return self.head(self.forward_features(x, self.T if static else None).mean(3).mean(0))
 
 
 def _build(defaults: dict[str, Any], kwargs: dict[str, Any]) -> Spikformer:
