@@ -2,7 +2,20 @@
 
 Trains a small SEW ResNet-18 (the SNN) and the matching ResNet-18 (the ANN: same width and stem,
 one time step) on scikit-learn's offline digits (or any ImageFolder), for the same fixed budget,
-with every threshold schedule and two baselines, at several target sparsities, over several seeds:
+with every threshold schedule and two baselines, at several target sparsities, over several seeds.
+``--networks`` picks among them and two tiny spiking transformers:
+
+- ``snn``: SEW ResNet-18 (``--width`` channels in the first stage, ``--T`` steps, IF neurons, ADD);
+- ``ann``: ResNet-18 of the same width and stem, one time step;
+- ``spikformer``, ``sdt``: Spikformer and the Spike-driven Transformer (v1) at ``--tf-width``
+  (embedding dimension), ``--tf-depth`` blocks and ``--tf-heads`` heads, ``--T`` steps, the
+  authors' LIF neurons, the same ``--stem`` (``cifar``: patches of 4 pixels). They train with
+  AdamW (``--tf-lr``, ``--tf-weight-decay``; LATS then thresholds each weight by its own Adam
+  step), the ResNets with SGD (``--lr``, momentum 0.9, no weight decay). Everything else (data,
+  epochs, batch, lr schedule, pruning window, fixed mask, BatchNorm recalibration, seeds) is the
+  same for every network.
+
+The methods:
 
 - ``lats``, ``slats``, ``pgh`` (``β < 1``: early pruning), ``stds-sine``, ``constant`` (pruning at
   initialisation): ``snn-lats train --prune MODE --final-threshold D``. The final sparsity of these
@@ -67,7 +80,8 @@ CALIBRATED = ("lats", "slats", "pgh", "stds-sine", "constant")
 # A level counts as reached when the mean achieved sparsity is within this of it in logit
 # (99 %: 98.7-99.2 %; 90 %: 87.5-92 %); a calibrated schedule that lands further off is "not reached".
 REACHED_LOGIT = 0.25
-NETWORKS = {"snn": "sew_resnet18", "ann": "resnet18"}
+NETWORKS = {"snn": "sew_resnet18", "ann": "resnet18", "spikformer": "spikformer_8_384", "sdt": "sdt_8_384"}
+TRANSFORMERS = ("spikformer", "sdt")  # built at --tf-width/--tf-depth/--tf-heads, trained with AdamW
 LABELS = {
     "lats": "LATS",
     "lats-target": "LATS, --target-sparsity",
@@ -274,6 +288,7 @@ def summarise(results: list[dict], levels: list[float]) -> list[dict]:
                 rows.append(
                     {
                         "network": network,
+                        "model": model_title(group[0]["spec"]),
                         "method": method,
                         "level": level,
                         "reached": level is None or abs(_logit(achieved) - _logit(level)) <= REACHED_LOGIT,
@@ -289,13 +304,22 @@ def summarise(results: list[dict], levels: list[float]) -> list[dict]:
     return rows
 
 
+def model_title(spec: dict) -> str:
+    """The network of a run spec, e.g. ``sew_resnet18`` or ``spikformer, width 32, depth 2, 4 heads``."""
+    base = spec["base"]
+    if spec["network"] not in TRANSFORMERS:
+        return NETWORKS[spec["network"]]
+    return f"{spec['network']}, width {base['width']}, depth {base['depth']}, {base['num_heads']} heads"
+
+
 def markdown(rows: list[dict], calibration: dict, header: str) -> str:
     lines = [header, ""]
     for network in NETWORKS:
         if not any(r["network"] == network for r in rows):
             continue  # a network left out with --networks gets no empty table
+        model = next(r["model"] for r in rows if r["network"] == network)
         lines += [
-            f"### {network.upper()} ({NETWORKS[network]})",
+            f"### {network.upper()} ({model})",
             "",
             "| method | target | D | top-1 % (mean ± std) | achieved sparsity % | SOPs per sample (M) | "
             "energy µJ per sample | seeds |",
@@ -317,14 +341,16 @@ def markdown(rows: list[dict], calibration: dict, header: str) -> str:
                 if net == network and d is None:
                     lines.append(f"| {LABELS[method]} | {100 * level:g} % | — | not reached in calibration | | | | 0 |")
         lines.append("")
-    lines += ["### Calibration runs (seed 0): final threshold D → achieved sparsity", ""]
+    if calibration:
+        lines += ["### Calibration runs (seed 0): final threshold D → achieved sparsity", ""]
     for (network, method), result in calibration.items():
         runs = ", ".join(f"{d:.4g} → {100 * sp:.2f} %" for d, sp in result["runs"])
         missed = [f"{100 * level:g} %" for level, d in result["D"].items() if d is None]
         lines.append(
             f"- {network.upper()} {LABELS[method]}: {runs}" + (f". Not reached: {', '.join(missed)}." if missed else "")
         )
-    lines.append("")
+    if calibration:
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -341,6 +367,8 @@ def paired_differences(results: list[dict], rows: list[dict]) -> str:
         "| network | level | method | difference (mean ± std) | method ahead / behind | seeds |",
         "|---|---|---|---|---|---|",
     ]
+    if not any(method == "gmp" for _, method, _ in reached):
+        return ""  # no GMP run: nothing to pair with
     for network, method, level in sorted(reached):
         if method in ("gmp", "dense") or (network, "gmp", level) not in reached:
             continue
@@ -482,7 +510,9 @@ def plot(rows: list[dict], levels: list[float], path: str) -> None:
     import matplotlib.pyplot as plt
 
     networks = [n for n in NETWORKS if any(r["network"] == n for r in rows)]
-    fig, axes = plt.subplots(1, len(networks), figsize=(6.2 * len(networks), 4.6), squeeze=False)
+    by_energy = bool(set(networks) & set(TRANSFORMERS))  # then a last panel: every network against energy
+    panels = len(networks) + by_energy
+    fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 4.6), squeeze=False)
     colours = dict(
         zip(METHODS, ("tab:red", "darkred", "tab:orange", "tab:purple", "tab:blue", "tab:brown", "tab:green", "black"))
     )
@@ -523,9 +553,40 @@ def plot(rows: list[dict], levels: list[float], path: str) -> None:
         ax.set_xticks([x_of(t) for t in ticks], [f"{100 * t:g}" for t in ticks])
         ax.set_xlabel("weight sparsity (%), achieved; mean over seeds")
         ax.set_ylabel("validation top-1 (%)")
-        ax.set_title(f"{network.upper()}: {NETWORKS[network]}")
+        ax.set_title(f"{network.upper()}: {next(r['model'] for r in rows if r['network'] == network)}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
+    if by_energy:
+        ax = axes[0][-1]
+        for network, colour in zip(networks, ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+            pts = sorted((r for r in rows if r["network"] == network and r["reached"]), key=lambda r: r["energy_uj"][0])
+            ax.errorbar(
+                [p["energy_uj"][0] for p in pts],
+                [p["acc1"][0] for p in pts],
+                xerr=[p["energy_uj"][1] for p in pts],
+                yerr=[p["acc1"][1] for p in pts],
+                marker="o",
+                ms=4,
+                capsize=3,
+                lw=1.2,
+                color=colour,
+                label=network.upper(),
+            )
+            for p in pts:
+                tag = "dense" if p["level"] is None else f"{100 * p['level']:g} %"
+                ax.annotate(
+                    tag, (p["energy_uj"][0], p["acc1"][0]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
+        ax.set_xscale("log")
+        energies = [r["energy_uj"][0] for r in rows if r["reached"]]
+        ticks = [t for t in (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30) if min(energies) / 2 < t < 2 * max(energies)]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("energy per sample (µJ, log scale); mean over seeds")
+        ax.set_ylabel("validation top-1 (%)")
+        ax.set_title("every network: top-1 against energy", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
@@ -568,6 +629,17 @@ def base_config(args, network: str, seed: int) -> dict:
         )
     if network == "snn":
         values.update(T=args.T, neuron="if", cnf="ADD")
+    if network in TRANSFORMERS:  # the authors' LIF neurons, AdamW (the ResNets' settings stay as they were)
+        values.update(
+            T=args.T,
+            width=args.tf_width,
+            depth=args.tf_depth,
+            num_heads=args.tf_heads,
+            opt="adamw",
+            lr=args.tf_lr,
+            weight_decay=args.tf_weight_decay,
+        )
+        values.pop("momentum")
     values["pruning"] = dict(  # the same protocol for every pruned run (run_point applies it)
         prune_end_epoch=window_end(args),
         freeze_mask=args.freeze_mask,
@@ -612,7 +684,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--width", type=int, default=16, help="channels of the first ResNet stage")
     parser.add_argument("--stem", choices=("imagenet", "cifar"), default="cifar")
-    parser.add_argument("--T", type=int, default=4, help="time steps of the SNN")
+    parser.add_argument("--T", type=int, default=4, help="time steps of the SNN and the transformers")
+    parser.add_argument("--tf-width", type=int, default=64, help="transformers: embedding dimension")
+    parser.add_argument("--tf-depth", type=int, default=2, help="transformers: blocks")
+    parser.add_argument("--tf-heads", type=int, default=4, help="transformers: attention heads")
+    parser.add_argument("--tf-lr", type=float, default=2e-3, help="transformers: AdamW's initial lr")
+    parser.add_argument("--tf-weight-decay", type=float, default=0.01, help="transformers: AdamW's weight decay")
     parser.add_argument("--beta", type=float, default=0.3, help="PGH's beta (< 1: early pruning)")
     parser.add_argument(
         "--window-fraction",
@@ -665,9 +742,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--levels must be fractions in (0, 1), e.g. 0.9 0.99")
     if not 0 < args.window_fraction <= 1:
         parser.error("--window-fraction must be in (0, 1]")
-    for name in ("seeds", "epochs", "batch_size", "width", "T", "jobs", "image_size", "finetune_epochs"):
+    positive = ("seeds", "epochs", "batch_size", "width", "T", "jobs", "image_size", "finetune_epochs")
+    for name in (*positive, "tf_width", "tf_depth", "tf_heads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.tf_width % 8 or args.tf_width % args.tf_heads:
+        parser.error("--tf-width must be a multiple of 8 and of --tf-heads")
     if not args.d_start > 0 or not args.beta > 0:
         parser.error("--d-start and --beta must be > 0")
     if args.dataset in ("imagefolder", "mnist", "cifar10", "cifar100") and not args.data_path:
@@ -764,7 +844,14 @@ def main(argv=None) -> int:
         f"{args.dataset}, {args.image_size}x{args.image_size}, {train_images} training images, validation on all "
         f"{val_images}; width {args.width}, {args.stem} stem, "
         f"SNN T = {args.T} (IF, ADD); {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} "
-        f"momentum 0.9, no weight decay, {args.lr_warmup_epochs} warm-up epoch(s) then cosine; "
+        f"momentum 0.9, no weight decay"
+        + (
+            f" (transformers: width {args.tf_width}, depth {args.tf_depth}, {args.tf_heads} heads, T = {args.T} "
+            f"(LIF), AdamW lr {args.tf_lr} weight decay {args.tf_weight_decay})"
+            if set(args.networks) & set(TRANSFORMERS)
+            else ""
+        )
+        + f", {args.lr_warmup_epochs} warm-up epoch(s) then cosine; "
         f"PGH beta = {args.beta}; every pruning window ends at epoch {window_end(args)}"
         + (", then the mask is fixed" if args.freeze_mask else "")
         + ("; BatchNorm statistics recomputed when it ends." if args.recalibrate_bn else ".")
