@@ -18,6 +18,7 @@ snn_lats never uses the C operators (nor ``torchvision.io.decode_jpeg``).
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import torch
@@ -53,5 +54,6 @@ torchvision = _import_torchvision()
 datasets = torchvision.datasets
 models = torchvision.models
 transforms = torchvision.transforms
+transforms_v2 = importlib.import_module("torchvision.transforms.v2")  # not imported by torchvision's own (20 ms)
 
-__all__ = ["torchvision", "datasets", "models", "transforms", "C_OPS_MISSING"]
+__all__ = ["torchvision", "datasets", "models", "transforms", "transforms_v2", "C_OPS_MISSING"]

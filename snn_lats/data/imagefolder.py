@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from snn_lats._torchvision import datasets, transforms
+from snn_lats._torchvision import datasets, transforms, transforms_v2
 from snn_lats.data.errors import DataError
 
 __all__ = [
@@ -38,9 +38,7 @@ def train_transform(crop_size: int = 224, auto_augment: str | None = None) -> An
     ``auto_augment`` ("ra": ``transforms.v2.RandAugment``, on the PIL image) where given."""
     steps = [transforms.RandomResizedCrop(crop_size), transforms.RandomHorizontalFlip()]
     if auto_augment == "ra":
-        from torchvision.transforms import v2  # after snn_lats._torchvision (imported above)
-
-        steps.append(v2.RandAugment(interpolation=transforms.InterpolationMode.BILINEAR))
+        steps.append(transforms_v2.RandAugment(interpolation=transforms.InterpolationMode.BILINEAR))
     elif auto_augment is not None:
         raise ValueError(f"auto_augment must be one of {AUTO_AUGMENT}, got {auto_augment!r}")
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

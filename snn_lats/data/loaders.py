@@ -55,7 +55,7 @@ def batch_mixing(mixup_alpha: float, cutmix_alpha: float, num_classes: int):
     targets [N]) -> (mixed images, targets [N, num_classes] as probabilities)``. None when both
     alphas are 0. Applied in the main process, so its draws come from torch's RNG, which a
     checkpoint holds."""
-    from torchvision.transforms import v2  # snn_lats.data imported snn_lats._torchvision first
+    from snn_lats._torchvision import transforms_v2 as v2
 
     mixes = []
     if mixup_alpha > 0:

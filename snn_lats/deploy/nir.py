@@ -52,7 +52,7 @@ from torch import nn
 
 from snn_lats._spikingjelly import neuron as sj_neuron
 from snn_lats.deploy.fold import fold_batchnorm
-from snn_lats.estimators.attention import is_attention
+from snn_lats.networks import QKFormer, SpikeDrivenTransformer, Spikformer
 from snn_lats.networks.sew_resnet import BasicBlock, Bottleneck, SEWResNet
 
 __all__ = ["DEFAULT_DT", "NIRExportError", "require_nir", "to_nir"]
@@ -263,7 +263,7 @@ def to_nir(model: nn.Module, input_shape: Sequence[int], *, dt: float = DEFAULT_
     if not isinstance(model, SEWResNet):
         if not getattr(model, "spiking", False):
             reason = "an ANN (T = 1, real-valued ReLU activations): NIR describes spiking networks and has no ReLU node"
-        elif any(is_attention(m) for m in model.modules()):
+        elif isinstance(model, (Spikformer, SpikeDrivenTransformer, QKFormer)):
             reason = (
                 "its spike attention multiplies two activations (Q Kᵀ, K ⊙ V), and NIR's nodes multiply an input "
                 "by fixed weights only"
