@@ -227,6 +227,22 @@ def test_group_sigterm_under_torchrun_checkpoints_every_rank_and_resumes_exactly
     assert_same_run(load_checkpoint(out / "checkpoint.pth"), two_process_reference)
 
 
+@pytest.mark.parametrize(
+    "message, failed",
+    [
+        # what gloo raised in the test below when the stall hit DDP's buffer broadcast (CI, 2026-12-07)
+        ("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Application timeout caused pair closure", True),
+        ("[../third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 5000ms for recv", True),
+        ("[../third_party/gloo/gloo/transport/tcp/pair.cc:598] Connection closed by peer [127.0.0.1]:1234", True),
+        ("The size of tensor a (3) must match the size of tensor b (4) at non-singleton dimension 1", False),
+    ],
+)
+def test_what_a_peer_s_failure_looks_like(message, failed):
+    from snn_lats.engine.distributed import peer_failure
+
+    assert peer_failure(RuntimeError(message)) is failed
+
+
 @pytest.mark.slow
 def test_a_stalled_peer_becomes_an_error_after_the_timeout(data, tmp_path):
     out, log = tmp_path / "run", tmp_path / "run.log"

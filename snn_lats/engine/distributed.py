@@ -45,8 +45,16 @@ class PeerFailure(RuntimeError):
     """
 
 
-# What gloo and NCCL say when a peer is gone or stalled: they raise plain RuntimeErrors.
-_PEER_FAILURE_MARKERS = ("Timed out", "timed out", "Connection closed by peer", "Connection reset by peer", "NCCL")
+# What gloo and NCCL say when a peer is gone or stalled: they raise plain RuntimeErrors. (gloo's
+# "Application timeout caused pair closure" comes from DDP's buffer broadcast in the forward.)
+_PEER_FAILURE_MARKERS = (
+    "Timed out",
+    "timed out",
+    "Application timeout caused pair closure",
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "NCCL",
+)
 
 
 def peer_failure(error: BaseException) -> bool:
