@@ -11,9 +11,11 @@ Subpackages, each using only those listed before it (docs/architecture.md draws 
 - :mod:`snn_lats.deploy`, :mod:`snn_lats.workflows`: export, comparison and counting of runs;
 - :mod:`snn_lats.cli`: the ``snn-lats`` command.
 
-Importing ``snn_lats`` itself is light (``snn-lats --help`` and ``--version`` answer without
-torch). Importing any of its subpackages makes ``import torchvision`` work next to a CPU-only
-torch, whose PyPI torchvision build otherwise fails to import (see :mod:`snn_lats._torchvision`).
+Importing ``snn_lats`` or a subpackage imports no torch: each name is imported from its
+submodule when first used (:mod:`snn_lats._lazy`), so ``snn-lats train --help`` answers without
+torch. ``import snn_lats._torchvision`` makes ``import torchvision`` work next to a CPU-only
+torch, whose PyPI torchvision build otherwise fails to import; every module here that needs
+torchvision or SpikingJelly imports it first.
 """
 
 from importlib.metadata import PackageNotFoundError, version

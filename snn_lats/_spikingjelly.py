@@ -13,7 +13,7 @@ Two release lines are supported, with the same ``activation_based`` conventions 
   always run the torch implementation.
 
 Backend names offered (:data:`BACKENDS`): ``auto`` and ``torch`` on both; ``cupy`` on 0.0.0.0.14;
-``cuda`` and ``triton`` on 2.x. A configuration may name any of them (:data:`ALL_BACKENDS`: a
+``cuda`` and ``triton`` on 2.x. A configuration may name any of them (``networks.registry.ALL_BACKENDS``: a
 checkpoint trained under either release loads under the other); building a neuron with a backend
 the installed release does not offer is a one-line error that names the release and its offer.
 """
@@ -38,7 +38,6 @@ from snn_lats import _torchvision  # noqa: F401  (first: spikingjelly imports to
 from spikingjelly.activation_based import base, functional, layer, neuron, surrogate
 
 __all__ = [
-    "ALL_BACKENDS",
     "BACKENDS",
     "CLOCK_DRIVEN_NODE",
     "CUPY_ERA",
@@ -68,14 +67,12 @@ CUPY_ERA: bool = VERSION.startswith("0.")
 
 #: The backends the installed release offers.
 BACKENDS: tuple[str, ...] = ("auto", "cupy", "torch") if CUPY_ERA else ("auto", "cuda", "torch", "triton")
-#: Every backend name a configuration may hold, whichever release trained it.
-ALL_BACKENDS: tuple[str, ...] = ("auto", "cuda", "cupy", "torch", "triton")
 
 BaseNode = neuron.BaseNode
 MemoryModule = base.MemoryModule
 StepModule = base.StepModule
 
-#: Neuron kinds accepted by ``neuron=``: integrate-and-fire, leaky IF, parametric LIF (learned tau).
+#: The class of each neuron kind (``networks.registry.NEURON_KINDS``, in its order).
 NEURON_TYPES: dict[str, type[nn.Module]] = {
     "if": neuron.IFNode,
     "lif": neuron.LIFNode,

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import snn_lats
+from snn_lats.cli.commands import SUBCOMMANDS
 from snn_lats.report import Report
 
 
@@ -100,10 +101,24 @@ def test_console_script_version_and_help():
     assert "usage: snn-lats" in help_text
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"], [], ["trian"]])
-def test_the_top_level_answers_without_importing_torch(argv):
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["--version"],
+        [],
+        ["trian"],
+        *([command, "--help"] for command in SUBCOMMANDS),
+        ["train", "--model", "resnet_9000"],
+        ["train", "--opt", "adam"],
+        ["train", "--epochs", "two"],
+        ["sops", "--convention", "mine"],
+        ["export", "--format", "onnx"],
+    ],
+)
+def test_help_and_argument_errors_answer_without_importing_torch(argv):
     """torch and torchvision take seconds to import (23-29 s of wall-clock on a loaded machine):
-    help, the version and a misspelt command need neither."""
+    help, the version, a misspelt command and a flag argparse refuses need neither."""
     script = (
         "import sys\nfrom snn_lats.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
         "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)"
@@ -111,6 +126,38 @@ def test_the_top_level_answers_without_importing_torch(argv):
     done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True)
     assert done.stderr.strip().endswith("torch imported: False"), done.stderr
     assert "snn-lats" in done.stdout + done.stderr
+    if argv[:1] == ["train"] and argv[1:] != ["--help"]:
+        assert "invalid" in done.stderr, done.stderr  # argparse's refusal, not a crash
+    if argv == ["train", "--help"]:  # the choices are all there, read without torch
+        assert "sew_resnet18" in done.stdout and "qkformer_10_768" in done.stdout and "dvs128-gesture" in done.stdout
+
+
+LAZY_SUBPACKAGES = ("networks", "estimators", "pruning", "deploy", "data", "engine", "workflows")
+
+
+def test_importing_the_subpackages_and_the_configuration_imports_no_torch():
+    script = (
+        "import sys\n"
+        + "".join(f"import snn_lats.{p}\n" for p in LAZY_SUBPACKAGES)
+        + "from snn_lats.engine.recipe import TrainConfig\n"
+        + "from snn_lats.networks import names\n"
+        + "TrainConfig(model=names()[-1])\n"
+        + "print(sorted(m for m in ('torch', 'torchvision', 'spikingjelly', 'numpy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("package", LAZY_SUBPACKAGES)
+def test_every_export_of_a_lazy_subpackage_resolves(package):
+    import importlib
+
+    module = importlib.import_module(f"snn_lats.{package}")
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    assert set(module.__all__) <= set(dir(module))
+    with pytest.raises(AttributeError, match=f"'snn_lats.{package}' has no attribute 'no_such_name'"):
+        module.no_such_name  # noqa: B018
 
 
 def test_atomic_write_gives_ordinary_file_permissions(tmp_path):

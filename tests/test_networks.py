@@ -6,6 +6,8 @@ its repetition over T; a fresh model equals a used one).
 """
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -165,6 +167,29 @@ def test_families_register_their_constructors_in_import_order_and_names_are_uniq
     with pytest.raises(ValueError, match="'tiny_resnet' is already registered"):
         networks.register("tiny_resnet")(networks.resnet34)
     assert registry._NETWORKS["tiny_resnet"] is tiny_resnet
+
+
+def test_each_family_registers_exactly_the_names_the_registry_lists_for_it():
+    """names() answers from FAMILIES without importing a family (so without torch); what the
+    families' @register() decorators do must agree with it, name for name and in order."""
+    import importlib
+
+    for family in registry.FAMILIES:
+        importlib.import_module(f"snn_lats.networks.{family}")
+    registered: dict[str, list[str]] = {}
+    for name, constructor in registry._NETWORKS.items():
+        registered.setdefault(constructor.__module__.removeprefix("snn_lats.networks."), []).append(name)
+    assert registered == {family: list(members) for family, members in registry.FAMILIES.items()}
+
+
+def test_create_imports_only_the_family_it_builds():
+    script = (
+        "import sys\nfrom snn_lats import networks\n"
+        "networks.create('mobilenet_v1', num_classes=3, stem='cifar')\n"
+        "print(*(m.removeprefix('snn_lats.networks.') for m in sys.modules if m.startswith('snn_lats.networks.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert set(done.stdout.split()) & set(registry.FAMILIES) == {"mobilenet"}
 
 
 @pytest.mark.parametrize(

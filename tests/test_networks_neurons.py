@@ -52,6 +52,14 @@ def test_default_neuron_is_a_multistep_if_with_atan_and_detached_reset():
     assert a.surrogate_function is not b.surrogate_function  # one per layer, as SpikingJelly's models do
 
 
+def test_the_neuron_kinds_the_command_line_lists_are_spikingjellys_three_classes():
+    from snn_lats.networks.registry import NEURON_KINDS  # what --help lists, read without torch
+
+    built = {kind: type(neurons.make_neuron(kind, "torch")).__name__ for kind in NEURON_KINDS}
+    assert built == {"if": "IFNode", "lif": "LIFNode", "plif": "ParametricLIFNode"}
+    assert tuple(neurons.NEURONS) == NEURON_KINDS
+
+
 def test_if_neuron_spikes_and_resets_as_computed_by_hand():
     # H[t] = V[t-1] + X[t]; spike when H >= 1; hard reset to 0. Inputs 0.6: H = 0.6, 1.2 (spike), 0.6.
     node = neurons.make_neuron("if", "torch")

@@ -22,6 +22,7 @@ import sys
 
 from snn_lats.cli._args import plain
 from snn_lats.cli.commands import SUBCOMMANDS
+from snn_lats.deploy.formats import DEFAULT_DT, FORMATS
 
 __all__ = [
     "add_parser",
@@ -30,9 +31,6 @@ __all__ = [
 
 
 def add_parser(subparsers) -> None:
-    from snn_lats.deploy import DEFAULT_DT
-    from snn_lats.workflows.export import FORMATS
-
     parser = subparsers.add_parser(
         "export",
         help=SUBCOMMANDS["export"],
@@ -71,7 +69,6 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from snn_lats._io import check_writable
-    from snn_lats.deploy import DEFAULT_DT
     from snn_lats.engine.distributed import configure_threads
     from snn_lats.estimators import SOPReport
     from snn_lats.report import Report

@@ -6,82 +6,48 @@ DDP-sharded, signal-safe loaders.
   event-camera recordings as frames (:mod:`.events`), and the built-in offline digits;
 - :func:`build_loaders`, :func:`set_epoch` (:mod:`.loaders`): loaders whose order and augmentation
   a resumed run repeats exactly;
-- :mod:`.seeding`: every seed of a run, in one place.
+- :mod:`.seeding`: every seed of a run, in one place;
+- :mod:`.catalog`: the data sets' names, importable without torch.
 """
 
-from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
-from snn_lats.data.cifar import CIFAR_FILES, CIFAR10Binary, CIFAR100Binary
-from snn_lats.data.datasets import (
-    DATASETS,
-    DEFAULT_IMAGE_SIZE,
-    DigitsDataset,
-    balanced_subset,
-    build_datasets,
-    digits_val_mask,
-    validation_images,
-)
-from snn_lats.data.errors import DataError
-from snn_lats.data.events import EVENT_DATASETS, SPLIT_BY, EventFrames
-from snn_lats.data.idx import FASHION_MNIST_SYSTEM_PATH, MNIST_FILES, FashionMNISTFiles, MNISTFiles, read_idx
-from snn_lats.data.imagefolder import (
-    AUTO_AUGMENT,
-    BAD_IMAGE_POLICIES,
-    IMAGE_EXTENSIONS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ImageFolderDataset,
-    check_image_folder,
-    scan_image_folder,
-    train_transform,
-    val_transform,
-)
-from snn_lats.data.loaders import (
-    Batch,
-    Loader,
-    SeededSamples,
-    ShardSampler,
-    batch_mixing,
-    build_loaders,
-    collate,
-    set_epoch,
-)
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "AUTO_AUGMENT",
-    "BAD_IMAGE_POLICIES",
-    "CIFAR_FILES",
-    "DATASETS",
-    "DEFAULT_IMAGE_SIZE",
-    "EVENT_DATASETS",
-    "FASHION_MNIST_SYSTEM_PATH",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "IMAGE_EXTENSIONS",
-    "MNIST_FILES",
-    "Batch",
-    "CIFAR10Binary",
-    "CIFAR100Binary",
-    "DataError",
-    "DigitsDataset",
-    "EventFrames",
-    "FashionMNISTFiles",
-    "ImageFolderDataset",
-    "Loader",
-    "MNISTFiles",
-    "SPLIT_BY",
-    "SeededSamples",
-    "ShardSampler",
-    "balanced_subset",
-    "batch_mixing",
-    "build_datasets",
-    "build_loaders",
-    "check_image_folder",
-    "collate",
-    "digits_val_mask",
-    "read_idx",
-    "scan_image_folder",
-    "set_epoch",
-    "train_transform",
-    "val_transform",
-    "validation_images",
-]
+from snn_lats import _lazy
+
+# The exports, imported from their submodule on first use (snn_lats._lazy says why).
+if TYPE_CHECKING:
+    from snn_lats.data.catalog import AUTO_AUGMENT, BAD_IMAGE_POLICIES, DATASETS, EVENT_DATASETS, SPLIT_BY, EventFormat
+    from snn_lats.data.cifar import CIFAR_FILES, CIFAR10Binary, CIFAR100Binary
+    from snn_lats.data.datasets import (
+        DEFAULT_IMAGE_SIZE,
+        DigitsDataset,
+        balanced_subset,
+        build_datasets,
+        digits_val_mask,
+        validation_images,
+    )
+    from snn_lats.data.errors import DataError
+    from snn_lats.data.events import EventFrames
+    from snn_lats.data.idx import FASHION_MNIST_SYSTEM_PATH, MNIST_FILES, FashionMNISTFiles, MNISTFiles, read_idx
+    from snn_lats.data.imagefolder import (
+        IMAGE_EXTENSIONS,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        ImageFolderDataset,
+        check_image_folder,
+        scan_image_folder,
+        train_transform,
+        val_transform,
+    )
+    from snn_lats.data.loaders import (
+        Batch,
+        Loader,
+        SeededSamples,
+        ShardSampler,
+        batch_mixing,
+        build_loaders,
+        collate,
+        set_epoch,
+    )
+
+__all__, __getattr__, __dir__ = _lazy.attach(__name__, __file__)

@@ -25,15 +25,15 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
 from snn_lats._torchvision import transforms
+from snn_lats.data.catalog import DATASETS, EVENT_DATASETS
 from snn_lats.data.cifar import CIFAR_FILES, CIFAR10Binary, CIFAR100Binary
 from snn_lats.data.errors import DataError
-from snn_lats.data.events import EVENT_DATASETS, EventFrames
+from snn_lats.data.events import EventFrames
 from snn_lats.data.idx import FASHION_MNIST_SYSTEM_PATH, MNIST_FILES, FashionMNISTFiles, MNISTFiles, missing_idx_message
 from snn_lats.data.imagefolder import ImageFolderDataset, check_image_folder, train_transform, val_transform
 
-__all__ = ["DATASETS", "DigitsDataset", "balanced_subset", "build_datasets", "digits_val_mask"]
+__all__ = ["DigitsDataset", "balanced_subset", "build_datasets", "digits_val_mask"]
 
-DATASETS = ("imagefolder", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100", *EVENT_DATASETS)
 #: The side of the built-in data sets' images when ``image_size`` is not given.
 DEFAULT_IMAGE_SIZE = {
     "digits": 32,

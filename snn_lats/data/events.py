@@ -28,7 +28,6 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,56 +37,13 @@ from tqdm import tqdm
 
 from snn_lats import _spikingjelly
 from snn_lats._io import fsync_directory
+from snn_lats.data.catalog import EVENT_DATASETS, SPLIT_BY
 from snn_lats.data.errors import DataError
 
-__all__ = ["EVENT_DATASETS", "SPLIT_BY", "EventFormat", "EventFrames"]
+__all__ = ["EventFrames"]
 
-#: How the events of a sample are cut into its T frames: equal event counts, or equal durations.
-SPLIT_BY = ("number", "time")
 CACHE_FOLDER = ".snn-lats-frames"
 
-
-@dataclass(frozen=True)
-class EventFormat:
-    """What the code needs to know of one event data set."""
-
-    sensor: tuple[int, int]  # (H, W) of its camera
-    classes: tuple[str, ...]
-    files: str  # what --data-path must hold, and where to get it: the one-line error's advice
-
-
-EVENT_DATASETS: dict[str, EventFormat] = {
-    "dvs128-gesture": EventFormat(
-        (128, 128),
-        (
-            "hand_clapping",
-            "right_hand_wave",
-            "left_hand_wave",
-            "right_arm_clockwise",
-            "right_arm_counter_clockwise",
-            "left_arm_clockwise",
-            "left_arm_counter_clockwise",
-            "arm_roll",
-            "air_drums",
-            "air_guitar",
-            "other_gestures",
-        ),
-        "DvsGesture.tar.gz extracted (user*.aedat, user*_labels.csv, trials_to_train.txt, trials_to_test.txt), "
-        "from https://research.ibm.com/interactive/dvsgesture/",
-    ),
-    "cifar10-dvs": EventFormat(
-        (128, 128),
-        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-        "the ten class archives (airplane.zip, ...) extracted into one folder each, "
-        "from https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671",
-    ),
-    "n-mnist": EventFormat(
-        (34, 34),
-        tuple(str(d) for d in range(10)),
-        "Train.zip and Test.zip extracted (Train/<digit>/*.bin, Test/<digit>/*.bin), "
-        "from https://www.garrickorchard.com/datasets/n-mnist",
-    ),
-}
 
 # A source file and the samples it holds: (label, start, end) in the file's time stamps (µs),
 # or (label, None, None) for a file that is one sample.

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from snn_lats._torchvision import datasets, transforms, transforms_v2
+from snn_lats.data.catalog import AUTO_AUGMENT, BAD_IMAGE_POLICIES
 from snn_lats.data.errors import DataError
 
 __all__ = [
-    "AUTO_AUGMENT",
-    "BAD_IMAGE_POLICIES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
@@ -25,9 +24,6 @@ __all__ = [
     "val_transform",
 ]
 
-BAD_IMAGE_POLICIES = ("skip", "fail")
-#: ``--auto-augment`` policies (torchvision's reference flag): "ra", RandAugment.
-AUTO_AUGMENT = ("ra",)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = datasets.folder.IMG_EXTENSIONS

@@ -52,13 +52,11 @@ from torch import nn
 
 from snn_lats._spikingjelly import neuron as sj_neuron
 from snn_lats.deploy.fold import fold_batchnorm
+from snn_lats.deploy.formats import DEFAULT_DT
 from snn_lats.networks import QKFormer, SpikeDrivenTransformer, Spikformer
 from snn_lats.networks.sew_resnet import BasicBlock, Bottleneck, SEWResNet
 
-__all__ = ["DEFAULT_DT", "NIRExportError", "require_nir", "to_nir"]
-
-#: Seconds per time step of the exported graph, the value SpikingJelly's and snnTorch's NIR code assume.
-DEFAULT_DT = 1e-4
+__all__ = ["NIRExportError", "require_nir", "to_nir"]
 
 Shape = tuple[int, ...]
 

@@ -13,34 +13,19 @@ Data sets and loaders are :mod:`snn_lats.data`'s; comparing, exporting and count
 is :mod:`snn_lats.workflows`'.
 """
 
-from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
-from snn_lats.engine.checkpoint import CheckpointError, CheckpointSaver, load_checkpoint, save_checkpoint
-from snn_lats.engine.distributed import DistributedContext, init_distributed
-from snn_lats.engine.evaluation import count_sops, evaluate, evaluate_checkpoint
-from snn_lats.engine.model import build_model, build_model_from_checkpoint
-from snn_lats.engine.recipe import RecipeError, TrainConfig, load_recipe, resolve_config
-from snn_lats.engine.signals import TrainingInterrupted
-from snn_lats.engine.summary import RunSummary
-from snn_lats.engine.trainer import NonFiniteLossError, train
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "CheckpointError",
-    "CheckpointSaver",
-    "DistributedContext",
-    "NonFiniteLossError",
-    "RecipeError",
-    "RunSummary",
-    "TrainConfig",
-    "TrainingInterrupted",
-    "build_model",
-    "build_model_from_checkpoint",
-    "count_sops",
-    "evaluate",
-    "evaluate_checkpoint",
-    "init_distributed",
-    "load_checkpoint",
-    "load_recipe",
-    "resolve_config",
-    "save_checkpoint",
-    "train",
-]
+from snn_lats import _lazy
+
+# The exports, imported from their submodule on first use (snn_lats._lazy says why).
+if TYPE_CHECKING:
+    from snn_lats.engine.checkpoint import CheckpointError, CheckpointSaver, load_checkpoint, save_checkpoint
+    from snn_lats.engine.distributed import DistributedContext, init_distributed
+    from snn_lats.engine.evaluation import count_sops, evaluate, evaluate_checkpoint
+    from snn_lats.engine.model import build_model, build_model_from_checkpoint
+    from snn_lats.engine.recipe import RecipeError, TrainConfig, load_recipe, resolve_config
+    from snn_lats.engine.signals import TrainingInterrupted
+    from snn_lats.engine.summary import RunSummary
+    from snn_lats.engine.trainer import NonFiniteLossError, train
+
+__all__, __getattr__, __dir__ = _lazy.attach(__name__, __file__)

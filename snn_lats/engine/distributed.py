@@ -17,8 +17,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from snn_lats.engine.recipe import DEVICES
+
 __all__ = [
-    "DEVICES",
     "DistributedContext",
     "PeerFailure",
     "peer_failure",
@@ -32,9 +33,6 @@ __all__ = [
     "init_distributed",
     "resolve_device",
 ]
-
-#: Values of ``--device``.
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
 class PeerFailure(RuntimeError):

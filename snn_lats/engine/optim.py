@@ -14,8 +14,6 @@ import torch
 from torch import nn
 
 __all__ = [
-    "LR_SCHEDULERS",
-    "OPTIMIZERS",
     "build_lr_scheduler",
     "build_optimizer",
     "epoch_lrs",
@@ -23,17 +21,10 @@ __all__ = [
     "planned_step_lrs",
 ]
 
-#: Optimizers of ``--opt`` (torchvision's reference scripts' flag): SGD with momentum, and AdamW
-#: (decoupled weight decay, the transformers' recipes).
-OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
-
-#: Per-epoch lr schedules after the warm-up (:func:`epoch_lrs`).
-LR_SCHEDULERS: tuple[str, ...] = ("cosine", "step")
-
 
 class OptimSettings(Protocol):
-    """The fields of a :class:`~snn_lats.engine.recipe.TrainConfig` read here (the recipe imports
-    this module's ``LR_SCHEDULERS``; this module does not import the recipe)."""
+    """The fields of a :class:`~snn_lats.engine.recipe.TrainConfig` read here (a plain namespace
+    with them will do)."""
 
     opt: str
     lr: float

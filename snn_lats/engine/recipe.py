@@ -28,19 +28,21 @@ from typing import Any
 
 import yaml
 
-from snn_lats import networks
-from snn_lats.data import AUTO_AUGMENT, BAD_IMAGE_POLICIES, DATASETS, EVENT_DATASETS, SPLIT_BY
-from snn_lats.engine.distributed import DEVICES
-from snn_lats.engine.optim import LR_SCHEDULERS, OPTIMIZERS
-from snn_lats.estimators import ENERGY_PRESETS
-from snn_lats.pruning import COST_WEIGHTINGS, GRADIENTS, SCHEDULES, PruningSpec
-from snn_lats.pruning.schedules import schedule_class
+# Only torch-free modules: the command line builds its parser from this one (snn_lats._lazy).
+from snn_lats.data.catalog import AUTO_AUGMENT, BAD_IMAGE_POLICIES, DATASETS, EVENT_DATASETS, SPLIT_BY
+from snn_lats.estimators.energy import ENERGY_PRESETS
+from snn_lats.networks import registry as networks
+from snn_lats.pruning.schedules import SCHEDULES, schedule_class
+from snn_lats.pruning.spec import COST_WEIGHTINGS, GRADIENTS, PruningSpec
 
 __all__ = [
     "AMP_DTYPES",
     "ARCHITECTURE_FIELDS",
+    "DEVICES",
     "FIELD_NAMES",
+    "LR_SCHEDULERS",
     "NETWORK_FIELDS",
+    "OPTIMIZERS",
     "PRUNE_MODES",
     "STRENGTH_FIELDS",
     "RecipeError",
@@ -55,6 +57,13 @@ __all__ = [
 PRUNE_MODES: tuple[str, ...] = (*SCHEDULES, "none")
 #: ``--amp-dtype`` values: torch dtype names.
 AMP_DTYPES: tuple[str, ...] = ("bfloat16", "float16")
+#: ``--opt`` values (torchvision's reference scripts' flag): SGD with momentum, and AdamW
+#: (decoupled weight decay, the transformers' recipes).
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
+#: ``--lr-scheduler`` values: the per-epoch lr schedules after the warm-up (:func:`~snn_lats.engine.optim.epoch_lrs`).
+LR_SCHEDULERS: tuple[str, ...] = ("cosine", "step")
+#: ``--device`` values.
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
 class RecipeError(ValueError):
@@ -179,7 +188,7 @@ class TrainConfig:
     model: str = option("sew_resnet18", "the network", group="network", choices=tuple(networks.names()))
     T: int | None = option(None, "time steps of a spiking network (default: the network's)", group="network", minimum=1)
     neuron: str | None = option(
-        None, "spiking neuron (default: the network's)", group="network", choices=tuple(networks.NEURONS)
+        None, "spiking neuron (default: the network's)", group="network", choices=networks.NEURON_KINDS
     )
     cnf: str | None = option(
         None, "SEW connect function (default: the network's)", group="network", choices=networks.CNFS

@@ -9,24 +9,16 @@ activation products and recurrent layers. Its :class:`SOPReport` (:mod:`.report`
 (:mod:`.energy`); :mod:`.plot` draws it.
 """
 
-from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
-from snn_lats.estimators.conventions import CONVENTIONS, DEFAULT_CONVENTION
-from snn_lats.estimators.energy import ENERGY_PRESETS, EnergyPreset, energy_pj
-from snn_lats.estimators.layers import ANN_ACTIVATIONS, NORM_LAYERS, POOL_LAYERS, SYNAPTIC_LAYERS, is_spiking
-from snn_lats.estimators.report import SOPReport
-from snn_lats.estimators.sops import SynapticOpCounter
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "ANN_ACTIVATIONS",
-    "CONVENTIONS",
-    "DEFAULT_CONVENTION",
-    "NORM_LAYERS",
-    "POOL_LAYERS",
-    "ENERGY_PRESETS",
-    "EnergyPreset",
-    "SOPReport",
-    "SYNAPTIC_LAYERS",
-    "SynapticOpCounter",
-    "energy_pj",
-    "is_spiking",
-]
+from snn_lats import _lazy
+
+# The exports, imported from their submodule on first use (snn_lats._lazy says why).
+if TYPE_CHECKING:
+    from snn_lats.estimators.conventions import CONVENTIONS, DEFAULT_CONVENTION
+    from snn_lats.estimators.energy import ENERGY_PRESETS, EnergyPreset, energy_pj
+    from snn_lats.estimators.layers import ANN_ACTIVATIONS, NORM_LAYERS, POOL_LAYERS, SYNAPTIC_LAYERS, is_spiking
+    from snn_lats.estimators.report import SOPReport
+    from snn_lats.estimators.sops import SynapticOpCounter
+
+__all__, __getattr__, __dir__ = _lazy.attach(__name__, __file__)

@@ -7,67 +7,21 @@ forward, and has the attributes ``T`` (int) and ``spiking`` (bool). The CLI and 
 by name: ``create("sew_resnet18", num_classes=10, T=4, width=16, stem="cifar")``.
 """
 
-from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
+from typing import TYPE_CHECKING
 
-from ._common import STEMS
-from .neurons import ALL_BACKENDS, NEURONS, cupy_usable, make_neuron, set_backend
-from .registry import create, names, register
-from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
+from snn_lats import _lazy
 
-# isort: off
-# The import order of the families is their registration order, so the order of names().
-from .sew_resnet import CNFS, SEWResNet, sew_resnet18, sew_resnet34, sew_resnet50, sew_resnet101, sew_resnet152
-from .resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
-from .mobilenet import MobileNetV1, mobilenet_v1
-from .sew_dvs import SEWEventNet, sew_7b_net, sew_wide_7b_net
-from .spikformer import Spikformer, spikformer_4_384_cifar, spikformer_8_384, spikformer_8_512, spikformer_8_768
-from .spike_driven import SpikeDrivenTransformer, sdt_2_512_cifar, sdt_8_384, sdt_8_512, sdt_8_768
-from .qkformer import QKFormer, qkformer_10_384, qkformer_10_512, qkformer_10_768
+# The exports, imported from their submodule on first use (snn_lats._lazy says why).
+if TYPE_CHECKING:
+    from .mobilenet import MobileNetV1, mobilenet_v1
+    from .neurons import NEURONS, cupy_usable, make_neuron, set_backend
+    from .qkformer import QKFormer, qkformer_10_384, qkformer_10_512, qkformer_10_768
+    from .registry import ALL_BACKENDS, CNFS, FAMILIES, NEURON_KINDS, STEMS, create, names, register
+    from .resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
+    from .sew_dvs import SEWEventNet, sew_7b_net, sew_wide_7b_net
+    from .sew_resnet import SEWResNet, sew_resnet18, sew_resnet34, sew_resnet50, sew_resnet101, sew_resnet152
+    from .spike_driven import SpikeDrivenTransformer, sdt_2_512_cifar, sdt_8_384, sdt_8_512, sdt_8_768
+    from .spikformer import Spikformer, spikformer_4_384_cifar, spikformer_8_384, spikformer_8_512, spikformer_8_768
+    from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
 
-# isort: on
-
-__all__ = [
-    "create",
-    "names",
-    "register",
-    "SEWResNet",
-    "sew_resnet18",
-    "sew_resnet34",
-    "sew_resnet50",
-    "sew_resnet101",
-    "sew_resnet152",
-    "CNFS",
-    "ResNet",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "MobileNetV1",
-    "mobilenet_v1",
-    "SEWEventNet",
-    "sew_7b_net",
-    "sew_wide_7b_net",
-    "Spikformer",
-    "spikformer_8_384",
-    "spikformer_8_512",
-    "spikformer_8_768",
-    "spikformer_4_384_cifar",
-    "SpikeDrivenTransformer",
-    "sdt_8_384",
-    "sdt_8_512",
-    "sdt_8_768",
-    "sdt_2_512_cifar",
-    "QKFormer",
-    "qkformer_10_384",
-    "qkformer_10_512",
-    "qkformer_10_768",
-    "make_neuron",
-    "set_backend",
-    "cupy_usable",
-    "NEURONS",
-    "ALL_BACKENDS",
-    "STEMS",
-    "SyncBatchNorm",
-    "convert_sync_batchnorm",
-]
+__all__, __getattr__, __dir__ = _lazy.attach(__name__, __file__)

@@ -7,11 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["STEMS", "check_choice", "check_positive_int", "as_sequence", "static_batch", "init_weights"]
+from .registry import STEMS
 
-#: Stems accepted by ``stem=``. "imagenet": 7x7 stride-2 conv then 3x3 stride-2 max-pool (ResNet;
-#: MobileNet: 3x3 stride-2 conv). "cifar": 3x3 stride-1 conv and no pooling, for 32x32 images.
-STEMS: tuple[str, ...] = ("imagenet", "cifar")
+__all__ = ["STEMS", "check_choice", "check_positive_int", "as_sequence", "static_batch", "init_weights"]
 
 
 def check_choice(argument: str, value: object, accepted: Sequence[str]) -> None:

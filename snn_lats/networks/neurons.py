@@ -23,7 +23,6 @@ from typing import Any
 from torch import nn
 
 from snn_lats._spikingjelly import (
-    ALL_BACKENDS,
     NEURON_TYPES,
     BaseNode,
     apply_backend,
@@ -32,6 +31,8 @@ from snn_lats._spikingjelly import (
     reset_state,
     surrogate,
 )
+
+from .registry import ALL_BACKENDS
 
 __all__ = [
     "ALL_BACKENDS",
@@ -43,7 +44,8 @@ __all__ = [
     "reset_state",
 ]
 
-#: Neuron kinds accepted by ``neuron=``: integrate-and-fire, leaky IF, parametric LIF (learned tau).
+#: The class of each neuron kind accepted by ``neuron=`` (:data:`~snn_lats.networks.registry.NEURON_KINDS`):
+#: integrate-and-fire, leaky IF, parametric LIF (learned tau).
 NEURONS = NEURON_TYPES
 
 

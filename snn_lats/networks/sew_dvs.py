@@ -27,8 +27,8 @@ from snn_lats._spikingjelly import layer
 
 from ._common import as_sequence, check_choice, check_positive_int, init_weights
 from .neurons import make_neuron, reset_state
-from .registry import register
-from .sew_resnet import CNFS, conv1x1, conv3x3, norm, sew_function
+from .registry import CNFS, register
+from .sew_resnet import conv1x1, conv3x3, norm, sew_function
 
 __all__ = ["SEWEventNet", "sew_7b_net", "sew_wide_7b_net"]
 

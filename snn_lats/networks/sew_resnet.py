@@ -30,12 +30,9 @@ from snn_lats._spikingjelly import layer
 
 from ._common import STEMS, as_sequence, check_choice, check_positive_int, init_weights
 from .neurons import make_neuron, reset_state
-from .registry import register
+from .registry import CNFS, register
 
 __all__ = ["CNFS", "SEWResNet", "sew_resnet18", "sew_resnet34", "sew_resnet50", "sew_resnet101", "sew_resnet152"]
-
-#: Connect functions accepted by ``cnf=``.
-CNFS: tuple[str, ...] = ("ADD", "AND", "IAND")
 
 
 def sew_function(identity: torch.Tensor, out: torch.Tensor, cnf: str) -> torch.Tensor:

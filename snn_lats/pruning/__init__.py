@@ -11,49 +11,28 @@ recomputes the normalisation statistics of the pruned weights, ``finalize`` bake
 weights into plain ones. This package reads costs from ``snn_lats.estimators``.
 """
 
-from snn_lats import _torchvision  # noqa: F401  (first: torchvision, and spikingjelly, which imports it)
-from snn_lats.pruning.batchnorm import recalibrate_batchnorm
-from snn_lats.pruning.controller import MEASURES, L1Controller
-from snn_lats.pruning.costs import CostMeter, Measurement
-from snn_lats.pruning.functional import GRADIENTS, soft_threshold
-from snn_lats.pruning.parametrization import SoftThreshold, attach, finalize, pruned_layers, select_layers
-from snn_lats.pruning.pruner import SoftThresholdPruner
-from snn_lats.pruning.report import SparsityReport, sparsity_report
-from snn_lats.pruning.schedules import (
-    SCHEDULES,
-    Schedule,
-    gmp_sparsity,
-    pgh_fraction,
-    slats_fraction,
-    stds_linear_fraction,
-    stds_sine_fraction,
-)
-from snn_lats.pruning.spec import COST_WEIGHTINGS, COSTS, PruningSpec
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "SoftThresholdPruner",
-    "PruningSpec",
-    "L1Controller",
-    "CostMeter",
-    "Measurement",
-    "MEASURES",
-    "COSTS",
-    "COST_WEIGHTINGS",
-    "attach",
-    "finalize",
-    "recalibrate_batchnorm",
-    "sparsity_report",
-    "SparsityReport",
-    "soft_threshold",
-    "SoftThreshold",
-    "select_layers",
-    "pruned_layers",
-    "SCHEDULES",
-    "Schedule",
-    "GRADIENTS",
-    "gmp_sparsity",
-    "slats_fraction",
-    "pgh_fraction",
-    "stds_sine_fraction",
-    "stds_linear_fraction",
-]
+from snn_lats import _lazy
+
+# The exports, imported from their submodule on first use (snn_lats._lazy says why).
+if TYPE_CHECKING:
+    from snn_lats.pruning.batchnorm import recalibrate_batchnorm
+    from snn_lats.pruning.controller import MEASURES, L1Controller
+    from snn_lats.pruning.costs import CostMeter, Measurement
+    from snn_lats.pruning.functional import soft_threshold
+    from snn_lats.pruning.parametrization import SoftThreshold, attach, finalize, pruned_layers, select_layers
+    from snn_lats.pruning.pruner import SoftThresholdPruner
+    from snn_lats.pruning.report import SparsityReport, sparsity_report
+    from snn_lats.pruning.schedules import (
+        SCHEDULES,
+        Schedule,
+        gmp_sparsity,
+        pgh_fraction,
+        slats_fraction,
+        stds_linear_fraction,
+        stds_sine_fraction,
+    )
+    from snn_lats.pruning.spec import COST_WEIGHTINGS, COSTS, GRADIENTS, PruningSpec
+
+__all__, __getattr__, __dir__ = _lazy.attach(__name__, __file__)

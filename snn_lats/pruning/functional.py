@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["soft_threshold", "GRADIENTS", "check_gradient"]
+from snn_lats.pruning.spec import GRADIENTS
 
-#: The gradients S_d(θ) can carry to θ (see :func:`soft_threshold`).
-GRADIENTS = ("straight-through", "exact")
+__all__ = ["soft_threshold", "check_gradient"]
 
 
 def check_gradient(gradient: str) -> str:

@@ -3,7 +3,8 @@
 The recipe embeds one (:meth:`TrainConfig.pruning_spec <snn_lats.engine.recipe.TrainConfig.pruning_spec>`),
 :class:`~snn_lats.pruning.SoftThresholdPruner` takes one (or builds it from its keyword arguments),
 and ``export.json`` records it (:meth:`PruningSpec.to_dict`). What a spec cannot know alone (the
-model's layers, the optimizer's param groups, the planned lrs) the pruner checks.
+model's layers, the optimizer's param groups, the planned lrs) the pruner checks. Importable
+without torch (the command line reads its choices).
 """
 
 from __future__ import annotations
@@ -11,18 +12,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from snn_lats.estimators.energy import ENERGY_PRESETS, EnergyPreset
-from snn_lats.pruning.functional import GRADIENTS
-from snn_lats.pruning.parametrization import Selector, attach
 from snn_lats.pruning.schedules import schedule_class
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from snn_lats.pruning.parametrization import Selector
 
 __all__ = [
     "COST_WEIGHTINGS",
     "COSTS",
+    "GRADIENTS",
     "PruningSpec",
     "STRENGTHS",
     "TARGETS",
@@ -30,6 +33,8 @@ __all__ = [
     "parse_selector",
 ]
 
+#: The gradients S_d(θ) can carry to θ (:func:`~snn_lats.pruning.functional.soft_threshold`).
+GRADIENTS: tuple[str, ...] = ("straight-through", "exact")
 #: What a weight's cost counts, for a cost-weighted L1 term (``cost=`` with an explicit ``l1``).
 COSTS: tuple[str, ...] = ("sops", "energy")
 #: How a layer's cost per weight ``c_l`` weighs its L1 term (its threshold grows ``∝ c_l^p``):
@@ -73,6 +78,8 @@ def parse_selector(text: str | Selector) -> Selector:
     A selector that is not a string (types, patterns, a list of them, None) is returned as is."""
     if not isinstance(text, str):
         return text
+    from torch import nn
+
     items: list[type[nn.Module] | str] = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -292,6 +299,8 @@ class PruningSpec:
     def attach(self, model: nn.Module) -> dict[str, nn.Module]:
         """Attach the parametrizations a pruner of this spec attaches, without an optimizer (to
         load a checkpoint's θ, thresholds and masks strictly). Returns the pruned modules."""
+        from snn_lats.pruning.parametrization import attach
+
         return attach(
             model,
             self.include,

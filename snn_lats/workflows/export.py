@@ -29,7 +29,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from snn_lats._io import atomic_open, atomic_write_text
 from snn_lats.data import DataError
-from snn_lats.deploy import DEFAULT_DT, decode_sparse, encode_sparse, load_sparse, to_nir
+from snn_lats.deploy import DEFAULT_DT, FORMATS, decode_sparse, encode_sparse, load_sparse, to_nir
 from snn_lats.deploy.nir import require_nir
 from snn_lats.engine.checkpoint import CheckpointError, load_checkpoint
 from snn_lats.engine.evaluation import checkpoint_loader, count_sops
@@ -38,14 +38,7 @@ from snn_lats.engine.recipe import TrainConfig, resolve_config
 from snn_lats.pruning import finalize, pruned_layers, sparsity_report
 from snn_lats.report import Report
 
-__all__ = ["FORMATS", "export_checkpoint", "load_exported", "nonzero_report"]
-
-#: The formats of :func:`export_checkpoint` and the files each writes.
-FORMATS: dict[str, tuple[str, ...]] = {
-    "dense": ("model.safetensors", "model.pth"),
-    "sparse": ("model.sparse.safetensors",),
-    "nir": ("model.nir",),
-}
+__all__ = ["export_checkpoint", "load_exported", "nonzero_report"]
 
 
 def nonzero_report(model: torch.nn.Module) -> Report:
