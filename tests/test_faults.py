@@ -327,10 +327,11 @@ def test_resume_at_another_world_size_is_refused():
 @pytest.mark.slow
 def test_a_second_writer_is_refused_and_the_first_runs_on_unchanged(data, reference, tmp_path):
     out, log = tmp_path / "run", tmp_path / "first.log"
-    # The second writer is a real `snn-lats train`, imported beforehand so that it starts within
-    # a second of the go (the first run lasts a few seconds only).
+    # The second writer is a real `snn-lats train`, its modules imported beforehand (the package
+    # is lazy) so that it starts within a second of the go (the first run lasts a few seconds only).
     second = subprocess.Popen(
-        [sys.executable, "-c", "import sys, snn_lats.cli.train; from snn_lats.cli import main; "
+        [sys.executable, "-c", "import sys, snn_lats.cli.train, snn_lats.cli.evaluate, snn_lats.engine.rundir, "
+         "snn_lats.engine.trainer; from snn_lats.cli import main; "
          "print('ready', flush=True); "
          f"sys.stdin.readline(); sys.exit(main({command(data, out, '--epochs', '2', '-j', '0')[3:]!r}))"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,

@@ -112,13 +112,16 @@ def test_console_script_version_and_help():
         ["train", "--model", "resnet_9000"],
         ["train", "--opt", "adam"],
         ["train", "--epochs", "two"],
+        ["train", "--lr", "inf"],
+        ["train", "--recipe", "no_such_recipe.yaml"],
         ["sops", "--convention", "mine"],
         ["export", "--format", "onnx"],
     ],
 )
 def test_help_and_argument_errors_answer_without_importing_torch(argv):
     """torch and torchvision take seconds to import (23-29 s of wall-clock on a loaded machine):
-    help, the version, a misspelt command and a flag argparse refuses need neither."""
+    help, the version, a misspelt command, a flag argparse refuses and a fresh run's bad
+    configuration need neither."""
     script = (
         "import sys\nfrom snn_lats.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
         "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)"
@@ -126,8 +129,8 @@ def test_help_and_argument_errors_answer_without_importing_torch(argv):
     done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True)
     assert done.stderr.strip().endswith("torch imported: False"), done.stderr
     assert "snn-lats" in done.stdout + done.stderr
-    if argv[:1] == ["train"] and argv[1:] != ["--help"]:
-        assert "invalid" in done.stderr, done.stderr  # argparse's refusal, not a crash
+    if argv[:1] == ["train"] and argv[1:] != ["--help"]:  # argparse's or the configuration's refusal
+        assert done.stderr.startswith("usage: snn-lats train") or done.stderr.startswith("snn-lats train: error: ")
     if argv == ["train", "--help"]:  # the choices are all there, read without torch
         assert "sew_resnet18" in done.stdout and "qkformer_10_768" in done.stdout and "dvs128-gesture" in done.stdout
 

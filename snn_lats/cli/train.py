@@ -44,13 +44,19 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from snn_lats.engine.rundir import resolve_run
+
+    try:  # before torch is imported (unless a checkpoint is read): a bad configuration is refused at once
+        config, checkpoint = resolve_run(explicit_flags(args), args.recipe)
+    except ValueError as error:  # bad flags, recipe or checkpoint: nothing was written
+        print(f"snn-lats train: error: {error}", file=sys.stderr)
+        return 2
+
     from snn_lats.cli.evaluate import print_evaluation
     from snn_lats.engine.distributed import PeerFailure
-    from snn_lats.engine.rundir import resolve_run
     from snn_lats.engine.trainer import NonFiniteLossError, TrainingInterrupted, train
 
     try:
-        config, checkpoint = resolve_run(explicit_flags(args), args.recipe)
         summary = train(config, checkpoint=checkpoint)
     except TrainingInterrupted as error:
         print(f"snn-lats train: {error}", file=sys.stderr)
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as error:
         print(f"snn-lats train: error: {error}", file=sys.stderr)
         return 1
-    except ValueError as error:  # bad flags, recipe, data or checkpoint: nothing was written
+    except ValueError as error:  # bad data, or a flag that needs the network or the data: nothing was written
         print(f"snn-lats train: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a write the disk refused (full, read-only); atomic writes keep the last files

@@ -593,6 +593,8 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
         raise RecipeError(f"recipe {str(path)!r} does not exist")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:  # unreadable (permissions, an I/O error)
+        raise RecipeError(f"recipe {str(path)!r} cannot be read: {error.strerror or error}") from error
     except yaml.YAMLError as error:
         raise RecipeError(f"recipe {str(path)!r} is not valid YAML: {error}") from error
     if values is None:

@@ -8,6 +8,9 @@
   to resume: ``--resume PATH``, or ``--resume auto`` (the output directory's checkpoint when
   there is one, else a fresh run, which is what a torchrun restart needs).
 - :func:`check_resume` refuses a resume that would silently change the run.
+
+Importing it imports no torch, and a fresh run's configuration is resolved without it: a bad
+flag or recipe is refused at once (torch is imported when a checkpoint is read or a lock shared).
 """
 
 from __future__ import annotations
@@ -20,14 +23,16 @@ import os
 import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from snn_lats.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from snn_lats.engine.distributed import DistributedContext, any_rank
 from snn_lats.engine.recipe import ARCHITECTURE_FIELDS, RecipeError, TrainConfig, load_recipe, resolve_config
+
+if TYPE_CHECKING:
+    from snn_lats.engine.distributed import DistributedContext
 
 __all__ = [
     "AUTO",
+    "CHECKPOINT_NAME",
     "LOCK_NAME",
     "RunDirectory",
     "RunDirectoryBusy",
@@ -40,6 +45,8 @@ __all__ = [
 #: ``--resume auto``: the output directory's checkpoint if it has one, else a fresh run.
 AUTO = "auto"
 LOCK_NAME = ".snn-lats.lock"
+#: The checkpoint of the run in a run directory (:class:`~snn_lats.engine.checkpoint.CheckpointSaver` writes it).
+CHECKPOINT_NAME = "checkpoint.pth"
 
 
 class RunDirectoryBusy(ValueError):
@@ -104,6 +111,8 @@ def claimed(run_dir: RunDirectory, ctx: DistributedContext, source: Path | None)
     another process holds it, or when it holds a checkpoint other than ``source`` (the one being
     resumed): a fresh run never replaces another run's files. Removes a killed writer's
     temporary files."""
+    from snn_lats.engine.distributed import any_rank
+
     refusal = None
     if ctx.is_main:
         try:
@@ -158,7 +167,11 @@ def resolve_run(
     if output_dir is None and given.get("resume") == AUTO and recipe is not None:
         output_dir = load_recipe(recipe).get("output_dir")
     path = _checkpoint_path(given.get("resume"), output_dir or _DEFAULT_OUTPUT_DIR)
-    checkpoint = load_checkpoint(path) if path is not None else None
+    checkpoint = None
+    if path is not None:
+        from snn_lats.engine.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(path)
     if checkpoint is not None and given.get("output_dir") is None:
         given["output_dir"] = str(path.parent)
     base = checkpoint["config"] if checkpoint is not None else None
