@@ -51,16 +51,17 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from snn_lats._io import check_writable
-    from snn_lats.engine.checkpoint import load_checkpoint
-    from snn_lats.engine.evaluation import evaluate_checkpoint
     from snn_lats.engine.recipe import resolve_config
 
     if args.sops and args.sops_batches < 1:
         print("snn-lats evaluate: error: --sops-batches must be >= 1", file=sys.stderr)
         return 2
     try:
-        if args.json:  # before the evaluation, not after it
+        if args.json:  # before the evaluation, not after it (and before torch is imported)
             check_writable(args.json, "--json")
+        from snn_lats.engine.checkpoint import load_checkpoint
+        from snn_lats.engine.evaluation import evaluate_checkpoint
+
         checkpoint = load_checkpoint(args.checkpoint)
         explicit = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
         explicit["sops_batches"] = args.sops_batches if args.sops else 0

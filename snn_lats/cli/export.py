@@ -69,10 +69,6 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from snn_lats._io import check_writable
-    from snn_lats.engine.distributed import configure_threads
-    from snn_lats.estimators import SOPReport
-    from snn_lats.report import Report
-    from snn_lats.workflows.export import export_checkpoint
 
     if args.sops_batches < 0:
         print("snn-lats export: error: --sops-batches must be >= 0", file=sys.stderr)
@@ -87,8 +83,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        check_writable(args.out, "--out", directory=True)  # before torch is imported
+        from snn_lats.engine.distributed import configure_threads
+        from snn_lats.workflows.export import export_checkpoint
+
         configure_threads(args.threads)
-        check_writable(args.out, "--out", directory=True)
         info = export_checkpoint(
             args.checkpoint,
             args.out,
@@ -104,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:  # an output file could not be written
         print(f"snn-lats export: error: {error}", file=sys.stderr)
         return 1
+    from snn_lats.estimators import SOPReport
+    from snn_lats.report import Report
+
     print(Report.from_dict(info["nonzeros"]).table())
     if info["sops"] is not None:
         print()

@@ -118,7 +118,6 @@ def count(args: argparse.Namespace):
     from snn_lats._io import atomic_open, check_writable
     from snn_lats.engine.recipe import NETWORK_FIELDS, resolve_config
     from snn_lats.estimators.plot import plot_format, render_report
-    from snn_lats.workflows import sops_of_checkpoint, sops_of_network
 
     if args.batches < 1:
         raise ValueError(f"--batches must be >= 1, got {args.batches}")
@@ -128,6 +127,8 @@ def count(args: argparse.Namespace):
     if args.functional and args.convention != "exact":
         raise ValueError("--functional counts by the exact rule only: drop --convention or give exact")
     plot_fmt = plot_format(args.plot) if args.plot else None
+    from snn_lats.workflows import sops_of_checkpoint, sops_of_network  # torch: after the checks above
+
     given = {k: getattr(args, k) for k in (*NETWORK_FIELDS, *DATA_FLAGS) if getattr(args, k) is not None}
     options = dict(extras=args.extras, functional=args.functional)
     if args.checkpoint:
