@@ -1,4 +1,5 @@
-"""Wall-clock of ``snn-lats ... --help`` here against a checkout of earlier code, side by side.
+"""Wall-clock of ``snn-lats ... --help`` (and of a refused flag) here against a checkout of
+earlier code, side by side.
 
 Each command runs as a fresh ``python -m snn_lats`` process in each source tree (ABBA order, so
 neither always runs first); the medians and their ratio (before / now) are printed. ``--busy N``
@@ -20,15 +21,26 @@ import sys
 import time
 from pathlib import Path
 
-COMMANDS = ("--help", "train --help", "evaluate --help", "sops --help", "export --help", "compare --help")
+COMMANDS = (
+    "--help",
+    "train --help",
+    "evaluate --help",
+    "sops --help",
+    "export --help",
+    "compare --help",
+    "train --lr inf",  # refused by the configuration's checks: exit 2
+)
 HERE = Path(__file__).resolve().parents[1]
 
 
 def wall_time(tree: Path, command: str) -> float:
     start = time.perf_counter()
     # cwd first on sys.path: `-m snn_lats` imports the tree's package, not the installed one.
-    subprocess.run([sys.executable, "-m", "snn_lats", *command.split()], cwd=tree, check=True, capture_output=True)
-    return time.perf_counter() - start
+    done = subprocess.run([sys.executable, "-m", "snn_lats", *command.split()], cwd=tree, capture_output=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode not in (0, 2):  # help, or a one-line refusal
+        raise RuntimeError(f"{command!r} in {tree} exited {done.returncode}: {done.stderr.decode()[-500:]}")
+    return elapsed
 
 
 def main(argv=None) -> None:

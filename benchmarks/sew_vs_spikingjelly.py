@@ -17,11 +17,14 @@ import statistics
 import time
 
 import torch
-from spikingjelly.activation_based import functional, neuron, surrogate
-from spikingjelly.activation_based.model import sew_resnet as sj_sew
 from torch import nn
 
 from snn_lats._torchvision import torchvision  # noqa: F401  (before spikingjelly.model imports it)
+
+# isort: split
+from spikingjelly.activation_based import functional, neuron, surrogate
+from spikingjelly.activation_based.model import sew_resnet as sj_sew
+
 from snn_lats.networks import sew_resnet18
 
 

@@ -157,10 +157,17 @@ def test_importing_the_subpackages_and_the_configuration_imports_no_torch():
 @pytest.mark.parametrize("package", LAZY_SUBPACKAGES)
 def test_every_export_of_a_lazy_subpackage_resolves(package):
     import importlib
+    import pkgutil
+
+    from snn_lats import _lazy
 
     module = importlib.import_module(f"snn_lats.{package}")
-    for name in module.__all__:
-        assert getattr(module, name) is not None, name
+    for sub in pkgutil.iter_modules(module.__path__):  # every submodule imported: none may hide an export
+        importlib.import_module(f"{module.__name__}.{sub.name}")
+    exports = _lazy._exports(module.__name__)
+    assert list(exports) == module.__all__
+    for name, source in exports.items():
+        assert getattr(module, name) is getattr(importlib.import_module(source), name), name
     assert set(module.__all__) <= set(dir(module))
     with pytest.raises(AttributeError, match=f"'snn_lats.{package}' has no attribute 'no_such_name'"):
         module.no_such_name  # noqa: B018

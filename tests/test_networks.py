@@ -6,6 +6,7 @@ its repetition over T; a fresh model equals a used one).
 """
 
 import copy
+import importlib
 import subprocess
 import sys
 
@@ -150,6 +151,8 @@ def test_families_register_their_constructors_in_import_order_and_names_are_uniq
         "sew_wide_7b_net",
         *TRANSFORMER_NAMES,
     ]
+    for family in registry.FAMILIES:  # imported before the patch, so that their registrations stay
+        importlib.import_module(f"snn_lats.networks.{family}")
     monkeypatch.setattr(registry, "_NETWORKS", dict(registry._NETWORKS))  # registrations below are undone
 
     @networks.register()
@@ -172,14 +175,26 @@ def test_families_register_their_constructors_in_import_order_and_names_are_uniq
 def test_each_family_registers_exactly_the_names_the_registry_lists_for_it():
     """names() answers from FAMILIES without importing a family (so without torch); what the
     families' @register() decorators do must agree with it, name for name and in order."""
-    import importlib
-
     for family in registry.FAMILIES:
         importlib.import_module(f"snn_lats.networks.{family}")
     registered: dict[str, list[str]] = {}
     for name, constructor in registry._NETWORKS.items():
         registered.setdefault(constructor.__module__.removeprefix("snn_lats.networks."), []).append(name)
     assert registered == {family: list(members) for family, members in registry.FAMILIES.items()}
+
+
+def test_a_familys_name_is_taken_before_the_family_is_imported():
+    script = (
+        "from snn_lats import networks\n"
+        "def resnet18(**kwargs):\n    return None\n"
+        "try:\n    networks.register()(resnet18)\nexcept ValueError as error:\n    print(error)\n"
+        "import sys\nprint('snn_lats.networks.resnet' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == [
+        "network name 'resnet18' is already registered (by snn_lats.networks.resnet.resnet18)",
+        "False",
+    ]
 
 
 def test_create_imports_only_the_family_it_builds():

@@ -84,9 +84,13 @@ def run(args: argparse.Namespace) -> int:
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         check_writable(args.out, "--out", directory=True)  # before torch is imported
-        from snn_lats.engine.distributed import configure_threads
-        from snn_lats.workflows.export import export_checkpoint
+    except ValueError as error:
+        print(f"snn-lats export: error: {error}", file=sys.stderr)
+        return 2
+    from snn_lats.engine.distributed import configure_threads
+    from snn_lats.workflows.export import export_checkpoint
 
+    try:
         configure_threads(args.threads)
         info = export_checkpoint(
             args.checkpoint,

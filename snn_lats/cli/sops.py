@@ -127,19 +127,20 @@ def count(args: argparse.Namespace):
     if args.functional and args.convention != "exact":
         raise ValueError("--functional counts by the exact rule only: drop --convention or give exact")
     plot_fmt = plot_format(args.plot) if args.plot else None
-    from snn_lats.workflows import sops_of_checkpoint, sops_of_network  # torch: after the checks above
-
     given = {k: getattr(args, k) for k in (*NETWORK_FIELDS, *DATA_FLAGS) if getattr(args, k) is not None}
-    options = dict(extras=args.extras, functional=args.functional)
-    if args.checkpoint:
-        if args.recipe:
-            raise ValueError("--recipe cannot be combined with --checkpoint: the network is the checkpoint's")
-        report = sops_of_checkpoint(args.checkpoint, given, args.batches, args.convention, **options)
-        source = args.checkpoint
-    else:
+    if args.checkpoint and args.recipe:
+        raise ValueError("--recipe cannot be combined with --checkpoint: the network is the checkpoint's")
+    if not args.checkpoint:
         if "dataset" not in given and not args.recipe:
             given["dataset"] = "imagefolder" if args.data_path else "digits"
         config = resolve_config(given, args.recipe)
+    from snn_lats.workflows import sops_of_checkpoint, sops_of_network  # torch: after the checks above
+
+    options = dict(extras=args.extras, functional=args.functional)
+    if args.checkpoint:
+        report = sops_of_checkpoint(args.checkpoint, given, args.batches, args.convention, **options)
+        source = args.checkpoint
+    else:
         report = sops_of_network(config, args.batches, args.convention, **options)
         source = f"{config.model} (untrained)"
 

@@ -48,9 +48,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:  # before torch is imported (unless a checkpoint is read): a bad configuration is refused at once
         config, checkpoint = resolve_run(explicit_flags(args), args.recipe)
-    except ValueError as error:  # bad flags, recipe or checkpoint: nothing was written
+    except (ValueError, OSError) as error:  # bad flags, an unusable or unreadable recipe or checkpoint
         print(f"snn-lats train: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("snn-lats train: interrupted before training started; nothing was written", file=sys.stderr)
+        return 130
 
     from snn_lats.cli.evaluate import print_evaluation
     from snn_lats.engine.distributed import PeerFailure

@@ -50,4 +50,4 @@ if TYPE_CHECKING:
         set_epoch,
     )
 
-__all__, __getattr__, __dir__ = _lazy.attach(__name__, __file__)
+__all__, __getattr__, __dir__ = _lazy.attach(__name__)

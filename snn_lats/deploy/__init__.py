@@ -22,4 +22,4 @@ if TYPE_CHECKING:
     from snn_lats.deploy.nir import NIRExportError, to_nir
     from snn_lats.deploy.sparse import decode_sparse, encode_sparse, load_sparse, save_sparse
 
-__all__, __getattr__, __dir__ = _lazy.attach(__name__, __file__)
+__all__, __getattr__, __dir__ = _lazy.attach(__name__)

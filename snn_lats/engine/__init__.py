@@ -28,4 +28,4 @@ if TYPE_CHECKING:
     from snn_lats.engine.summary import RunSummary
     from snn_lats.engine.trainer import NonFiniteLossError, train
 
-__all__, __getattr__, __dir__ = _lazy.attach(__name__, __file__)
+__all__, __getattr__, __dir__ = _lazy.attach(__name__)

@@ -24,11 +24,10 @@ import torch
 from snn_lats._io import atomic_open
 from snn_lats.engine.distributed import all_gather
 from snn_lats.engine.recipe import ARCHITECTURE_FIELDS, upgrade_config
-from snn_lats.engine.rundir import CHECKPOINT_NAME
+from snn_lats.engine.rundir import BEST_NAME, CHECKPOINT_NAME
 
 __all__ = [
     "FORMAT",
-    "BEST_NAME",
     "VERSION",
     "CheckpointError",
     "CheckpointSaver",
@@ -46,7 +45,6 @@ FORMAT = "snn-lats-checkpoint"
 #: Version 2 holds the RNG states and epoch sums of every rank; version 1 (rank 0's only) still loads.
 VERSION = 2
 _READABLE_VERSIONS = (1, 2)
-BEST_NAME = "model_best.pth"
 
 
 class CheckpointError(ValueError):

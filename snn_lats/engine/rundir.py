@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTO",
+    "BEST_NAME",
     "CHECKPOINT_NAME",
     "LOCK_NAME",
     "RunDirectory",
@@ -45,8 +46,10 @@ __all__ = [
 #: ``--resume auto``: the output directory's checkpoint if it has one, else a fresh run.
 AUTO = "auto"
 LOCK_NAME = ".snn-lats.lock"
-#: The checkpoint of the run in a run directory (:class:`~snn_lats.engine.checkpoint.CheckpointSaver` writes it).
+#: The checkpoints of a run directory, which :class:`~snn_lats.engine.checkpoint.CheckpointSaver`
+#: writes: the latest, and the one of the best validation accuracy.
 CHECKPOINT_NAME = "checkpoint.pth"
+BEST_NAME = "model_best.pth"
 
 
 class RunDirectoryBusy(ValueError):

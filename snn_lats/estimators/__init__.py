@@ -21,4 +21,4 @@ if TYPE_CHECKING:
     from snn_lats.estimators.report import SOPReport
     from snn_lats.estimators.sops import SynapticOpCounter
 
-__all__, __getattr__, __dir__ = _lazy.attach(__name__, __file__)
+__all__, __getattr__, __dir__ = _lazy.attach(__name__)

@@ -24,4 +24,4 @@ if TYPE_CHECKING:
     from .spikformer import Spikformer, spikformer_4_384_cifar, spikformer_8_384, spikformer_8_512, spikformer_8_768
     from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
 
-__all__, __getattr__, __dir__ = _lazy.attach(__name__, __file__)
+__all__, __getattr__, __dir__ = _lazy.attach(__name__)

@@ -51,7 +51,8 @@ _FAMILY_OF = {name: family for family, members in FAMILIES.items() for name in m
 def register(name: str | None = None) -> Callable[[_Constructor], _Constructor]:
     """Decorator: register a network constructor under ``name`` (default: the function's name).
 
-    A name registered twice raises ValueError: the second constructor would silently shadow the first.
+    A name registered twice raises ValueError: the second constructor would silently shadow the
+    first. A family's names (:data:`FAMILIES`) are taken, imported or not.
     """
 
     def wrapper(fn: _Constructor) -> _Constructor:
@@ -59,6 +60,9 @@ def register(name: str | None = None) -> Callable[[_Constructor], _Constructor]:
         if key in _NETWORKS:
             first = _NETWORKS[key]
             raise ValueError(f"network name {key!r} is already registered (by {first.__module__}.{first.__qualname__})")
+        family = _FAMILY_OF.get(key)
+        if family is not None and fn.__module__ != f"{__package__}.{family}":
+            raise ValueError(f"network name {key!r} is already registered (by {__package__}.{family}.{key})")
         _NETWORKS[key] = fn
         return fn
 

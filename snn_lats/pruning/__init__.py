@@ -35,4 +35,4 @@ if TYPE_CHECKING:
     )
     from snn_lats.pruning.spec import COST_WEIGHTINGS, COSTS, GRADIENTS, PruningSpec
 
-__all__, __getattr__, __dir__ = _lazy.attach(__name__, __file__)
+__all__, __getattr__, __dir__ = _lazy.attach(__name__)

@@ -9,8 +9,7 @@ from snn_lats import _lazy
 
 # The exports, imported from their submodule on first use (snn_lats._lazy says why).
 if TYPE_CHECKING:
-    from snn_lats.workflows.compare import compare
     from snn_lats.workflows.export import export_checkpoint, load_exported
     from snn_lats.workflows.sops import sops_of_checkpoint, sops_of_network
 
-__all__, __getattr__, __dir__ = _lazy.attach(__name__, __file__)
+__all__, __getattr__, __dir__ = _lazy.attach(__name__)
