@@ -59,13 +59,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.json:  # before the evaluation, not after it (and before torch is imported)
             check_writable(args.json, "--json")
-    except ValueError as error:
-        print(f"snn-lats evaluate: error: {error}", file=sys.stderr)
-        return 2
-    from snn_lats.engine.checkpoint import load_checkpoint
-    from snn_lats.engine.evaluation import evaluate_checkpoint
+        from snn_lats.engine.checkpoint import load_checkpoint
+        from snn_lats.engine.evaluation import evaluate_checkpoint
 
-    try:
         checkpoint = load_checkpoint(args.checkpoint)
         explicit = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
         explicit["sops_batches"] = args.sops_batches if args.sops else 0

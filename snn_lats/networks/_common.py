@@ -9,7 +9,15 @@ from torch import nn
 
 from .registry import STEMS
 
-__all__ = ["STEMS", "check_choice", "check_positive_int", "as_sequence", "static_batch", "init_weights"]
+__all__ = [
+    "STEMS",
+    "check_choice",
+    "check_positive_int",
+    "as_sequence",
+    "encode_once",
+    "static_batch",
+    "init_weights",
+]
 
 
 def check_choice(argument: str, value: object, accepted: Sequence[str]) -> None:
@@ -49,6 +57,14 @@ def as_sequence(x: torch.Tensor, T: int, in_channels: int) -> tuple[torch.Tensor
             f"got shape {tuple(x.shape[1:] if static else x.shape)}"
         )
     return x, static
+
+
+def encode_once(x: torch.Tensor, steps: int | None) -> torch.Tensor:
+    """The first conv-BN's output of a static batch (``[1, N, ...]``, from :func:`as_sequence`)
+    repeated over ``steps``: the encoding of a static image is the same at every step, so it is
+    computed once (the transformers' authors repeat the image first: the same values, T times the
+    encoding's multiplications). A sequence (``steps`` None) as it is."""
+    return x if steps is None else x.repeat(steps, *([1] * (x.dim() - 1)))
 
 
 def static_batch(x: torch.Tensor, in_channels: int) -> torch.Tensor:

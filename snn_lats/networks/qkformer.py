@@ -47,7 +47,7 @@ from torch import nn
 
 from snn_lats._spikingjelly import layer
 
-from ._common import STEMS, as_sequence, check_choice, check_positive_int
+from ._common import STEMS, as_sequence, check_choice, check_positive_int, encode_once
 from .neurons import reset_state
 from .registry import register
 from .sew_resnet import conv3x3, norm
@@ -55,7 +55,6 @@ from .spikformer import (
     ATTENTION_THRESHOLD,
     MLP,
     Block,
-    encode_once,
     max_pool,
     token_linear,
     token_norm,

@@ -28,7 +28,7 @@ from torch import nn
 
 from snn_lats._spikingjelly import layer
 
-from ._common import STEMS, as_sequence, check_choice, check_positive_int, init_weights
+from ._common import STEMS, as_sequence, check_choice, check_positive_int, encode_once, init_weights
 from .neurons import make_neuron, reset_state
 from .registry import CNFS, register
 
@@ -236,10 +236,7 @@ class SEWResNet(nn.Module):
         x, static = as_sequence(x, self.T, self.in_channels)
         reset_state(self)  # no membrane potential leaks from the previous batch
 
-        x = self.conv1(x)
-        x = self.bn1(x)
-        if static:  # the encoding of a static image is the same at every step: compute once, repeat
-            x = x.repeat(self.T, 1, 1, 1, 1)
+        x = encode_once(self.bn1(self.conv1(x)), self.T if static else None)
         x = self.sn1(x)
         x = self.maxpool(x)
 

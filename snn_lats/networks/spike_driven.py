@@ -67,7 +67,7 @@ from torch import nn
 
 from snn_lats._spikingjelly import layer
 
-from ._common import STEMS, as_sequence, check_choice
+from ._common import STEMS, as_sequence, check_choice, encode_once
 from .neurons import reset_state
 from .registry import register
 from .sew_resnet import conv1x1, conv3x3, norm
@@ -75,7 +75,6 @@ from .spikformer import (
     ATTENTION_THRESHOLD,
     POOLED_STAGES,
     check_transformer_arguments,
-    encode_once,
     max_pool,
     stage_suffix,
     transformer_neuron,

@@ -75,7 +75,7 @@ from torch import nn
 
 from snn_lats._spikingjelly import layer, surrogate
 
-from ._common import STEMS, as_sequence, check_choice, check_positive_int
+from ._common import STEMS, as_sequence, check_choice, check_positive_int, encode_once
 from .neurons import NEURONS, make_neuron, reset_state
 from .registry import register
 from .sew_resnet import conv3x3, norm
@@ -158,14 +158,6 @@ def max_pool() -> layer.MaxPool2d:
 def stage_suffix(index: int) -> str:
     """The authors' names of the SPS stages: proj_conv, proj_conv1, proj_conv2, proj_conv3."""
     return str(index) if index else ""
-
-
-def encode_once(x: torch.Tensor, steps: int | None) -> torch.Tensor:
-    """The first conv-BN's output of a static batch (``[1, N, ...]``) repeated over ``steps``: the
-    encoding of a static image is the same at every step, so it is computed once, as the SEW
-    ResNets do (the authors repeat the image first: the same values, T times the encoding's
-    multiplications). A sequence (``steps`` None) as it is."""
-    return x if steps is None else x.repeat(steps, *([1] * (x.dim() - 1)))
 
 
 class SPS(nn.Module):
